@@ -1,0 +1,656 @@
+package flamingo
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ChatInfo describes a chat that has just started. Users are handles: stable, opaque
+// names for the users that are not their secret user_ids.
+type ChatInfo struct {
+	ChatID    string
+	Users     [2]string
+	Genders   [2]Gender
+	StartedAt time.Time
+}
+
+// Message is a message on its way from one user to their partner.
+type Message struct {
+	ChatID    string
+	MessageID string
+	From, To  string // handles
+	Content   string
+	SentAt    time.Time
+}
+
+// ChatEnd describes a chat that has ended.
+type ChatEnd struct {
+	ChatID string
+	Users  [2]string // handles
+	// By is the handle of the user who left or did not come back.
+	By string
+	// Reason is [ReasonLeft] when By left on purpose, [ReasonPartnerDisconnected] when
+	// By did not come back within the resume grace.
+	Reason    EndReason
+	StartedAt time.Time
+	EndedAt   time.Time
+}
+
+// session is one user's identity and state. It outlives connections: a user who
+// disconnects keeps it for Config.ResumeGrace. All fields are guarded by Engine.mu.
+type session struct {
+	handle string
+	digest [sha256.Size]byte // of the user_id; the raw id is not kept
+	conn   *conn             // nil while the user is away
+	gender Gender            // from the last join_queue
+
+	queued bool
+	ticket Ticket // valid while queued
+	chat   *chat
+
+	held      [][]byte // events for the user while away, in order
+	heldBytes int
+	awayGen   uint64 // counts departures, so a stale expiry is recognised
+}
+
+// absence is an entry in the reaper's queue: sess left at gen and expires at deadline.
+type absence struct {
+	sess     *session
+	gen      uint64
+	deadline time.Time
+}
+
+// chat is two users talking. Guarded by Engine.mu.
+type chat struct {
+	id      string
+	users   [2]*session
+	started time.Time
+}
+
+func (ch *chat) partner(s *session) *session {
+	if ch.users[0] == s {
+		return ch.users[1]
+	}
+	return ch.users[0]
+}
+
+// outFrame is one event queued for a connection. keep marks chat events, which are
+// held for the user if the connection ends before they are written.
+type outFrame struct {
+	b    []byte
+	keep bool
+}
+
+// conn is one connection being served. Fields after t are guarded by Engine.mu.
+type conn struct {
+	e *Engine
+	t Transport
+
+	initTimer *time.Timer
+	heartbeat *time.Timer
+	wtimer    *time.Timer // closes the transport when a write takes too long; writer only
+
+	sess     *session
+	replaced bool // another connection took the session over
+	closed   bool // closing or closed: nothing more is queued
+	writing  bool // a writer goroutine is running
+	queue    []outFrame
+	inflight []outFrame // taken by the writer, not yet known to be written
+	qbytes   int
+	closeAt  *closeReq // close the transport once the queue is written
+}
+
+type closeReq struct {
+	code   CloseCode
+	reason string
+}
+
+func randomHex(nbytes int) string {
+	b := make([]byte, nbytes)
+	_, _ = rand.Read(b) // never fails (crypto/rand documents it)
+	return hex.EncodeToString(b)
+}
+
+// handleOf derives the internal handle from a user_id digest.
+func handleOf(d [sha256.Size]byte) string {
+	return hex.EncodeToString(d[:16])
+}
+
+// handle processes one client frame on c.
+func (e *Engine) handle(c *conn, b []byte) {
+	ev, perr := parseClientEvent(b)
+	if perr != nil {
+		e.sendError(c, perr.code, perr.msg, perr.ref)
+		return
+	}
+	if ev.typ == EventInit {
+		e.handleInit(c, ev)
+		return
+	}
+	e.mu.Lock()
+	s := c.sess
+	if s == nil {
+		if !c.replaced {
+			e.sendErrorLocked(c, CodeNotInitialized, "send init first", ev.typ)
+		}
+		e.mu.Unlock()
+		return
+	}
+	switch ev.typ {
+	case EventPing:
+		e.sendLocked(c, outFrame{b: appendEmpty(nil, EventPong)})
+		e.mu.Unlock()
+	case EventGetStats:
+		e.sendLocked(c, outFrame{b: appendStats(nil, e.statsLocked())})
+		e.mu.Unlock()
+	case EventJoinQueue:
+		e.joinQueueLocked(c, s, ev) // unlocks
+	case EventLeaveQueue:
+		if !s.queued {
+			e.sendErrorLocked(c, CodeNotInQueue, "you are not in the queue", ev.typ)
+			e.mu.Unlock()
+			return
+		}
+		e.dequeueLocked(s)
+		e.sendLocked(c, outFrame{b: appendEmpty(nil, EventQueueLeft)})
+		e.mu.Unlock()
+		e.cancelTicket(s.handle)
+	case EventSendMessage:
+		e.sendMessageLocked(c, s, ev) // unlocks
+	case EventLeaveChat:
+		ch := s.chat
+		if ch == nil || (ev.chatID != "" && ev.chatID != ch.id) {
+			e.sendErrorLocked(c, CodeNotInChat, "you are not in that chat", ev.typ)
+			e.mu.Unlock()
+			return
+		}
+		end := e.endChatLocked(ch, s, ReasonLeft)
+		e.mu.Unlock()
+		e.callOnChatEnd(c, end)
+	default:
+		e.mu.Unlock()
+	}
+}
+
+func (e *Engine) handleInit(c *conn, ev clientEvent) {
+	var digest [sha256.Size]byte
+	if ev.userID != "" {
+		digest = sha256.Sum256([]byte(ev.userID))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c.sess != nil || c.replaced {
+		e.sendErrorLocked(c, CodeAlreadyInitialized, "init was already sent on this connection", EventInit)
+		return
+	}
+	if c.closed {
+		return
+	}
+	c.initTimer.Stop()
+	if ev.userID != "" {
+		s := e.sessions[handleOf(digest)]
+		if s != nil && subtle.ConstantTimeCompare(s.digest[:], digest[:]) == 1 {
+			e.resumeLocked(c, s, ev.userID)
+			return
+		}
+	}
+	// A new identity; an unknown user_id is never reused.
+	userID := randomHex(16)
+	s := &session{digest: sha256.Sum256([]byte(userID))}
+	s.handle = handleOf(s.digest)
+	e.sessions[s.handle] = s
+	e.attachLocked(c, s)
+	e.pushLocked(c, outFrame{b: appendReady(nil, userID, false, "")})
+	e.log.Debug("flamingo: new session", slog.String("user", s.handle))
+}
+
+// resumeLocked gives session s to connection c, taking it from its old connection if it
+// has a live one, and replays what was held for it.
+func (e *Engine) resumeLocked(c *conn, s *session, userID string) {
+	if old := s.conn; old != nil {
+		e.detachLocked(old, false)
+		old.replaced = true
+		e.sendErrorLocked(old, CodeSessionReplaced, "this chat was opened on another connection", "")
+		old.closeAt = &closeReq{CloseSessionReplaced, "session replaced"}
+		if !old.writing { // the error could not be queued: close at once
+			e.closeConnLocked(old, CloseSessionReplaced, "session replaced")
+		}
+		e.log.Debug("flamingo: session taken over", slog.String("user", s.handle))
+	}
+	e.attachLocked(c, s)
+	chatID := ""
+	if s.chat != nil {
+		chatID = s.chat.id
+	}
+	e.pushLocked(c, outFrame{b: appendReady(nil, userID, true, chatID)})
+	for _, b := range s.held {
+		e.pushLocked(c, outFrame{b: b, keep: true})
+	}
+	s.held, s.heldBytes = nil, 0
+	e.log.Debug("flamingo: session resumed", slog.String("user", s.handle))
+}
+
+func (e *Engine) attachLocked(c *conn, s *session) {
+	c.sess = s
+	s.conn = c
+	e.online++
+}
+
+// detachLocked separates c from its session. Frames not yet known to be written are held
+// for the user. With away set, the session starts its resume grace (and leaves the
+// queue); otherwise another connection is about to take it.
+func (e *Engine) detachLocked(c *conn, away bool) {
+	s := c.sess
+	if s == nil || s.conn != c {
+		return
+	}
+	c.sess = nil
+	s.conn = nil
+	e.online--
+	for _, q := range [][]outFrame{c.inflight, c.queue} {
+		for _, f := range q {
+			if f.keep {
+				s.held = append(s.held, f.b)
+				s.heldBytes += len(f.b)
+			}
+		}
+	}
+	c.queue, c.qbytes = nil, 0
+	if s.queued {
+		e.dequeueLocked(s)
+		e.goLocked(func() { e.cancelTicket(s.handle) })
+	}
+	if away {
+		s.awayGen++
+		e.absent = append(e.absent, absence{sess: s, gen: s.awayGen, deadline: time.Now().Add(e.cfg.ResumeGrace)})
+		if len(e.absent) == 1 {
+			select {
+			case e.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// disconnect is called once the read loop of c has ended.
+func (e *Engine) disconnect(c *conn) {
+	e.mu.Lock()
+	delete(e.conns, c)
+	if s := c.sess; s != nil {
+		e.detachLocked(c, true)
+		e.log.Debug("flamingo: user away", slog.String("user", s.handle))
+	}
+	e.closeConnLocked(c, CloseNormal, "")
+	e.mu.Unlock()
+}
+
+func (e *Engine) dequeueLocked(s *session) {
+	s.queued = false
+	s.ticket = Ticket{}
+	e.inQueue--
+}
+
+func (e *Engine) cancelTicket(user string) {
+	if _, err := e.matcher.Cancel(context.Background(), user); err != nil {
+		e.log.Error("flamingo: matcher cancel failed", slog.String("user", user), slog.Any("err", err))
+	}
+}
+
+func (e *Engine) joinQueueLocked(c *conn, s *session, ev clientEvent) {
+	switch {
+	case s.chat != nil:
+		e.sendErrorLocked(c, CodeAlreadyInChat, "leave your chat first", ev.typ)
+		e.mu.Unlock()
+		return
+	case s.queued:
+		e.sendErrorLocked(c, CodeAlreadyInQueue, "you are already in the queue", ev.typ)
+		e.mu.Unlock()
+		return
+	}
+	s.queued = true
+	s.gender = ev.gender
+	s.ticket = Ticket{User: s.handle, Gender: ev.gender, Preference: ev.pref, JoinedAt: time.Now()}
+	e.inQueue++
+	e.sendLocked(c, outFrame{b: appendQueueJoined(nil, e.inQueue)})
+	t := s.ticket
+	e.mu.Unlock()
+	e.enqueue(t)
+}
+
+// enqueue hands t to the matcher; if that fails, the user is told and leaves the queue.
+func (e *Engine) enqueue(t Ticket) {
+	err := e.matcher.Enqueue(context.Background(), t)
+	if err == nil {
+		return
+	}
+	e.log.Error("flamingo: matcher enqueue failed", slog.String("user", t.User), slog.Any("err", err))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.sessions[t.User]
+	if s == nil || !s.queued || !s.ticket.JoinedAt.Equal(t.JoinedAt) {
+		return
+	}
+	e.dequeueLocked(s)
+	if s.conn != nil {
+		e.sendErrorLocked(s.conn, CodeInternal, "could not join the queue, try again", EventJoinQueue)
+	}
+}
+
+// onPair is the report function installed in the matcher.
+func (e *Engine) onPair(p Pair) {
+	e.mu.Lock()
+	a, b := e.waitingLocked(p.A), e.waitingLocked(p.B)
+	if a == nil || b == nil || a == b {
+		closed := e.closed
+		e.mu.Unlock()
+		// One side left before the pair arrived: the other keeps its place in the
+		// queue, by its original JoinedAt.
+		if a != nil && !closed {
+			e.enqueue(p.A)
+		}
+		if b != nil && b != a && !closed {
+			e.enqueue(p.B)
+		}
+		return
+	}
+	ch := &chat{id: randomHex(16), users: [2]*session{a, b}, started: time.Now()}
+	e.chats[ch.id] = ch
+	for _, s := range ch.users {
+		e.dequeueLocked(s)
+		s.chat = ch
+		e.inChat++
+	}
+	e.deliverLocked(a, appendMatchFound(nil, ch.id, b.gender), true)
+	e.deliverLocked(b, appendMatchFound(nil, ch.id, a.gender), true)
+	info := ChatInfo{ChatID: ch.id, Users: [2]string{a.handle, b.handle}, Genders: [2]Gender{a.gender, b.gender}, StartedAt: ch.started}
+	e.mu.Unlock()
+	if e.cfg.OnMatch != nil {
+		e.callHook(nil, "OnMatch", func() { e.cfg.OnMatch(info) })
+	}
+}
+
+// waitingLocked returns the session that t belongs to if it is still waiting with t.
+func (e *Engine) waitingLocked(t Ticket) *session {
+	s := e.sessions[t.User]
+	if s == nil || !s.queued || !s.ticket.JoinedAt.Equal(t.JoinedAt) || s.conn == nil {
+		return nil
+	}
+	return s
+}
+
+func (e *Engine) sendMessageLocked(c *conn, s *session, ev clientEvent) {
+	ch := s.chat
+	if ch == nil || ev.chatID != ch.id {
+		e.sendErrorLocked(c, CodeNotInChat, "you are not in that chat", ev.typ)
+		e.mu.Unlock()
+		return
+	}
+	if strings.TrimSpace(ev.content) == "" {
+		e.sendErrorLocked(c, CodeEmptyMessage, "the message is empty", ev.typ)
+		e.mu.Unlock()
+		return
+	}
+	if len(ev.content) > e.cfg.MaxMessageBytes {
+		e.sendErrorLocked(c, CodeMessageTooLong, "the message is longer than "+strconv.Itoa(e.cfg.MaxMessageBytes)+" bytes", ev.typ)
+		e.mu.Unlock()
+		return
+	}
+	m := Message{
+		ChatID:    ch.id,
+		MessageID: strconv.FormatUint(e.msgSeq.Add(1), 16),
+		From:      s.handle,
+		To:        ch.partner(s).handle,
+		Content:   ev.content,
+		SentAt:    time.Now(),
+	}
+	if e.cfg.OnMessage != nil {
+		e.mu.Unlock()
+		var err error
+		if !e.callHook(c, "OnMessage", func() { err = e.cfg.OnMessage(m) }) {
+			return
+		}
+		e.mu.Lock()
+		if err != nil {
+			var perr *Error
+			if errors.As(err, &perr) {
+				e.sendErrorLocked(c, perr.Code, perr.Message, ev.typ)
+			} else {
+				e.sendErrorLocked(c, CodeMessageRejected, "the message was refused", ev.typ)
+			}
+			e.mu.Unlock()
+			return
+		}
+		if s.chat != ch { // the chat ended while the hook ran
+			e.sendErrorLocked(c, CodeNotInChat, "the chat has ended", ev.typ)
+			e.mu.Unlock()
+			return
+		}
+	}
+	frame := appendMessageReceived(nil, m.ChatID, m.MessageID, m.Content, m.SentAt)
+	if !e.deliverLocked(ch.partner(s), frame, false) {
+		e.sendErrorLocked(c, CodeRateLimited, "your partner is away and cannot take more messages now", ev.typ)
+	}
+	e.mu.Unlock()
+}
+
+// endChatLocked ends ch because by left (ReasonLeft) or did not come back
+// (ReasonPartnerDisconnected), telling each remaining participant once.
+func (e *Engine) endChatLocked(ch *chat, by *session, reason EndReason) ChatEnd {
+	delete(e.chats, ch.id)
+	for _, s := range ch.users {
+		s.chat = nil
+		e.inChat--
+	}
+	other := ch.partner(by)
+	if reason == ReasonLeft {
+		e.deliverLocked(by, appendChatEnded(nil, ch.id, ReasonLeft), true)
+		e.deliverLocked(other, appendChatEnded(nil, ch.id, ReasonPartnerLeft), true)
+	} else {
+		e.deliverLocked(other, appendChatEnded(nil, ch.id, ReasonPartnerDisconnected), true)
+	}
+	return ChatEnd{
+		ChatID:    ch.id,
+		Users:     [2]string{ch.users[0].handle, ch.users[1].handle},
+		By:        by.handle,
+		Reason:    reason,
+		StartedAt: ch.started,
+		EndedAt:   time.Now(),
+	}
+}
+
+func (e *Engine) callOnChatEnd(c *conn, end ChatEnd) {
+	if e.cfg.OnChatEnd != nil {
+		e.callHook(c, "OnChatEnd", func() { e.cfg.OnChatEnd(end) })
+	}
+}
+
+// callHook runs a user hook, recovering a panic. If the hook ran for connection c, a
+// panic closes c with CloseInternalError. It reports whether the hook returned.
+func (e *Engine) callHook(c *conn, name string, f func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("flamingo: hook panicked", slog.String("hook", name), slog.String("panic", fmt.Sprint(r)))
+			if c != nil {
+				e.closeConn(c, CloseInternalError, "internal error")
+			}
+			ok = false
+		}
+	}()
+	f()
+	return true
+}
+
+// deliverLocked sends a chat event to s, wherever s is: on its connection, or held
+// until it comes back. A connection that cannot take the event is dropped as a slow
+// consumer and its user is treated as away. Unless force is set, an event for a user
+// whose held events are at their bound is refused (false).
+func (e *Engine) deliverLocked(s *session, b []byte, force bool) bool {
+	if c := s.conn; c != nil {
+		if e.sendLocked(c, outFrame{b: b, keep: true}) {
+			return true
+		}
+		e.log.Info("flamingo: dropping slow consumer", slog.String("user", s.handle))
+		e.detachLocked(c, true)
+		e.closeConnLocked(c, CloseSlowConsumer, "too slow")
+	}
+	if !force && (len(s.held) >= e.cfg.MaxQueuedEvents || s.heldBytes+len(b) > e.cfg.MaxQueuedBytes) {
+		return false
+	}
+	s.held = append(s.held, b)
+	s.heldBytes += len(b)
+	return true
+}
+
+func (e *Engine) sendError(c *conn, code ErrorCode, msg string, ref EventType) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sendErrorLocked(c, code, msg, ref)
+}
+
+func (e *Engine) sendErrorLocked(c *conn, code ErrorCode, msg string, ref EventType) {
+	if !e.sendLocked(c, outFrame{b: appendError(nil, code, msg, ref)}) && c.sess != nil {
+		e.detachLocked(c, true)
+		e.closeConnLocked(c, CloseSlowConsumer, "too slow")
+	}
+}
+
+// sendLocked queues f for c within the queue's bounds; it reports false if c is
+// closed or its queue is full.
+func (e *Engine) sendLocked(c *conn, f outFrame) bool {
+	if c.closed {
+		return false
+	}
+	if len(c.queue)+len(c.inflight) >= e.cfg.MaxQueuedEvents || c.qbytes+len(f.b) > e.cfg.MaxQueuedBytes {
+		return false
+	}
+	e.pushLocked(c, f)
+	return true
+}
+
+// pushLocked queues f for c regardless of the bounds (used when a resume replays held
+// events, which were within the bounds when they were held) and starts a writer.
+func (e *Engine) pushLocked(c *conn, f outFrame) {
+	if c.closed {
+		return
+	}
+	c.queue = append(c.queue, f)
+	c.qbytes += len(f.b)
+	if !c.writing {
+		c.writing = true
+		e.goLocked(c.writeLoop)
+	}
+}
+
+// writeLoop writes c's queue until it is empty, then exits: an idle connection has no
+// writer goroutine.
+func (c *conn) writeLoop() {
+	e := c.e
+	ctx := context.Background()
+	for {
+		e.mu.Lock()
+		c.inflight = nil
+		if c.closed || len(c.queue) == 0 {
+			c.writing = false
+			if req := c.closeAt; req != nil {
+				e.closeConnLocked(c, req.code, req.reason)
+			}
+			e.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.inflight, c.queue, c.qbytes = batch, nil, 0
+		e.mu.Unlock()
+
+		for _, f := range batch {
+			if c.wtimer == nil {
+				c.wtimer = time.AfterFunc(e.cfg.WriteTimeout, func() { c.writeTimedOut() })
+			} else {
+				c.wtimer.Reset(e.cfg.WriteTimeout)
+			}
+			err := c.t.Write(ctx, f.b)
+			c.wtimer.Stop()
+			if err != nil {
+				e.mu.Lock()
+				c.writing = false
+				if s := c.sess; s != nil {
+					e.detachLocked(c, true)
+				}
+				e.closeConnLocked(c, CloseGoingAway, "write failed")
+				e.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+func (c *conn) writeTimedOut() {
+	e := c.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c.sess != nil {
+		e.detachLocked(c, true)
+	}
+	e.closeConnLocked(c, CloseSlowConsumer, "write timeout")
+}
+
+// reaper expires sessions whose users did not come back within the resume grace.
+func (e *Engine) reaper() {
+	defer e.workers.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var ends []ChatEnd
+		e.mu.Lock()
+		now := time.Now()
+		for len(e.absent) > 0 && !e.absent[0].deadline.After(now) {
+			a := e.absent[0]
+			e.absent[0] = absence{}
+			e.absent = e.absent[1:]
+			if end, ok := e.expireLocked(a); ok {
+				ends = append(ends, end)
+			}
+		}
+		wait := time.Duration(-1)
+		if len(e.absent) > 0 {
+			wait = e.absent[0].deadline.Sub(now)
+		}
+		e.mu.Unlock()
+		for _, end := range ends {
+			e.callOnChatEnd(nil, end)
+		}
+		if wait >= 0 {
+			timer.Reset(wait)
+		}
+		select {
+		case <-e.done:
+			timer.Stop()
+			return
+		case <-e.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// expireLocked forgets a session that stayed away past its grace, ending its chat.
+func (e *Engine) expireLocked(a absence) (ChatEnd, bool) {
+	s := a.sess
+	if s.conn != nil || s.awayGen != a.gen || e.sessions[s.handle] != s {
+		return ChatEnd{}, false // came back, or left again later
+	}
+	delete(e.sessions, s.handle)
+	s.held, s.heldBytes = nil, 0
+	e.log.Debug("flamingo: session expired", slog.String("user", s.handle))
+	if ch := s.chat; ch != nil {
+		return e.endChatLocked(ch, s, ReasonPartnerDisconnected), true
+	}
+	return ChatEnd{}, false
+}

@@ -1,0 +1,363 @@
+package flamingo
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// Transport is one client connection's message pipe: whole text messages in, whole
+// text messages out. It knows nothing of chat; [Engine.Serve] runs the protocol over it.
+//
+// The Engine calls Read from one goroutine only (the one running Serve). Write is
+// called from one goroutine at a time, but concurrently with Read. Close may be called
+// at any time from any goroutine, more than once; it must unblock a pending Read and
+// Write, and calls after the first may do nothing.
+//
+// The Engine never cancels the context it passes to Read; it unblocks a Read by calling
+// Close, which is cheaper for most transports. It bounds each Write with a timer that
+// calls Close rather than with a context deadline, for the same reason.
+type Transport interface {
+	// Read blocks until the next message arrives and returns it. The returned slice
+	// may be reused by the next Read call. Any error ends the connection.
+	Read(ctx context.Context) ([]byte, error)
+	// Write sends one message. The Engine does not touch p afterwards, and never
+	// modifies it.
+	Write(ctx context.Context, p []byte) error
+	// Close ends the connection, telling the peer code and reason where the
+	// transport can.
+	Close(code CloseCode, reason string) error
+}
+
+// Pinger is a [Transport] that can check that its peer is alive. When a Transport
+// implements it, the Engine calls Ping every [Config.HeartbeatInterval] and closes the
+// connection if no answer comes within [Config.HeartbeatTimeout]. Ping is called
+// concurrently with Read, never with another Ping.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// CloseCode is a WebSocket close status code, as the engine uses them.
+type CloseCode int
+
+// Close codes the engine uses. A client should reconnect (and resume) after
+// CloseGoingAway, CloseSlowConsumer and abnormal closes, and not after
+// CloseSessionReplaced, which means the user opened the chat elsewhere.
+const (
+	CloseNormal          CloseCode = 1000 // the connection ended normally
+	CloseGoingAway       CloseCode = 1001 // the server is shutting down or lost the peer's heartbeat
+	CloseUnsupportedData CloseCode = 1003 // a binary frame arrived
+	CloseInvalidPayload  CloseCode = 1007 // a text frame was not valid UTF-8
+	ClosePolicyViolation CloseCode = 1008 // no init within Config.InitTimeout, or abuse
+	CloseMessageTooBig   CloseCode = 1009 // a frame over Config.MaxFrameBytes
+	CloseInternalError   CloseCode = 1011 // a hook panicked while handling this connection's event
+	CloseSessionReplaced CloseCode = 4001 // another connection took the session over
+	CloseSlowConsumer    CloseCode = 4002 // the client did not read its events fast enough
+)
+
+// Errors returned by the Engine.
+var (
+	// ErrEngineClosed is returned by [Engine.Serve] once [Engine.Shutdown] has begun.
+	ErrEngineClosed = errors.New("flamingo: engine closed")
+)
+
+// Config configures an [Engine]. A zero Config is ready to use: each field's zero value
+// means the default its comment gives.
+type Config struct {
+	// Matcher pairs waiting users. Nil means a new [MemoryMatcher].
+	Matcher Matcher
+	// Logger receives the engine's logs. Nil means no logging. Logs never hold
+	// message content or user_ids, only handles.
+	Logger *slog.Logger
+
+	// ResumeGrace is how long a disconnected user keeps their session and chat.
+	// Zero means 30 seconds.
+	ResumeGrace time.Duration
+	// MaxQueuedEvents bounds the events waiting to be written to one connection, and
+	// the events held for a user who is away. Zero means 256.
+	MaxQueuedEvents int
+	// MaxQueuedBytes bounds the same queues by size. Zero means 1 MiB.
+	MaxQueuedBytes int
+	// MaxFrameBytes is the largest frame a client may send; a larger one closes the
+	// connection with [CloseMessageTooBig]. Zero means 32 KiB.
+	MaxFrameBytes int
+	// MaxMessageBytes is the largest send_message content in bytes. Zero means 4096.
+	MaxMessageBytes int
+	// InitTimeout is how long a new connection may take to send init before it is
+	// closed with [ClosePolicyViolation]. Zero means 10 seconds.
+	InitTimeout time.Duration
+	// WriteTimeout bounds one write to a connection; a connection whose write takes
+	// longer is closed as a slow consumer. Zero means 10 seconds.
+	WriteTimeout time.Duration
+	// HeartbeatInterval is the time between pings to a transport that is a [Pinger].
+	// Zero means 25 seconds.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how long a ping may go unanswered before the connection is
+	// closed. Zero means 10 seconds.
+	HeartbeatTimeout time.Duration
+
+	// OnMatch, if set, is called after two users are paired.
+	OnMatch func(ChatInfo)
+	// OnMessage, if set, is called before a message is delivered. A non-nil error
+	// refuses the message: the sender gets an error event with the code of an
+	// [*Error] (or [CodeMessageRejected] for any other error) and the partner gets
+	// nothing.
+	OnMessage func(Message) error
+	// OnChatEnd, if set, is called once after a chat ends.
+	OnChatEnd func(ChatEnd)
+	// The hooks are called on engine goroutines, never with an engine lock held, and
+	// must return quickly: a slow hook delays the connection (or the worker) that
+	// called it. A panicking hook is recovered; if it ran for one connection's event,
+	// that connection is closed with [CloseInternalError].
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
+	}
+	def(&c.ResumeGrace, 30*time.Second)
+	def(&c.InitTimeout, 10*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.HeartbeatInterval, 25*time.Second)
+	def(&c.HeartbeatTimeout, 10*time.Second)
+	defInt(&c.MaxQueuedEvents, 256)
+	defInt(&c.MaxQueuedBytes, 1<<20)
+	defInt(&c.MaxFrameBytes, 32<<10)
+	defInt(&c.MaxMessageBytes, 4096)
+	if c.Matcher == nil {
+		c.Matcher = NewMemoryMatcher()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Engine runs stranger chat: it serves connections, keeps sessions and chats, asks its
+// [Matcher] for pairs and enforces every protocol rule. Create one with [New]; its
+// methods are safe for concurrent use.
+type Engine struct {
+	cfg     Config
+	matcher Matcher
+	log     *slog.Logger
+
+	mu       sync.Mutex // guards everything below, and the state of sessions, chats and conns
+	closed   bool
+	sessions map[string]*session // by handle
+	chats    map[string]*chat    // by chat id
+	conns    map[*conn]struct{}
+	online   int
+	inQueue  int
+	inChat   int
+	absent   []absence // users away, in order of their grace deadline
+
+	msgSeq       atomic.Uint64 // numbers messages for their message_id
+	wake         chan struct{} // nudges the reaper; capacity 1
+	done         chan struct{} // closed when Shutdown begins
+	workers      sync.WaitGroup
+	serving      sync.WaitGroup
+	shutdownOnce sync.Once
+}
+
+// New returns a running Engine configured by cfg. It starts the matcher and the worker
+// that expires sessions; [Engine.Shutdown] stops them.
+func New(cfg Config) (*Engine, error) {
+	cfg = cfg.withDefaults()
+	e := &Engine{
+		cfg:      cfg,
+		matcher:  cfg.Matcher,
+		log:      cfg.Logger,
+		sessions: make(map[string]*session),
+		chats:    make(map[string]*chat),
+		conns:    make(map[*conn]struct{}),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if err := e.matcher.Start(e.onPair); err != nil {
+		return nil, err
+	}
+	e.workers.Add(1)
+	go e.reaper()
+	return e, nil
+}
+
+// Stats returns the current counts of users on this engine.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.statsLocked()
+}
+
+func (e *Engine) statsLocked() Stats {
+	return Stats{Online: e.online, InQueue: e.inQueue, InChat: e.inChat}
+}
+
+// Serve runs the protocol over one connection and blocks until the connection ends: the
+// peer closes it, it fails, the engine closes it, ctx is done (the connection is closed
+// with [CloseGoingAway]) or the engine shuts down. It closes t before returning. It
+// returns [ErrEngineClosed] if Shutdown had begun before the call, nil otherwise.
+func (e *Engine) Serve(ctx context.Context, t Transport) error {
+	c := &conn{e: e, t: t}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		_ = t.Close(CloseGoingAway, "server shutting down")
+		return ErrEngineClosed
+	}
+	e.conns[c] = struct{}{}
+	e.serving.Add(1)
+	e.mu.Unlock()
+	defer e.serving.Done()
+
+	stop := context.AfterFunc(ctx, func() { e.closeConn(c, CloseGoingAway, "server shutting down") })
+	defer stop()
+	c.initTimer = time.AfterFunc(e.cfg.InitTimeout, func() {
+		e.mu.Lock()
+		late := c.sess == nil && !c.replaced
+		e.mu.Unlock()
+		if late {
+			e.closeConn(c, ClosePolicyViolation, "init timeout")
+		}
+	})
+	if p, ok := t.(Pinger); ok {
+		c.heartbeat = time.AfterFunc(e.cfg.HeartbeatInterval, func() { e.ping(c, p) })
+	}
+
+	readCtx := context.WithoutCancel(ctx)
+	for {
+		b, err := t.Read(readCtx)
+		if err != nil {
+			break
+		}
+		if len(b) > e.cfg.MaxFrameBytes {
+			e.closeConn(c, CloseMessageTooBig, "frame too big")
+			break
+		}
+		if !utf8.Valid(b) {
+			e.closeConn(c, CloseInvalidPayload, "frame is not valid UTF-8")
+			break
+		}
+		e.handle(c, b)
+	}
+	c.initTimer.Stop()
+	if c.heartbeat != nil {
+		c.heartbeat.Stop()
+	}
+	e.disconnect(c)
+	return nil
+}
+
+// closeConn marks c closed and closes its transport on a worker goroutine, so that a
+// caller holding no lock is never blocked by a slow close handshake.
+func (e *Engine) closeConn(c *conn, code CloseCode, reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closeConnLocked(c, code, reason)
+}
+
+func (e *Engine) closeConnLocked(c *conn, code CloseCode, reason string) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	e.goLocked(func() { _ = c.t.Close(code, reason) })
+}
+
+// goLocked runs f on a goroutine the engine waits for in Shutdown. Once Shutdown has
+// begun it does nothing: Shutdown itself closes every transport and stops the matcher,
+// and an Add after its Wait could be missed.
+func (e *Engine) goLocked(f func()) {
+	if e.closed {
+		return
+	}
+	e.workers.Add(1)
+	go func() {
+		defer e.workers.Done()
+		f()
+	}()
+}
+
+// ping runs one heartbeat and schedules the next.
+func (e *Engine) ping(c *conn, p Pinger) {
+	e.mu.Lock()
+	if e.closed || c.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.workers.Add(1)
+	e.mu.Unlock()
+	defer e.workers.Done()
+
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.HeartbeatTimeout)
+	err := p.Ping(ctx)
+	cancel()
+	if err != nil {
+		e.closeConn(c, CloseGoingAway, "heartbeat timeout")
+		return
+	}
+	c.heartbeat.Reset(e.cfg.HeartbeatInterval)
+}
+
+// Shutdown stops the engine: new connections are refused, every connection is closed
+// with [CloseGoingAway], the matcher is stopped, and Shutdown waits until every
+// goroutine the engine started has returned and every Serve call has returned, or ctx
+// is done, whichever is first. Hooks are not called for chats cut by Shutdown. It is
+// safe to call more than once; each call waits.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	var stopErr error
+	e.shutdownOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		conns := make([]*conn, 0, len(e.conns))
+		for c := range e.conns {
+			conns = append(conns, c)
+			c.closed = true
+		}
+		e.mu.Unlock()
+		close(e.done)
+
+		// Close connections concurrently, a bounded number at a time: a close
+		// handshake with an unresponsive peer can take seconds.
+		const parallel = 64
+		sem := make(chan struct{}, parallel)
+		e.workers.Add(1)
+		go func() {
+			defer e.workers.Done()
+			var wg sync.WaitGroup
+			for _, c := range conns {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_ = c.t.Close(CloseGoingAway, "server shutting down")
+					<-sem
+				}()
+			}
+			wg.Wait()
+		}()
+		stopErr = e.matcher.Stop(ctx)
+	})
+	done := make(chan struct{})
+	go func() {
+		e.workers.Wait()
+		e.serving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return stopErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,336 @@
+package flamingo
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Gender is what a user says they are. The zero value is not valid.
+type Gender string
+
+// The genders a user may give in join_queue.
+const (
+	GenderMale   Gender = "male"
+	GenderFemale Gender = "female"
+	GenderOther  Gender = "other"
+)
+
+// Valid reports whether g is one of the defined genders.
+func (g Gender) Valid() bool {
+	return g.index() >= 0
+}
+
+func (g Gender) index() int {
+	switch g {
+	case GenderMale:
+		return 0
+	case GenderFemale:
+		return 1
+	case GenderOther:
+		return 2
+	}
+	return -1
+}
+
+// Preference is whom a user wants to meet: one gender, or anyone.
+type Preference string
+
+// The preferences a user may give in join_queue. [PreferAny] is the default.
+const (
+	PreferAny    Preference = "any"
+	PreferMale   Preference = "male"
+	PreferFemale Preference = "female"
+	PreferOther  Preference = "other"
+)
+
+// Valid reports whether p is one of the defined preferences.
+func (p Preference) Valid() bool {
+	return p.index() >= 0
+}
+
+func (p Preference) index() int {
+	switch p {
+	case PreferAny:
+		return 0
+	case PreferMale:
+		return 1
+	case PreferFemale:
+		return 2
+	case PreferOther:
+		return 3
+	}
+	return -1
+}
+
+// Accepts reports whether a user with preference p is willing to meet a user of gender g.
+func (p Preference) Accepts(g Gender) bool {
+	return p == PreferAny || string(p) == string(g)
+}
+
+var (
+	allGenders     = [...]Gender{GenderMale, GenderFemale, GenderOther}
+	allPreferences = [...]Preference{PreferAny, PreferMale, PreferFemale, PreferOther}
+)
+
+// Ticket is one user's place in the waiting queue.
+//
+// New fields may be added in later versions (interests, for example); matchers must
+// ignore fields they do not know.
+type Ticket struct {
+	// User identifies the waiting user. It is the engine's opaque handle for the user,
+	// never the secret user_id, and a matcher holds at most one ticket per User.
+	User string
+	// Gender is what the user says they are.
+	Gender Gender
+	// Preference is whom the user wants to meet.
+	Preference Preference
+	// JoinedAt is when the user started waiting. Fairness is measured by it: among
+	// compatible waiters the one with the earliest JoinedAt is paired first.
+	JoinedAt time.Time
+}
+
+// Compatible reports whether t and u may be paired: they are different users and each
+// one's preference accepts the other's gender.
+func (t Ticket) Compatible(u Ticket) bool {
+	return t.User != u.User && t.Preference.Accepts(u.Gender) && u.Preference.Accepts(t.Gender)
+}
+
+func (t Ticket) valid() bool {
+	return t.User != "" && t.Gender.Valid() && t.Preference.Valid()
+}
+
+// Pair is two compatible tickets that a [Matcher] has taken out of the queue together.
+// A is the one that waited longer.
+type Pair struct {
+	A, B Ticket
+}
+
+// Matcher decides who meets whom. The [Engine] gives it the tickets of users who join
+// the queue, cancels the tickets of users who leave it, and is told of each pair
+// through the report function it installs with Start.
+//
+// # Contract
+//
+// The Engine calls Start once, from [New], before any other method, and Stop once, from
+// [Engine.Shutdown]; after Stop it calls nothing. Enqueue and Cancel may be called from
+// many goroutines at once.
+//
+// A Matcher must be:
+//   - atomic: a ticket is in at most one reported Pair, ever; a ticket whose Cancel
+//     returned true is never reported;
+//   - mutual: both tickets of a Pair satisfy [Ticket.Compatible];
+//   - fair: a ticket is paired with the compatible waiter whose JoinedAt is earliest;
+//   - complete: no two compatible tickets are left waiting together.
+//
+// Pairs may be reported from any goroutine, including from within Enqueue before it
+// returns, and later (a pair made on another node, or after a waiting rule relaxes).
+// The Matcher must not hold a lock that Enqueue or Cancel need while it calls report,
+// and report may call Enqueue (the Engine does so to put back a ticket whose partner
+// disconnected before the pair arrived, with its original JoinedAt).
+//
+// The context passed to Enqueue and Cancel bounds that call only. The conformance
+// suite in package flamingotest checks all of the above for any implementation.
+type Matcher interface {
+	// Start installs the function through which the matcher reports pairs and
+	// prepares the matcher for use. A second call returns an error.
+	Start(report func(Pair)) error
+	// Enqueue adds a waiting ticket, or pairs it at once with a waiter. It returns
+	// [ErrAlreadyQueued] if t.User already has a ticket waiting and [ErrInvalidTicket]
+	// if t's fields are not valid.
+	Enqueue(ctx context.Context, t Ticket) error
+	// Cancel takes user's ticket out of the queue. It reports true if the ticket was
+	// waiting and is now gone for good, false if there was no ticket or it has already
+	// been paired (its Pair has been or will be reported).
+	Cancel(ctx context.Context, user string) (bool, error)
+	// Stop releases the matcher's resources; waiting tickets are dropped.
+	Stop(ctx context.Context) error
+}
+
+// Errors returned by matchers.
+var (
+	// ErrAlreadyQueued is returned by [Matcher.Enqueue] for a user whose ticket is
+	// already waiting.
+	ErrAlreadyQueued = errors.New("flamingo: user already queued")
+	// ErrInvalidTicket is returned by [Matcher.Enqueue] for a ticket without a user or
+	// with an unknown gender or preference.
+	ErrInvalidTicket = errors.New("flamingo: invalid ticket")
+	// ErrMatcherNotStarted is returned by a matcher used before Start or after Stop.
+	ErrMatcherNotStarted = errors.New("flamingo: matcher not started")
+)
+
+var _ Matcher = (*MemoryMatcher)(nil)
+
+// MemoryMatcher is the default in-memory [Matcher], used by an [Engine] whose
+// [Config.Matcher] is nil. Pairing happens inside Enqueue, so every pair is reported
+// before Enqueue returns.
+//
+// Waiting tickets are kept in one queue per (gender, preference) combination, ordered by
+// JoinedAt, so Enqueue looks at no more than the twelve queue heads and its cost does
+// not grow with the number of waiting users.
+type MemoryMatcher struct {
+	mu      sync.Mutex
+	report  func(Pair)
+	started bool
+	buckets [len(allGenders)][len(allPreferences)]bucket
+	waiting map[string]*waiter
+	seq     uint64 // breaks ties between equal JoinedAt values: first come, first served
+}
+
+type waiter struct {
+	t          Ticket
+	seq        uint64
+	b          *bucket
+	prev, next *waiter
+}
+
+// bucket is a doubly linked list of waiters ordered by (JoinedAt, seq).
+type bucket struct {
+	head, tail *waiter
+}
+
+func (w *waiter) before(o *waiter) bool {
+	if !w.t.JoinedAt.Equal(o.t.JoinedAt) {
+		return w.t.JoinedAt.Before(o.t.JoinedAt)
+	}
+	return w.seq < o.seq
+}
+
+// insert places w in order. A ticket usually joins last, so the scan runs from the tail
+// and stops at once; only a ticket put back with an older JoinedAt walks further.
+func (b *bucket) insert(w *waiter) {
+	w.b = b
+	at := b.tail
+	for at != nil && w.before(at) {
+		at = at.prev
+	}
+	// w goes right after at (or first if at is nil).
+	w.prev = at
+	if at == nil {
+		w.next = b.head
+		b.head = w
+	} else {
+		w.next = at.next
+		at.next = w
+	}
+	if w.next == nil {
+		b.tail = w
+	} else {
+		w.next.prev = w
+	}
+}
+
+func (b *bucket) remove(w *waiter) {
+	if w.prev == nil {
+		b.head = w.next
+	} else {
+		w.prev.next = w.next
+	}
+	if w.next == nil {
+		b.tail = w.prev
+	} else {
+		w.next.prev = w.prev
+	}
+	w.prev, w.next, w.b = nil, nil, nil
+}
+
+// NewMemoryMatcher returns an empty in-memory matcher.
+func NewMemoryMatcher() *MemoryMatcher {
+	return &MemoryMatcher{waiting: make(map[string]*waiter)}
+}
+
+// Start implements [Matcher].
+func (m *MemoryMatcher) Start(report func(Pair)) error {
+	if report == nil {
+		return errors.New("flamingo: Matcher.Start needs a report function")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started || m.report != nil {
+		return errors.New("flamingo: matcher already started")
+	}
+	m.started = true
+	m.report = report
+	return nil
+}
+
+// Enqueue implements [Matcher].
+func (m *MemoryMatcher) Enqueue(_ context.Context, t Ticket) error {
+	if !t.valid() {
+		return ErrInvalidTicket
+	}
+	m.mu.Lock()
+	if !m.started {
+		m.mu.Unlock()
+		return ErrMatcherNotStarted
+	}
+	if _, ok := m.waiting[t.User]; ok {
+		m.mu.Unlock()
+		return ErrAlreadyQueued
+	}
+	m.seq++
+	w := &waiter{t: t, seq: m.seq}
+	var best *waiter
+	for gi, g := range allGenders {
+		if !t.Preference.Accepts(g) {
+			continue
+		}
+		for pi, p := range allPreferences {
+			if !p.Accepts(t.Gender) {
+				continue
+			}
+			if h := m.buckets[gi][pi].head; h != nil && (best == nil || h.before(best)) {
+				best = h
+			}
+		}
+	}
+	if best == nil {
+		m.buckets[t.Gender.index()][t.Preference.index()].insert(w)
+		m.waiting[t.User] = w
+		m.mu.Unlock()
+		return nil
+	}
+	best.b.remove(best)
+	delete(m.waiting, best.t.User)
+	report := m.report
+	m.mu.Unlock()
+
+	p := Pair{A: best.t, B: t}
+	if w.before(best) { // t was put back with an older JoinedAt
+		p.A, p.B = p.B, p.A
+	}
+	report(p)
+	return nil
+}
+
+// Cancel implements [Matcher].
+func (m *MemoryMatcher) Cancel(_ context.Context, user string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.waiting[user]
+	if !ok {
+		return false, nil
+	}
+	w.b.remove(w)
+	delete(m.waiting, user)
+	return true, nil
+}
+
+// Stop implements [Matcher]. Waiting tickets are dropped and later calls to Enqueue
+// return [ErrMatcherNotStarted].
+func (m *MemoryMatcher) Stop(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.started = false
+	m.waiting = make(map[string]*waiter)
+	m.buckets = [len(allGenders)][len(allPreferences)]bucket{}
+	return nil
+}
+
+// Len returns the number of waiting tickets.
+func (m *MemoryMatcher) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.waiting)
+}
