@@ -292,7 +292,7 @@ var payloadFields = map[EventType][]string{
 }
 
 func (ev *clientEvent) parsePayload(p []byte, fields []string) *parseError {
-	var seen [2]bool
+	var seen, present [2]bool // present: the key appeared; seen: with a non-null value
 	values := [2]string{}
 	if len(p) > 0 && string(p) != "null" {
 		if p[0] != '{' {
@@ -305,16 +305,16 @@ func (ev *clientEvent) parsePayload(p []byte, fields []string) *parseError {
 				if string(key) != f {
 					continue
 				}
-				if seen[i] {
+				if present[i] {
 					bad = "duplicate field " + f
 					return false
 				}
-				seen[i] = true
+				present[i] = true
 				s.ws()
-				if s.peek() == 'n' {
-					seen[i] = false // null counts as absent
-					return s.skipValue()
+				if s.peek() == 'n' { // null counts as absent
+					return s.literal("null")
 				}
+				seen[i] = true
 				v, ok := s.stringValue()
 				if !ok {
 					bad = "field " + f + " must be a string"

@@ -1,0 +1,10 @@
+// Package flamingotest helps test code built on flamingo, and flamingo itself.
+//
+// [Pipe] is an in-memory [flamingo.Transport]: hand one end to [flamingo.Engine.Serve]
+// and drive the other with a scripted [Client], with no network and in zero wall time
+// under testing/synctest. [Connect] does both in one call, and [Dial] gives the same
+// Client over a real WebSocket.
+//
+// [TestMatcher] is a conformance suite: any [flamingo.Matcher] implementation runs it
+// from its own tests to show that it keeps the contract.
+package flamingotest
