@@ -329,7 +329,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 
 		// Close connections concurrently, a bounded number at a time: a close
 		// handshake with an unresponsive peer can take seconds.
-		const parallel = 64
+		const parallel = 256
 		sem := make(chan struct{}, parallel)
 		e.workers.Add(1)
 		go func() {

@@ -1,0 +1,66 @@
+// Package flamingo is an embeddable engine for anonymous one-to-one stranger chat:
+// strangers connect, say what they are and whom they want to meet, are paired fairly,
+// chat in real time over WebSocket, and leave.
+//
+// # Getting started
+//
+// Create an [Engine] with [New], mount [NewWebSocketHandler] on your mux, and call
+// [Engine.Shutdown] on exit:
+//
+//	engine, err := flamingo.New(flamingo.Config{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer engine.Shutdown(context.Background())
+//	http.Handle("/ws", flamingo.NewWebSocketHandler(engine, nil))
+//
+// A zero [Config] is ready to use; each field documents its default. Browsers and other
+// clients then speak the JSON protocol described in FRONTEND_GUIDE.md.
+//
+// # Protocol
+//
+// Every frame is one JSON text message, {"type": "...", "payload": {...}}. A client
+// sends init first and gets ready with its user_id; then join_queue, and match_found
+// when paired; send_message and leave_chat in the chat; message_received and
+// chat_ended arrive from the server. Bad input is answered with an error event that
+// carries an [ErrorCode]; the connection stays usable. The event types are the
+// [EventType] constants and the payloads are the *Payload types.
+//
+// # Identity and resume
+//
+// The user_id in ready is a secret: 128 random bits, sent only to its owner, never to a
+// partner. Internally, in hooks and logs, users are known by a handle derived from a
+// hash of it. A client that disconnects keeps its session for [Config.ResumeGrace]:
+// sending init with the same user_id on a new connection resumes it, and events held
+// meanwhile are delivered in order. A second live connection with the same user_id takes
+// the session over, and the old one is closed with [CloseSessionReplaced].
+//
+// # Matching
+//
+// A [Matcher] pairs waiting users. The default, [MemoryMatcher], pairs a user with the
+// longest-waiting compatible user: each one's preference must accept the other's
+// gender. Implement [Matcher] to share the queue between nodes or to match on more;
+// package flamingotest has a conformance suite for implementations.
+//
+// # Transports
+//
+// [Engine.Serve] runs the protocol over any [Transport], a connection that reads and
+// writes whole messages, so other transports plug in the way handlers plug into
+// net/http. The WebSocket adapter is built on github.com/coder/websocket, the maintained
+// home of nhooyr.io/websocket (whose every symbol is now deprecated). Package
+// flamingotest has an in-memory [Transport] for tests.
+//
+// # Hooks
+//
+// [Config.OnMatch], [Config.OnMessage] and [Config.OnChatEnd] let an embedder log,
+// moderate and measure. OnMessage may refuse a message with an [*Error] of its own code.
+// Hooks run on engine goroutines with no lock held and must return quickly.
+//
+// # Slow clients and limits
+//
+// Each connection has a bounded queue of outgoing events ([Config.MaxQueuedEvents],
+// [Config.MaxQueuedBytes]) and its own writer, so a client that does not read cannot
+// hold up its partner or the engine: when its queue is full it is closed with
+// [CloseSlowConsumer] and its session enters the resume grace, with the events not yet
+// written held for it.
+package flamingo

@@ -1,0 +1,158 @@
+package flamingo_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/flamingotest"
+)
+
+// wsServer serves e over a real WebSocket on loopback and returns its ws:// URL.
+func wsServer(t *testing.T, e *flamingo.Engine, opts *flamingo.WebSocketOptions) string {
+	t.Helper()
+	srv := httptest.NewServer(flamingo.NewWebSocketHandler(e, opts))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+func TestWebSocket_WholeFlow(t *testing.T) {
+	e := newEngine(t, flamingo.Config{})
+	url := wsServer(t, e, nil)
+	a, b := flamingotest.Dial(t, url, nil), flamingotest.Dial(t, url, nil)
+	a.Init("")
+	b.Init("")
+	a.Join(flamingo.GenderFemale, flamingo.PreferMale)
+	b.Join(flamingo.GenderMale, flamingo.PreferAny)
+	a.Expect(flamingo.EventMatchFound)
+	b.Expect(flamingo.EventMatchFound)
+
+	a.Say("hello over the wire 🦩")
+	assert.Equal(t, "hello over the wire 🦩", b.ExpectMessage().Content)
+	b.Send(flamingo.EventGetStats, nil)
+	var st flamingo.Stats
+	b.ExpectPayload(flamingo.EventStats, &st)
+	assert.Equal(t, flamingo.Stats{Online: 2, InChat: 2}, st)
+
+	b.Send(flamingo.EventLeaveChat, nil)
+	b.Expect(flamingo.EventChatEnded)
+	a.Expect(flamingo.EventChatEnded)
+}
+
+func TestWebSocket_ResumeAfterReload(t *testing.T) {
+	e := newEngine(t, flamingo.Config{})
+	url := wsServer(t, e, nil)
+	a, b := flamingotest.Dial(t, url, nil), flamingotest.Dial(t, url, nil)
+	a.Init("")
+	b.Init("")
+	a.Join(flamingo.GenderOther, flamingo.PreferAny)
+	b.Join(flamingo.GenderOther, flamingo.PreferAny)
+	a.Expect(flamingo.EventMatchFound)
+	b.Expect(flamingo.EventMatchFound)
+
+	a.Close() // the page reloads
+	require.Eventually(t, func() bool { return e.Stats().Online == 1 }, 5*time.Second, time.Millisecond)
+	b.Say("sent during the reload")
+	b.Sync()
+
+	a2 := flamingotest.Dial(t, url, nil)
+	ready := a2.Init(a.UserID)
+	assert.True(t, ready.Resumed)
+	assert.Equal(t, b.ChatID, ready.ChatID)
+	assert.Equal(t, "sent during the reload", a2.ExpectMessage().Content)
+}
+
+// rawDial opens a bare coder/websocket connection for sending frames flamingo's client
+// would not send.
+func rawDial(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return c
+}
+
+func TestWebSocket_FrameRules(t *testing.T) {
+	tests := []struct {
+		name string
+		typ  websocket.MessageType
+		give []byte
+		want websocket.StatusCode
+	}{
+		{"binary frame", websocket.MessageBinary, []byte(`{"type":"ping"}`), websocket.StatusUnsupportedData},
+		{"invalid utf-8", websocket.MessageText, []byte("{\"type\":\"ping\",\"x\":\"\xc3\x28\"}"), websocket.StatusInvalidFramePayloadData},
+		{"over the read limit", websocket.MessageText, []byte(`{"type":"ping","pad":"` + strings.Repeat("a", 2000) + `"}`), websocket.StatusMessageTooBig},
+	}
+	e := newEngine(t, flamingo.Config{MaxFrameBytes: 1024})
+	url := wsServer(t, e, nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := rawDial(t, url)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			require.NoError(t, c.Write(ctx, tt.typ, tt.give))
+			_, _, err := c.Read(ctx)
+			assert.Equal(t, tt.want, websocket.CloseStatus(err), "got %v", err)
+		})
+	}
+}
+
+func TestWebSocket_Origins(t *testing.T) {
+	e := newEngine(t, flamingo.Config{})
+	url := wsServer(t, e, &flamingo.WebSocketOptions{OriginPatterns: []string{"chat.example"}})
+	httpURL := "http" + strings.TrimPrefix(url, "ws")
+	tests := []struct {
+		origin string
+		want   int
+	}{
+		{"https://evil.example", http.StatusForbidden},
+		{"https://chat.example", http.StatusSwitchingProtocols},
+		{httpURL, http.StatusSwitchingProtocols}, // the server's own host
+		{"", http.StatusSwitchingProtocols},      // not a browser
+	}
+	for _, tt := range tests {
+		t.Run(tt.origin, func(t *testing.T) {
+			h := http.Header{}
+			if tt.origin != "" {
+				h.Set("Origin", tt.origin)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+			if c != nil {
+				defer c.CloseNow()
+			}
+			require.NotNil(t, resp, "dial error: %v", err)
+			assert.Equal(t, tt.want, resp.StatusCode)
+		})
+	}
+}
+
+func TestWebSocket_ShutdownClosesWith1001(t *testing.T) {
+	e, err := flamingo.New(flamingo.Config{})
+	require.NoError(t, err)
+	url := wsServer(t, e, nil)
+	a := flamingotest.Dial(t, url, nil)
+	a.Init("")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- e.Shutdown(ctx) }()
+	a.ExpectClosed(flamingo.CloseGoingAway) // a answers the close handshake while reading
+	require.NoError(t, <-shut)
+
+	resp, err := http.Get("http" + strings.TrimPrefix(url, "ws"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "refused after shutdown")
+}
