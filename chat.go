@@ -318,7 +318,14 @@ func (e *Engine) joinQueueLocked(c *conn, s *session, ev clientEvent) {
 	}
 	s.queued = true
 	s.gender = ev.gender
-	s.ticket = Ticket{User: s.handle, Gender: ev.gender, Preference: ev.pref, JoinedAt: time.Now()}
+	// JoinedAt also tells one ticket of a user from the next (see waitingLocked), so
+	// it never repeats, even where the clock does not move between two joins.
+	now := time.Now()
+	if !now.After(e.lastJoin) {
+		now = e.lastJoin.Add(time.Nanosecond)
+	}
+	e.lastJoin = now
+	s.ticket = Ticket{User: s.handle, Gender: ev.gender, Preference: ev.pref, JoinedAt: now}
 	e.inQueue++
 	e.sendLocked(c, outFrame{b: appendQueueJoined(nil, e.inQueue)})
 	t := s.ticket

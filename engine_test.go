@@ -619,3 +619,54 @@ func TestShutdown(t *testing.T) {
 		t.Error("Serve after Shutdown must close the transport")
 	}
 }
+
+// heldMatcher is a Matcher that pairs nothing by itself: the test reports pairs when it
+// chooses, as a matcher on another node might, late.
+type heldMatcher struct {
+	mu       sync.Mutex
+	report   func(flamingo.Pair)
+	enqueued []flamingo.Ticket
+}
+
+func (m *heldMatcher) Start(report func(flamingo.Pair)) error { m.report = report; return nil }
+func (m *heldMatcher) Stop(context.Context) error              { return nil }
+func (m *heldMatcher) Cancel(context.Context, string) (bool, error) {
+	return false, nil // as if the ticket had just been paired
+}
+func (m *heldMatcher) Enqueue(_ context.Context, t flamingo.Ticket) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.enqueued = append(m.enqueued, t)
+	return nil
+}
+func (m *heldMatcher) tickets() []flamingo.Ticket {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]flamingo.Ticket(nil), m.enqueued...)
+}
+
+func TestLatePair_WithDepartedUser_RequeuesTheOther(t *testing.T) {
+	m := &heldMatcher{}
+	e := newEngine(t, flamingo.Config{Matcher: m})
+	a, b := flamingotest.Connect(t, e), flamingotest.Connect(t, e)
+	a.Init("")
+	b.Init("")
+	a.Join(flamingo.GenderMale, flamingo.PreferAny)
+	b.Join(flamingo.GenderFemale, flamingo.PreferAny)
+	a.Send(flamingo.EventLeaveQueue, nil)
+	a.Expect(flamingo.EventQueueLeft)
+	tickets := m.tickets()
+	require.Len(t, tickets, 2)
+
+	m.report(flamingo.Pair{A: tickets[0], B: tickets[1]}) // arrives after a left
+	a.Sync()
+	b.Sync() // nobody was matched
+	assert.Equal(t, flamingo.Stats{Online: 2, InQueue: 1}, e.Stats())
+	again := m.tickets()
+	require.Len(t, again, 3, "b's ticket is put back")
+	assert.Equal(t, tickets[1], again[2], "with its original JoinedAt")
+
+	m.report(flamingo.Pair{A: tickets[1], B: tickets[1]}) // a broken matcher pairing b with itself
+	b.Sync()
+	assert.Equal(t, 1, e.Stats().InQueue)
+}

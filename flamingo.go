@@ -161,6 +161,7 @@ type Engine struct {
 	inQueue  int
 	inChat   int
 	absent   []absence // users away, in order of their grace deadline
+	lastJoin time.Time // the latest Ticket.JoinedAt given out
 
 	msgSeq       atomic.Uint64 // numbers messages for their message_id
 	wake         chan struct{} // nudges the reaper; capacity 1
