@@ -629,7 +629,7 @@ type heldMatcher struct {
 }
 
 func (m *heldMatcher) Start(report func(flamingo.Pair)) error { m.report = report; return nil }
-func (m *heldMatcher) Stop(context.Context) error              { return nil }
+func (m *heldMatcher) Stop(context.Context) error             { return nil }
 func (m *heldMatcher) Cancel(context.Context, string) (bool, error) {
 	return false, nil // as if the ticket had just been paired
 }
