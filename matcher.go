@@ -156,7 +156,7 @@ var (
 	// ErrInvalidTicket is returned by [Matcher.Enqueue] for a ticket without a user or
 	// with an unknown gender or preference.
 	ErrInvalidTicket = errors.New("flamingo: invalid ticket")
-	// ErrMatcherNotStarted is returned by a matcher used before Start or after Stop.
+	// ErrMatcherNotStarted is returned by [Matcher.Enqueue] before Start or after Stop.
 	ErrMatcherNotStarted = errors.New("flamingo: matcher not started")
 )
 
@@ -270,7 +270,7 @@ func (m *MemoryMatcher) Enqueue(_ context.Context, t Ticket) error {
 		return ErrAlreadyQueued
 	}
 	m.seq++
-	w := &waiter{t: t, seq: m.seq}
+	w := waiter{t: t, seq: m.seq} // escapes to the heap only if t has to wait
 	var best *waiter
 	for gi, g := range allGenders {
 		if !t.Preference.Accepts(g) {
@@ -286,8 +286,9 @@ func (m *MemoryMatcher) Enqueue(_ context.Context, t Ticket) error {
 		}
 	}
 	if best == nil {
-		m.buckets[t.Gender.index()][t.Preference.index()].insert(w)
-		m.waiting[t.User] = w
+		wp := &waiter{t: w.t, seq: w.seq}
+		m.buckets[t.Gender.index()][t.Preference.index()].insert(wp)
+		m.waiting[t.User] = wp
 		m.mu.Unlock()
 		return nil
 	}
@@ -297,7 +298,7 @@ func (m *MemoryMatcher) Enqueue(_ context.Context, t Ticket) error {
 	m.mu.Unlock()
 
 	p := Pair{A: best.t, B: t}
-	if w.before(best) { // t was put back with an older JoinedAt
+	if (&w).before(best) { // t was put back with an older JoinedAt
 		p.A, p.B = p.B, p.A
 	}
 	report(p)

@@ -1,0 +1,167 @@
+package flamingo_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/flamingotest"
+)
+
+func TestMemoryMatcher_Conformance(t *testing.T) {
+	flamingotest.TestMatcher(t, func(*testing.T) flamingo.Matcher { return flamingo.NewMemoryMatcher() })
+}
+
+func memoryTicket(user string, g flamingo.Gender, p flamingo.Preference) flamingo.Ticket {
+	return flamingo.Ticket{User: user, Gender: g, Preference: p, JoinedAt: time.Now()}
+}
+
+func TestMemoryMatcher_NotStarted(t *testing.T) {
+	ctx := t.Context()
+	m := flamingo.NewMemoryMatcher()
+	tk := memoryTicket("a", flamingo.GenderMale, flamingo.PreferAny)
+	assert.ErrorIs(t, m.Enqueue(ctx, tk), flamingo.ErrMatcherNotStarted, "before Start")
+
+	require.NoError(t, m.Start(func(flamingo.Pair) {}))
+	require.NoError(t, m.Enqueue(ctx, tk))
+	require.NoError(t, m.Stop(ctx))
+
+	assert.ErrorIs(t, m.Enqueue(ctx, memoryTicket("b", flamingo.GenderMale, flamingo.PreferAny)),
+		flamingo.ErrMatcherNotStarted, "after Stop")
+	ok, err := m.Cancel(ctx, "a")
+	require.NoError(t, err)
+	assert.False(t, ok, "Stop drops waiting tickets")
+	assert.Zero(t, m.Len())
+}
+
+func TestMemoryMatcher_Start(t *testing.T) {
+	m := flamingo.NewMemoryMatcher()
+	assert.Error(t, m.Start(nil), "nil report")
+	require.NoError(t, m.Start(func(flamingo.Pair) {}))
+	assert.Error(t, m.Start(func(flamingo.Pair) {}), "second Start")
+	require.NoError(t, m.Stop(t.Context()))
+	assert.Error(t, m.Start(func(flamingo.Pair) {}), "Start after Stop")
+}
+
+func TestMemoryMatcher_Len(t *testing.T) {
+	ctx := t.Context()
+	m := flamingo.NewMemoryMatcher()
+	require.NoError(t, m.Start(func(flamingo.Pair) {}))
+	t.Cleanup(func() { assert.NoError(t, m.Stop(context.Background())) })
+
+	assert.Zero(t, m.Len())
+	require.NoError(t, m.Enqueue(ctx, memoryTicket("a", flamingo.GenderFemale, flamingo.PreferMale)))
+	require.NoError(t, m.Enqueue(ctx, memoryTicket("b", flamingo.GenderFemale, flamingo.PreferMale)))
+	assert.Equal(t, 2, m.Len(), "two waiting")
+	require.NoError(t, m.Enqueue(ctx, memoryTicket("c", flamingo.GenderMale, flamingo.PreferAny)))
+	assert.Equal(t, 1, m.Len(), "c paired with a")
+	_, err := m.Cancel(ctx, "b")
+	require.NoError(t, err)
+	assert.Zero(t, m.Len(), "b cancelled")
+}
+
+// The in-memory matcher documents that every pair is reported before Enqueue returns.
+func TestMemoryMatcher_ReportsBeforeEnqueueReturns(t *testing.T) {
+	ctx := t.Context()
+	m := flamingo.NewMemoryMatcher()
+	var pairs []flamingo.Pair
+	require.NoError(t, m.Start(func(p flamingo.Pair) { pairs = append(pairs, p) }))
+	t.Cleanup(func() { assert.NoError(t, m.Stop(context.Background())) })
+
+	require.NoError(t, m.Enqueue(ctx, memoryTicket("a", flamingo.GenderMale, flamingo.PreferAny)))
+	assert.Empty(t, pairs)
+	require.NoError(t, m.Enqueue(ctx, memoryTicket("b", flamingo.GenderOther, flamingo.PreferAny)))
+	require.Len(t, pairs, 1)
+	assert.Equal(t, "a", pairs[0].A.User)
+	assert.Equal(t, "b", pairs[0].B.User)
+}
+
+// BenchmarkMemoryMatcher_Enqueue measures one Enqueue against a queue of a given size
+// with mixed genders and preferences. Every other Enqueue pairs the newcomer with the
+// longest-waiting compatible ticket; the one in between puts a fresh ticket in the place
+// of the one that left, so the queue keeps its size. The cost should not grow with it.
+func BenchmarkMemoryMatcher_Enqueue(b *testing.B) {
+	for _, waiting := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("waiting=%d", waiting), func(b *testing.B) {
+			benchmarkMemoryMatcherEnqueue(b, waiting)
+		})
+	}
+}
+
+func benchmarkMemoryMatcherEnqueue(b *testing.B, waiting int) {
+	type kind struct {
+		g flamingo.Gender
+		p flamingo.Preference
+	}
+	// No two of these waiting kinds accept each other, so they stay queued together.
+	waitKinds := []kind{
+		{flamingo.GenderFemale, flamingo.PreferMale},
+		{flamingo.GenderOther, flamingo.PreferMale},
+		{flamingo.GenderFemale, flamingo.PreferOther},
+	}
+	// Each of these newcomers accepts, and is accepted by, at least one waiting kind.
+	joinKinds := []kind{
+		{flamingo.GenderMale, flamingo.PreferAny},
+		{flamingo.GenderOther, flamingo.PreferFemale},
+		{flamingo.GenderMale, flamingo.PreferFemale},
+	}
+	ctx := context.Background()
+	var (
+		left    flamingo.Ticket // the waiter taken by the last pair
+		matches int
+	)
+	m := flamingo.NewMemoryMatcher()
+	if err := m.Start(func(p flamingo.Pair) { left, matches = p.A, matches+1 }); err != nil {
+		b.Fatal(err)
+	}
+	defer m.Stop(ctx)
+
+	base := time.Now()
+	clock := 0
+	next := func() time.Time {
+		clock++
+		return base.Add(time.Duration(clock) * time.Microsecond)
+	}
+	for i := range waiting {
+		k := waitKinds[i%len(waitKinds)]
+		tk := flamingo.Ticket{User: fmt.Sprintf("w%d", i), Gender: k.g, Preference: k.p, JoinedAt: next()}
+		if err := m.Enqueue(ctx, tk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if m.Len() != waiting || matches != 0 {
+		b.Fatalf("%d waiting and %d pairs after filling, want %d and 0", m.Len(), matches, waiting)
+	}
+	joiners := make([]flamingo.Ticket, len(joinKinds))
+	for i, k := range joinKinds {
+		joiners[i] = flamingo.Ticket{User: fmt.Sprintf("j%d", i), Gender: k.g, Preference: k.p}
+	}
+
+	b.ReportAllocs()
+	n := 0 // enqueues measured
+	for ; b.Loop(); n++ {
+		var tk flamingo.Ticket
+		if n%2 == 0 { // a newcomer, paired at once
+			tk = joiners[(n/2)%len(joiners)]
+		} else { // a fresh ticket in place of the waiter that left
+			tk = left
+		}
+		tk.JoinedAt = next()
+		if err := m.Enqueue(ctx, tk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if want := n/2 + n%2; matches != want {
+		b.Fatalf("%d pairs in %d enqueues, want %d", matches, n, want)
+	}
+	if l := m.Len(); l < waiting-1 || l > waiting {
+		b.Fatalf("%d waiting at the end, want about %d", l, waiting)
+	}
+	b.ReportMetric(float64(matches)/b.Elapsed().Seconds(), "matches/s")
+}
