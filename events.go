@@ -272,10 +272,21 @@ func parseClientEvent(b []byte) (clientEvent, *parseError) {
 
 // clientEventType returns the client event named v, or "" if there is none.
 func clientEventType(v []byte) EventType {
-	for t := range payloadFields {
-		if string(t) == string(v) {
-			return t
-		}
+	switch EventType(v) { // compared without allocating; the constant is returned
+	case EventInit:
+		return EventInit
+	case EventJoinQueue:
+		return EventJoinQueue
+	case EventLeaveQueue:
+		return EventLeaveQueue
+	case EventSendMessage:
+		return EventSendMessage
+	case EventLeaveChat:
+		return EventLeaveChat
+	case EventPing:
+		return EventPing
+	case EventGetStats:
+		return EventGetStats
 	}
 	return ""
 }
