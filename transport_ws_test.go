@@ -28,12 +28,7 @@ func TestWebSocket_WholeFlow(t *testing.T) {
 	e := newEngine(t, flamingo.Config{})
 	url := wsServer(t, e, nil)
 	a, b := flamingotest.Dial(t, url, nil), flamingotest.Dial(t, url, nil)
-	a.Init("")
-	b.Init("")
-	a.Join(flamingo.GenderFemale, flamingo.PreferMale)
-	b.Join(flamingo.GenderMale, flamingo.PreferAny)
-	a.Expect(flamingo.EventMatchFound)
-	b.Expect(flamingo.EventMatchFound)
+	flamingotest.Match(t, a, b)
 
 	a.Say("hello over the wire 🦩")
 	assert.Equal(t, "hello over the wire 🦩", b.ExpectMessage().Content)
@@ -51,12 +46,7 @@ func TestWebSocket_ResumeAfterReload(t *testing.T) {
 	e := newEngine(t, flamingo.Config{})
 	url := wsServer(t, e, nil)
 	a, b := flamingotest.Dial(t, url, nil), flamingotest.Dial(t, url, nil)
-	a.Init("")
-	b.Init("")
-	a.Join(flamingo.GenderOther, flamingo.PreferAny)
-	b.Join(flamingo.GenderOther, flamingo.PreferAny)
-	a.Expect(flamingo.EventMatchFound)
-	b.Expect(flamingo.EventMatchFound)
+	flamingotest.Match(t, a, b)
 
 	a.Close() // the page reloads
 	require.Eventually(t, func() bool { return e.Stats().Online == 1 }, 5*time.Second, time.Millisecond)

@@ -259,11 +259,20 @@ func (c *Client) Close() {
 	_ = c.conn.Close(flamingo.CloseNormal, "")
 }
 
-// Pair initialises two new clients on e, queues them with compatible choices and
-// returns them matched, with ChatID set on both.
+// Pair connects two new clients to e and returns them matched by [Match]. The engine
+// must have no other compatible users waiting.
 func Pair(t testing.TB, e *flamingo.Engine) (a, b *Client) {
 	t.Helper()
 	a, b = Connect(t, e), Connect(t, e)
+	Match(t, a, b)
+	return a, b
+}
+
+// Match initialises a and b as new users, queues them with compatible choices (a
+// female looking for anyone, b male looking for a female) and waits until both have
+// match_found with the same ChatID.
+func Match(t testing.TB, a, b *Client) {
+	t.Helper()
 	a.Init("")
 	b.Init("")
 	a.Join(flamingo.GenderFemale, flamingo.PreferAny)
@@ -271,7 +280,6 @@ func Pair(t testing.TB, e *flamingo.Engine) (a, b *Client) {
 	a.Expect(flamingo.EventMatchFound)
 	b.Expect(flamingo.EventMatchFound)
 	if a.ChatID == "" || a.ChatID != b.ChatID {
-		t.Fatalf("flamingotest: paired clients got chat ids %q and %q", a.ChatID, b.ChatID)
+		t.Fatalf("flamingotest: matched clients got chat ids %q and %q", a.ChatID, b.ChatID)
 	}
-	return a, b
 }
