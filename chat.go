@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -100,13 +101,18 @@ type conn struct {
 	wtimer    *time.Timer // closes the transport when a write takes too long; writer only
 
 	sess     *session
-	replaced bool // another connection took the session over
-	closed   bool // closing or closed: nothing more is queued
-	writing  bool // a writer goroutine is running
+	owner    *session // the session c was attached to last, kept after detaching
+	replaced bool     // another connection took the session over
+	closed   bool     // closing or closed: nothing more is queued
+	writing  bool     // a writer goroutine is running
 	queue    []outFrame
-	inflight []outFrame // taken by the writer, not yet known to be written
+	inflight []outFrame   // the batch the writer is writing
+	written  atomic.Int64 // how many frames of inflight have been written
 	qbytes   int
 	closeAt  *closeReq // close the transport once the queue is written
+	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
+	// that a replay at the bound does not make a reading client look slow.
+	slack, slackBytes int
 }
 
 type closeReq struct {
@@ -147,10 +153,10 @@ func (e *Engine) handle(c *conn, b []byte) {
 	}
 	switch ev.typ {
 	case EventPing:
-		e.sendLocked(c, outFrame{b: appendEmpty(nil, EventPong)})
+		e.replyLocked(c, appendEmpty(nil, EventPong))
 		e.mu.Unlock()
 	case EventGetStats:
-		e.sendLocked(c, outFrame{b: appendStats(nil, e.statsLocked())})
+		e.replyLocked(c, appendStats(nil, e.statsLocked()))
 		e.mu.Unlock()
 	case EventJoinQueue:
 		e.joinQueueLocked(c, s, ev) // unlocks
@@ -161,7 +167,7 @@ func (e *Engine) handle(c *conn, b []byte) {
 			return
 		}
 		e.dequeueLocked(s)
-		e.sendLocked(c, outFrame{b: appendEmpty(nil, EventQueueLeft)})
+		e.replyLocked(c, appendEmpty(nil, EventQueueLeft))
 		e.mu.Unlock()
 		e.cancelTicket(s.handle)
 	case EventSendMessage:
@@ -219,11 +225,10 @@ func (e *Engine) resumeLocked(c *conn, s *session, userID string) {
 	if old := s.conn; old != nil {
 		e.detachLocked(old, false)
 		old.replaced = true
-		e.sendErrorLocked(old, CodeSessionReplaced, "this chat was opened on another connection", "")
+		// The last word to the old connection, whatever its queue holds; the writer
+		// closes it after this frame.
+		e.pushLocked(old, outFrame{b: appendError(nil, CodeSessionReplaced, "this chat was opened on another connection", "")})
 		old.closeAt = &closeReq{CloseSessionReplaced, "session replaced"}
-		if !old.writing { // the error could not be queued: close at once
-			e.closeConnLocked(old, CloseSessionReplaced, "session replaced")
-		}
 		e.log.Debug("flamingo: session taken over", slog.String("user", s.handle))
 	}
 	e.attachLocked(c, s)
@@ -235,12 +240,13 @@ func (e *Engine) resumeLocked(c *conn, s *session, userID string) {
 	for _, b := range s.held {
 		e.pushLocked(c, outFrame{b: b, keep: true})
 	}
+	c.slack, c.slackBytes = len(s.held)+1, s.heldBytes
 	s.held, s.heldBytes = nil, 0
 	e.log.Debug("flamingo: session resumed", slog.String("user", s.handle))
 }
 
 func (e *Engine) attachLocked(c *conn, s *session) {
-	c.sess = s
+	c.sess, c.owner = s, s
 	s.conn = c
 	e.online++
 }
@@ -256,7 +262,8 @@ func (e *Engine) detachLocked(c *conn, away bool) {
 	c.sess = nil
 	s.conn = nil
 	e.online--
-	for _, q := range [][]outFrame{c.inflight, c.queue} {
+	unwritten := c.inflight[min(int(c.written.Load()), len(c.inflight)):]
+	for _, q := range [][]outFrame{unwritten, c.queue} {
 		for _, f := range q {
 			if f.keep {
 				s.held = append(s.held, f.b)
@@ -327,7 +334,7 @@ func (e *Engine) joinQueueLocked(c *conn, s *session, ev clientEvent) {
 	e.lastJoin = now
 	s.ticket = Ticket{User: s.handle, Gender: ev.gender, Preference: ev.pref, JoinedAt: now}
 	e.inQueue++
-	e.sendLocked(c, outFrame{b: appendQueueJoined(nil, e.inQueue)})
+	e.replyLocked(c, appendQueueJoined(nil, e.inQueue))
 	t := s.ticket
 	e.mu.Unlock()
 	e.enqueue(t)
@@ -442,7 +449,9 @@ func (e *Engine) sendMessageLocked(c *conn, s *session, ev clientEvent) {
 			return
 		}
 	}
-	frame := appendMessageReceived(nil, m.ChatID, m.MessageID, m.Content, m.SentAt)
+	// One allocation of the right size: the fixed part of the frame is under 160 bytes.
+	frame := appendMessageReceived(make([]byte, 0, 160+len(m.ChatID)+len(m.MessageID)+len(m.Content)*6/5),
+		m.ChatID, m.MessageID, m.Content, m.SentAt)
 	if !e.deliverLocked(ch.partner(s), frame, false) {
 		e.sendErrorLocked(c, CodeRateLimited, "your partner is away and cannot take more messages now", ev.typ)
 	}
@@ -505,9 +514,7 @@ func (e *Engine) deliverLocked(s *session, b []byte, force bool) bool {
 		if e.sendLocked(c, outFrame{b: b, keep: true}) {
 			return true
 		}
-		e.log.Info("flamingo: dropping slow consumer", slog.String("user", s.handle))
-		e.detachLocked(c, true)
-		e.closeConnLocked(c, CloseSlowConsumer, "too slow")
+		e.dropSlowLocked(c, "too slow")
 	}
 	if !force && (len(s.held) >= e.cfg.MaxQueuedEvents || s.heldBytes+len(b) > e.cfg.MaxQueuedBytes) {
 		return false
@@ -524,19 +531,39 @@ func (e *Engine) sendError(c *conn, code ErrorCode, msg string, ref EventType) {
 }
 
 func (e *Engine) sendErrorLocked(c *conn, code ErrorCode, msg string, ref EventType) {
-	if !e.sendLocked(c, outFrame{b: appendError(nil, code, msg, ref)}) && c.sess != nil {
-		e.detachLocked(c, true)
-		e.closeConnLocked(c, CloseSlowConsumer, "too slow")
+	e.replyLocked(c, appendError(nil, code, msg, ref))
+}
+
+// replyLocked queues a frame that answers c's own event. A connection too far behind
+// to take it is dropped as a slow consumer: nothing is left out silently.
+func (e *Engine) replyLocked(c *conn, b []byte) {
+	if !e.sendLocked(c, outFrame{b: b}) {
+		e.dropSlowLocked(c, "too slow")
 	}
 }
 
+// dropSlowLocked closes c as a slow consumer; its user is away from then on, with the
+// frames not yet written held for them.
+func (e *Engine) dropSlowLocked(c *conn, reason string) {
+	if c.closed {
+		return
+	}
+	if s := c.sess; s != nil {
+		e.log.Info("flamingo: dropping slow consumer", slog.String("user", s.handle), slog.String("reason", reason))
+		e.detachLocked(c, true)
+	}
+	e.closeConnLocked(c, CloseSlowConsumer, reason)
+}
+
 // sendLocked queues f for c within the queue's bounds; it reports false if c is
-// closed or its queue is full.
+// closed or its queue is full. Frames replayed on resume do not count against the
+// bounds (c.slack).
 func (e *Engine) sendLocked(c *conn, f outFrame) bool {
 	if c.closed {
 		return false
 	}
-	if len(c.queue)+len(c.inflight) >= e.cfg.MaxQueuedEvents || c.qbytes+len(f.b) > e.cfg.MaxQueuedBytes {
+	pending := len(c.queue) + len(c.inflight) - int(c.written.Load()) - c.slack
+	if pending >= e.cfg.MaxQueuedEvents || c.qbytes+len(f.b) > e.cfg.MaxQueuedBytes+c.slackBytes {
 		return false
 	}
 	e.pushLocked(c, f)
@@ -575,6 +602,7 @@ func (c *conn) writeLoop() {
 		}
 		batch := c.queue
 		c.inflight, c.queue, c.qbytes = batch, nil, 0
+		c.written.Store(0)
 		e.mu.Unlock()
 
 		for _, f := range batch {
@@ -583,30 +611,44 @@ func (c *conn) writeLoop() {
 			} else {
 				c.wtimer.Reset(e.cfg.WriteTimeout)
 			}
+			// Counted as written before the write, so that a disconnect seen by the
+			// reader meanwhile does not hold (and later repeat) a frame the client
+			// may already have; if the write fails, it is held after all.
+			c.written.Add(1)
 			err := c.t.Write(ctx, f.b)
 			c.wtimer.Stop()
 			if err != nil {
-				e.mu.Lock()
-				c.writing = false
-				if s := c.sess; s != nil {
-					e.detachLocked(c, true)
-				}
-				e.closeConnLocked(c, CloseGoingAway, "write failed")
-				e.mu.Unlock()
+				c.written.Add(-1)
+				e.writeFailed(c, f)
 				return
 			}
 		}
 	}
 }
 
+// writeFailed ends c after a failed write of f.
+func (e *Engine) writeFailed(c *conn, f outFrame) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.writing = false
+	switch s := c.owner; {
+	case c.sess != nil:
+		e.detachLocked(c, true) // holds f and what follows it
+	case s != nil && s.conn == nil && f.keep:
+		// The reader saw the disconnect first and held what followed f; f goes
+		// before it. (If the user is already back on another connection, f is lost
+		// with the connection, as a frame in a dead socket's buffer would be.)
+		s.held = append([][]byte{f.b}, s.held...)
+		s.heldBytes += len(f.b)
+	}
+	e.closeConnLocked(c, CloseGoingAway, "write failed")
+}
+
 func (c *conn) writeTimedOut() {
 	e := c.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if c.sess != nil {
-		e.detachLocked(c, true)
-	}
-	e.closeConnLocked(c, CloseSlowConsumer, "write timeout")
+	e.dropSlowLocked(c, "write timeout")
 }
 
 // reaper expires sessions whose users did not come back within the resume grace.

@@ -1,0 +1,776 @@
+// Command loadtest measures a flamingo server over real WebSockets on loopback and
+// compares every figure with a bare coder/websocket relay measured in the same run.
+//
+// It starts two servers, the baseline first: the baseline (a minimal relay that pairs
+// connections in arrival order and copies frames between them, with no engine) and
+// flamingo (an Engine behind NewWebSocketHandler). Each runs in a child process (this
+// program re-run with -serve), so that the server's CPU time and memory are measured
+// apart from the load clients'; -inprocess runs them in this process instead, and the
+// output then says that CPU and memory include the clients. Both servers stay up and
+// take turns: each chat phase is cut into -slices slices that alternate between them,
+// so that the machine's changing load (it is shared) touches both alike.
+//
+// Against each server, the same clients:
+//
+//   - connect: open -conns WebSockets, spread over 127.0.0.1..127.0.0.N source
+//     addresses (-srcaddrs), to measure connections/s;
+//   - flamingo only: init, then join_queue with mixed genders and preferences (mostly
+//     "any"), and wait for match_found, to measure matches/s and match latency (a
+//     client whose preference finds nobody leaves the queue and joins again accepting
+//     anyone);
+//   - idle: measure server memory (RSS and heap after a GC) and goroutines per
+//     connection with every connection open and quiet (flamingo: in a chat);
+//   - flat: chat flat out in a closed loop, each client keeping at most -window
+//     messages in flight, for throughput, messages per server CPU-second and
+//     allocations per message; memory and goroutines are also measured mid-phase
+//     ("busy");
+//   - paced: chat in an open loop at -rate messages/s per pair, for latency (each
+//     message carries its scheduled send time; the receiver takes the difference);
+//   - flamingo only: churn: a -churn fraction of pairs leave their chat and queue
+//     again, to measure re-matching.
+//
+// A progress line goes to stderr every second. Every phase is bounded in time, and the
+// whole run stops by itself. The report prints each flamingo figure beside the
+// baseline's and the ratio; -json prints one JSON object instead.
+//
+// Usage:
+//
+//	go run ./examples/loadtest [flags]
+//
+// The flags are:
+//
+//	-conns N       connections per server (default 200; rounded down to even; at
+//	               most 9500 interleaved, 19000 not, halved again with -inprocess)
+//	-duration D    chat time per server, split between the flat and paced phases
+//	               (default 10s)
+//	-rate R        messages/s per pair in the paced phase; 0 runs only the flat
+//	               phase, for the whole duration, and reports its latency (default
+//	               100, so 10k messages/s at 200 connections)
+//	-window W      messages in flight per sender in the flat phase (default 8)
+//	-size B        message content size in bytes (default 64)
+//	-churn F       fraction of pairs that leave and re-queue (default 0.25)
+//	-srcaddrs K    loopback source addresses to spread clients over (0: one per
+//	               4000 connections)
+//	-inprocess     run the servers in this process instead of child processes
+//	-interleave    keep both servers up and alternate their chat slices (default
+//	               true; false runs the baseline to the end, then flamingo, which
+//	               allows twice the connections)
+//	-slices K      slices per chat phase and server (default 4)
+//	-json          print one JSON object instead of the table
+//	-sweep LIST    comma-separated total offered loads (messages/s) for the paced
+//	               phase, one paced phase each, instead of -rate
+//	-svg FILE      with -sweep, write a plot of p50 and p99 latency against load
+//	-serve KIND    internal: run one server ("flamingo" or "baseline") as a child
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// config holds the flags.
+type config struct {
+	conns      int
+	duration   time.Duration
+	rate       float64
+	window     int
+	size       int
+	churn      float64
+	srcAddrs   int
+	inProcess  bool
+	interleave bool
+	slices     int
+	json       bool
+	sweep      []float64 // total offered msgs/s
+	svg        string
+	matchWait  time.Duration
+}
+
+func main() {
+	var cfg config
+	var sweep, serve string
+	flag.IntVar(&cfg.conns, "conns", 200, "connections per server")
+	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "chat time per server (flat + paced)")
+	flag.Float64Var(&cfg.rate, "rate", 100, "messages/s per pair in the paced phase; 0 = closed loop only")
+	flag.IntVar(&cfg.window, "window", 8, "messages in flight per sender in the flat phase")
+	flag.IntVar(&cfg.size, "size", 64, "message content size in bytes")
+	flag.Float64Var(&cfg.churn, "churn", 0.25, "fraction of pairs that leave their chat and re-queue")
+	flag.IntVar(&cfg.srcAddrs, "srcaddrs", 0, "loopback source addresses (0: one per 4000 connections)")
+	flag.BoolVar(&cfg.inProcess, "inprocess", false, "run the servers in this process, not in child processes")
+	flag.BoolVar(&cfg.interleave, "interleave", true, "keep both servers up and alternate their chat slices")
+	flag.IntVar(&cfg.slices, "slices", 4, "slices per chat phase and server")
+	flag.BoolVar(&cfg.json, "json", false, "print one JSON object")
+	flag.StringVar(&sweep, "sweep", "", "comma-separated total offered loads (msgs/s) for paced phases")
+	flag.StringVar(&cfg.svg, "svg", "", "with -sweep: write a latency plot (SVG) to this file")
+	flag.StringVar(&serve, "serve", "", "internal: run one server as a child process")
+	flag.Parse()
+
+	if serve != "" {
+		if err := serveChild(serve); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest -serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := cfg.check(sweep); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		flag.Usage()
+		os.Exit(2)
+	}
+
+	// Every phase has its own time bound; this is the backstop.
+	limit := 2*cfg.duration + time.Duration(len(cfg.sweep))*cfg.duration + 3*time.Minute
+	time.AfterFunc(limit, func() {
+		fmt.Fprintf(os.Stderr, "loadtest: run exceeded %v, giving up\n", limit)
+		os.Exit(3)
+	})
+
+	kinds := []string{kindBaseline, kindFlamingo}
+	var results []*result
+	fail := func(kind string, err error) {
+		fmt.Fprintf(os.Stderr, "loadtest: %s: %v\n", kind, err)
+		os.Exit(1)
+	}
+	if cfg.interleave {
+		var rs []*runner
+		for _, kind := range kinds {
+			r, res, err := setup(cfg, kind)
+			if err != nil {
+				fail(kind, err)
+			}
+			rs, results = append(rs, r), append(results, res)
+		}
+		runChats(cfg, rs, results)
+		for i, r := range rs {
+			r.finish(results[i])
+			r.shutdown()
+		}
+	} else {
+		for _, kind := range kinds {
+			r, res, err := setup(cfg, kind)
+			if err != nil {
+				fail(kind, err)
+			}
+			runChats(cfg, []*runner{r}, []*result{res})
+			r.finish(res)
+			r.shutdown()
+			results = append(results, res)
+		}
+	}
+	rep := makeReport(cfg, results[1], results[0])
+	if cfg.svg != "" {
+		if err := writeSVG(cfg.svg, rep); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest: svg:", err)
+			os.Exit(1)
+		}
+	}
+	if cfg.json {
+		printJSON(rep)
+	} else {
+		printTable(cfg, rep)
+	}
+}
+
+func (cfg *config) check(sweep string) error {
+	cfg.conns &^= 1
+	// One process holds about 19k sockets: the tool holds one end of each
+	// connection to each server that is up at once, and -inprocess the other end too.
+	ends := 1
+	if cfg.interleave {
+		ends *= 2
+	}
+	if cfg.inProcess {
+		ends *= 2
+	}
+	if cfg.conns < 2 || cfg.conns*ends > 19000 {
+		return fmt.Errorf("-conns must be between 2 and %d with these flags (one process holds about 19k sockets)", 19000/ends)
+	}
+	if cfg.slices < 1 || cfg.slices > 100 {
+		return errors.New("-slices must be between 1 and 100")
+	}
+	if cfg.duration <= 0 || cfg.duration > 10*time.Minute {
+		return errors.New("-duration must be positive and at most 10m")
+	}
+	if cfg.window < 1 || cfg.window > 128 {
+		return errors.New("-window must be between 1 and 128 (flamingo queues at most 256 events)")
+	}
+	if cfg.size < 24 || cfg.size > 4096 {
+		return errors.New("-size must be between 24 and 4096")
+	}
+	if cfg.rate < 0 || cfg.churn < 0 || cfg.churn > 1 {
+		return errors.New("-rate must be ≥ 0 and -churn within [0, 1]")
+	}
+	if cfg.srcAddrs <= 0 {
+		cfg.srcAddrs = 1 + cfg.conns/4000
+	}
+	if cfg.srcAddrs > 254 {
+		cfg.srcAddrs = 254
+	}
+	for _, f := range strings.Split(sweep, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("-sweep: bad load %q", f)
+		}
+		cfg.sweep = append(cfg.sweep, v)
+	}
+	if cfg.svg != "" && len(cfg.sweep) == 0 {
+		return errors.New("-svg needs -sweep")
+	}
+	cfg.matchWait = 3 * time.Second
+	return nil
+}
+
+// phaseResult is what one chat phase measured.
+type phaseResult struct {
+	Offered         float64 `json:"offered_msgs_per_sec"` // 0: closed loop
+	Msgs            uint64  `json:"msgs"`
+	Seconds         float64 `json:"seconds"`
+	MsgsPerSec      float64 `json:"msgs_per_sec"`
+	ServerCPUSec    float64 `json:"server_cpu_sec"`
+	MsgsPerCPUSec   float64 `json:"msgs_per_server_cpu_sec"`
+	ClientCPUSec    float64 `json:"client_cpu_sec"`
+	AllocsPerMsg    float64 `json:"allocs_per_msg"`
+	Latency         latency `json:"latency"`
+	ServerCPUShare  float64 `json:"server_cpu_cores"` // server CPU-seconds per second
+	ClientCPUShare  float64 `json:"client_cpu_cores"`
+	SendersFinished int     `json:"senders"`
+}
+
+// memFigures are per-connection memory and goroutine figures.
+type memFigures struct {
+	RSSKiB     float64 `json:"rss_kib_per_conn"`
+	HeapKiB    float64 `json:"heap_kib_per_conn"` // heap in use + goroutine stacks
+	Goroutines float64 `json:"goroutines_per_conn"`
+}
+
+// result is what a run measured on one server.
+type result struct {
+	Kind           string        `json:"kind"`
+	Conns          int           `json:"conns"`
+	ConnsPerSec    float64       `json:"conns_per_sec"`
+	InitsPerSec    float64       `json:"inits_per_sec,omitempty"`
+	Pairs          int           `json:"pairs"`
+	MatchesPerSec  float64       `json:"matches_per_sec,omitempty"`
+	MatchLatency   latency       `json:"match_latency"`
+	Relaxed        int           `json:"relaxed,omitempty"` // clients matched only after relaxing
+	Rematches      int           `json:"rematches,omitempty"`
+	RematchPerSec  float64       `json:"rematches_per_sec,omitempty"`
+	RematchLatency latency       `json:"rematch_latency"`
+	Idle           memFigures    `json:"idle"`
+	Busy           memFigures    `json:"busy"`
+	Flat           phaseResult   `json:"flat"`
+	Paced          []phaseResult `json:"paced"`
+	Errors         uint64        `json:"error_events"`
+	Dropped        uint64        `json:"dropped_events"`
+}
+
+// runner drives the clients against one server.
+type runner struct {
+	cfg     config
+	kind    string
+	srv     *server
+	base    serverStats // before the first connection
+	clients []*client
+	senders []*client // the clients in a chat, partners next to each other
+
+	stopReport chan struct{}
+
+	hist    atomic.Pointer[hist] // where received messages are timed; nil between phases
+	recv    atomic.Uint64
+	sent    atomic.Uint64
+	errors  atomic.Uint64
+	dropped atomic.Uint64
+
+	phaseMu    sync.Mutex
+	phase      string
+	phaseStart time.Time
+	progress   atomic.Uint64 // phase-specific count for the progress line
+}
+
+func (r *runner) setPhase(name string) {
+	r.phaseMu.Lock()
+	r.phase, r.phaseStart = name, time.Now()
+	r.phaseMu.Unlock()
+	r.progress.Store(0)
+}
+
+// report prints a progress line every second until stop is closed.
+func (r *runner) report(stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var lastRecv uint64
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		r.phaseMu.Lock()
+		phase, start := r.phase, r.phaseStart
+		r.phaseMu.Unlock()
+		recv := r.recv.Load()
+		fmt.Fprintf(os.Stderr, "loadtest: [%s] %-8s %5.1fs  done=%d  msgs=%d (%d/s)  errors=%d\n",
+			r.kind, phase, time.Since(start).Seconds(), r.progress.Load(), recv, recv-lastRecv, r.errors.Load())
+		lastRecv = recv
+	}
+}
+
+// setup starts a server of kind, connects the clients, matches them (flamingo) and
+// measures the idle server. The caller must call shutdown.
+func setup(cfg config, kind string) (*runner, *result, error) {
+	srv, err := startServer(kind, cfg.inProcess)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &runner{cfg: cfg, kind: kind, srv: srv, stopReport: make(chan struct{})}
+	go r.report(r.stopReport)
+	res := &result{Kind: kind}
+	r.base = srv.stats(true)
+
+	r.setPhase("connect")
+	hcs := dialers(cfg.srcAddrs)
+	url := "ws://" + srv.addr + "/"
+	all := make([]*client, cfg.conns)
+	var failed atomic.Int64
+	t0 := time.Now()
+	parallel(cfg.conns, 64, func(i int) {
+		c := &client{id: i, run: r}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.dial(ctx, hcs[i%len(hcs)], url); err != nil {
+			if failed.Add(1) == 1 {
+				fmt.Fprintln(os.Stderr, "loadtest: dial:", err)
+			}
+			return
+		}
+		all[i] = c
+		r.progress.Add(1)
+	})
+	res.ConnsPerSec = float64(r.progress.Load()) / time.Since(t0).Seconds()
+	for _, c := range all {
+		if c != nil {
+			c.id = len(r.clients)
+			r.clients = append(r.clients, c)
+		}
+	}
+	res.Conns = len(r.clients)
+	if res.Conns < 2 {
+		return r, nil, fmt.Errorf("only %d connections opened", res.Conns)
+	}
+
+	r.senders = r.clients
+	if kind == kindFlamingo {
+		r.senders, err = r.initAndMatch(res)
+		if err != nil {
+			return r, nil, err
+		}
+	} else {
+		res.Pairs = res.Conns / 2
+		r.senders = r.senders[:res.Pairs*2]
+	}
+
+	r.setPhase("idle")
+	res.Idle = perConn(r.base, r.settle(), res.Conns)
+	return r, res, nil
+}
+
+// runChats runs the chat phases on every runner. Each phase is cut into cfg.slices
+// slices, and the runners take turns slice by slice, so that a change in the
+// machine's load between the start and the end of a run touches both servers alike.
+func runChats(cfg config, rs []*runner, results []*result) {
+	flatDur := cfg.duration
+	loads := cfg.sweep
+	if len(loads) == 0 && cfg.rate > 0 {
+		loads = []float64{cfg.rate * float64(cfg.conns/2)}
+	}
+	pacedDur := time.Duration(0)
+	if len(loads) > 0 {
+		flatDur = cfg.duration / 2
+		pacedDur = (cfg.duration - flatDur) / time.Duration(len(loads))
+		if len(cfg.sweep) > 0 {
+			pacedDur = cfg.duration / 2
+		}
+	}
+	type phase struct {
+		load float64
+		dur  time.Duration
+	}
+	phases := []phase{{0, flatDur}}
+	for _, l := range loads {
+		phases = append(phases, phase{l, pacedDur})
+	}
+	for pi, ph := range phases {
+		accs := make([]*phaseAcc, len(rs))
+		for i := range accs {
+			accs[i] = &phaseAcc{load: ph.load, h: new(hist)}
+		}
+		slice := ph.dur / time.Duration(cfg.slices)
+		for s := range cfg.slices {
+			for i, r := range rs {
+				var mid func()
+				if pi == 0 && s == 0 {
+					res := results[i]
+					mid = func() { res.Busy = perConn(r.base, r.srv.stats(false), res.Conns) }
+				}
+				r.chat(r.senders, ph.load, slice, mid, accs[i])
+			}
+		}
+		for i := range rs {
+			if pi == 0 {
+				results[i].Flat = accs[i].result()
+			} else {
+				results[i].Paced = append(results[i].Paced, accs[i].result())
+			}
+		}
+	}
+}
+
+// finish runs the churn phase (flamingo) and collects the error counts.
+func (r *runner) finish(res *result) {
+	if r.kind == kindFlamingo && r.cfg.churn > 0 {
+		r.rematch(res, r.senders)
+	}
+	res.Errors, res.Dropped = r.errors.Load(), r.dropped.Load()
+}
+
+// shutdown closes the clients and stops the server.
+func (r *runner) shutdown() {
+	close(r.stopReport)
+	r.closeAll()
+	r.srv.stop()
+}
+
+// perConn divides the growth from base to st among n connections.
+func perConn(base, st serverStats, n int) memFigures {
+	d := func(a, b uint64) float64 { return (float64(b) - float64(a)) / float64(n) }
+	return memFigures{
+		RSSKiB:     d(base.RSS, st.RSS) / 1024,
+		HeapKiB:    d(base.HeapInuse+base.StackInuse, st.HeapInuse+st.StackInuse) / 1024,
+		Goroutines: (float64(st.Goroutines) - float64(base.Goroutines)) / float64(n),
+	}
+}
+
+// settle waits (at most 3 s) until the server's goroutine count stops changing, as
+// writers exit and handshakes finish, then measures it after a GC.
+func (r *runner) settle() serverStats {
+	deadline := time.Now().Add(3 * time.Second)
+	last := r.srv.stats(false).Goroutines
+	for time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		g := r.srv.stats(false).Goroutines
+		if g == last {
+			break
+		}
+		last = g
+	}
+	return r.srv.stats(true)
+}
+
+// profile is a client's gender and preference: mostly "any", one in five asks for the
+// opposite gender.
+func profile(i int) (gender, pref string) {
+	genders := [3]string{"male", "female", "other"}
+	switch i % 10 {
+	case 0:
+		return "male", "female"
+	case 1:
+		return "female", "male"
+	}
+	return genders[i%3], "any"
+}
+
+// initAndMatch sends init on every connection, then queues everyone, and returns the
+// clients that are in a chat with a partner among them.
+func (r *runner) initAndMatch(res *result) ([]*client, error) {
+	r.setPhase("init")
+	var ok atomic.Int64
+	t0 := time.Now()
+	parallel(len(r.clients), 0, func(i int) {
+		c := r.clients[i]
+		if c.send(`{"type":"init"}`) != nil {
+			return
+		}
+		if _, got := c.wait(time.Now().Add(10*time.Second), "ready"); got {
+			ok.Add(1)
+			r.progress.Add(1)
+		}
+	})
+	res.InitsPerSec = float64(ok.Load()) / time.Since(t0).Seconds()
+	if int(ok.Load()) != len(r.clients) {
+		return nil, fmt.Errorf("init: %d of %d clients got ready", ok.Load(), len(r.clients))
+	}
+
+	r.setPhase("match")
+	h := new(hist)
+	var lastFirst atomic.Int64 // nanoseconds since t0 of the last first-round match
+	var firstRound, relaxed atomic.Int64
+	t0 = time.Now()
+	parallel(len(r.clients), 0, func(i int) {
+		c := r.clients[i]
+		c.gender, c.pref = profile(i)
+		start := time.Now()
+		ev, first, ok := c.joinAndMatch(r.cfg.matchWait)
+		if !ok {
+			return
+		}
+		c.chatID = ev.chatID
+		h.record(ev.at.Sub(start))
+		r.progress.Add(1)
+		if first {
+			firstRound.Add(1)
+			at := int64(ev.at.Sub(t0))
+			for {
+				m := lastFirst.Load()
+				if at <= m || lastFirst.CompareAndSwap(m, at) {
+					break
+				}
+			}
+		} else {
+			relaxed.Add(1)
+		}
+	})
+	res.MatchLatency = h.summary()
+	res.Relaxed = int(relaxed.Load())
+	if d := time.Duration(lastFirst.Load()); d > 0 {
+		res.MatchesPerSec = float64(firstRound.Load()) / 2 / d.Seconds()
+	}
+	senders := r.chatting(r.clients)
+	res.Pairs = len(senders) / 2
+	if res.Pairs == 0 {
+		return nil, errors.New("match: no pairs")
+	}
+	return senders, nil
+}
+
+// chatting returns the clients of cs whose chat's other user is also in cs, pairs
+// next to each other.
+func (r *runner) chatting(cs []*client) []*client {
+	byChat := make(map[string][]*client)
+	var order []string
+	for _, c := range cs {
+		if c.chatID == "" {
+			continue
+		}
+		if _, seen := byChat[c.chatID]; !seen {
+			order = append(order, c.chatID)
+		}
+		byChat[c.chatID] = append(byChat[c.chatID], c)
+	}
+	var out []*client
+	for _, id := range order {
+		if p := byChat[id]; len(p) == 2 {
+			out = append(out, p...)
+		}
+	}
+	return out
+}
+
+// phaseAcc adds up the slices of one chat phase on one server.
+type phaseAcc struct {
+	load     float64
+	h        *hist
+	msgs     uint64
+	secs     float64
+	srvCPU   float64
+	cliCPU   float64
+	mallocs  uint64
+	senders  int
+	finished int
+}
+
+func (a *phaseAcc) result() phaseResult {
+	pr := phaseResult{
+		Offered:         a.load,
+		Msgs:            a.msgs,
+		Seconds:         a.secs,
+		MsgsPerSec:      ratio(float64(a.msgs), a.secs),
+		ServerCPUSec:    a.srvCPU,
+		ClientCPUSec:    a.cliCPU,
+		MsgsPerCPUSec:   ratio(float64(a.msgs), a.srvCPU),
+		AllocsPerMsg:    ratio(float64(a.mallocs), float64(a.msgs)),
+		Latency:         a.h.summary(),
+		ServerCPUShare:  ratio(a.srvCPU, a.secs),
+		ClientCPUShare:  ratio(a.cliCPU, a.secs),
+		SendersFinished: a.finished,
+	}
+	return pr
+}
+
+// chat runs one slice of a chat phase and adds it to acc: closed loop when
+// acc.load is 0, otherwise open loop at acc.load messages/s in total. mid, if set,
+// runs halfway through.
+func (r *runner) chat(senders []*client, load float64, dur time.Duration, mid func(), acc *phaseAcc) {
+	name := "flat"
+	if load > 0 {
+		name = fmt.Sprintf("paced@%.0f", load)
+	}
+	r.setPhase(name)
+	sent0, recv0 := r.sent.Load(), r.recv.Load()
+	st0 := r.srv.stats(false)
+	cl0 := processCPU()
+	t0 := time.Now()
+	r.hist.Store(acc.h)
+	stop := make(chan struct{})
+	timer := time.AfterFunc(dur, func() { close(stop) })
+	defer timer.Stop()
+	if mid != nil {
+		midTimer := time.AfterFunc(dur/2, mid)
+		defer midTimer.Stop()
+	}
+	var finished atomic.Int64
+	interval := time.Duration(0)
+	if load > 0 {
+		interval = time.Duration(float64(time.Second) * float64(len(senders)) / load)
+	}
+	parallel(len(senders), 0, func(i int) {
+		c := senders[i]
+		if load == 0 {
+			r.closedLoop(c, stop)
+		} else {
+			r.openLoop(c, interval, t0, stop)
+		}
+		finished.Add(1)
+	})
+	// Drain what is still in flight (at most 5 s).
+	drain := time.Now().Add(5 * time.Second)
+	for r.recv.Load()-recv0 < r.sent.Load()-sent0 && time.Now().Before(drain) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(t0)
+	st1 := r.srv.stats(false)
+	cl1 := processCPU()
+	r.hist.Store(nil)
+	for _, c := range senders { // empty the windows for the next slice
+		for len(c.window) > 0 {
+			<-c.window
+		}
+	}
+	acc.msgs += r.recv.Load() - recv0
+	acc.secs += elapsed.Seconds()
+	acc.srvCPU += float64(st1.CPUNanos-st0.CPUNanos) / 1e9
+	acc.cliCPU += float64(cl1-cl0) / 1e9
+	acc.mallocs += st1.Mallocs - st0.Mallocs
+	acc.senders += len(senders)
+	acc.finished += int(finished.Load())
+}
+
+// closedLoop sends as fast as the window allows until stop.
+func (r *runner) closedLoop(c *client, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case c.window <- struct{}{}:
+		}
+		if c.sendMessage(now()) != nil {
+			return
+		}
+		r.sent.Add(1)
+	}
+}
+
+// openLoop sends one message every interval, each stamped with its scheduled time (so
+// that a late send counts as latency), from a random offset until stop.
+func (r *runner) openLoop(c *client, interval time.Duration, t0 time.Time, stop <-chan struct{}) {
+	next := time.Duration(rand.Int64N(int64(interval)))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if wait := next - time.Since(t0); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-stop:
+				return
+			case <-timer.C:
+			}
+		} else {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+		if c.sendMessage(int64(t0.Sub(epoch)+next)) != nil {
+			return
+		}
+		r.sent.Add(1)
+		next += interval
+	}
+}
+
+// rematch has a -churn fraction of pairs leave their chat and join the queue again.
+func (r *runner) rematch(res *result, senders []*client) {
+	r.setPhase("churn")
+	pairs := len(senders) / 2
+	n := int(float64(pairs)*r.cfg.churn + 0.5)
+	if n == 0 {
+		return
+	}
+	churned := senders[:2*n]
+	parallel(n, 0, func(i int) {
+		a, b := churned[2*i], churned[2*i+1]
+		if a.send(`{"type":"leave_chat","payload":{"chat_id":"`+a.chatID+`"}}`) != nil {
+			return
+		}
+		a.wait(time.Now().Add(5*time.Second), "chat_ended")
+		b.wait(time.Now().Add(5*time.Second), "chat_ended")
+	})
+	h := new(hist)
+	var last atomic.Int64
+	var matched atomic.Int64
+	t0 := time.Now()
+	parallel(len(churned), 0, func(i int) {
+		c := churned[i]
+		start := time.Now()
+		ev, first, ok := c.joinAndMatch(r.cfg.matchWait)
+		if !ok {
+			return
+		}
+		c.chatID = ev.chatID
+		h.record(ev.at.Sub(start))
+		r.progress.Add(1)
+		if first {
+			matched.Add(1)
+			at := int64(ev.at.Sub(t0))
+			for {
+				m := last.Load()
+				if at <= m || last.CompareAndSwap(m, at) {
+					break
+				}
+			}
+		}
+	})
+	res.Rematches = int(matched.Load()) / 2
+	res.RematchLatency = h.summary()
+	if d := time.Duration(last.Load()); d > 0 {
+		res.RematchPerSec = float64(matched.Load()) / 2 / d.Seconds()
+	}
+}
+
+// closeAll closes every client connection and waits (at most 5 s) for their read
+// loops.
+func (r *runner) closeAll() {
+	for _, c := range r.clients {
+		_ = c.conn.CloseNow()
+	}
+	deadline := time.After(5 * time.Second)
+	for _, c := range r.clients {
+		select {
+		case <-c.done:
+		case <-deadline:
+			return
+		}
+	}
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
+)
+
+// report is the summary of a run: each flamingo figure, the baseline's, and ratios.
+type report struct {
+	ServerMode string  `json:"server_mode"`
+	Conns      int     `json:"conns"`
+	Pairs      int     `json:"pairs"`
+	Duration   float64 `json:"duration_sec"`
+
+	MsgsPerSec         float64 `json:"msgs_per_sec"`
+	BaselineMsgsPerSec float64 `json:"baseline_msgs_per_sec"`
+	ThroughputRatio    float64 `json:"throughput_ratio"`
+	MsgsPerCPU         float64 `json:"msgs_per_server_cpu_sec"`
+	BaselineMsgsPerCPU float64 `json:"baseline_msgs_per_server_cpu_sec"`
+	// RelayRatio compares relayed messages per server CPU-second.
+	RelayRatio float64 `json:"relay_ratio"`
+
+	// Latency of the paced phase (or of the flat phase with -rate 0).
+	LatencyPhase   string  `json:"latency_phase"`
+	LatencyOffered float64 `json:"latency_offered_msgs_per_sec"`
+	P50            float64 `json:"p50_ms"`
+	P90            float64 `json:"p90_ms"`
+	P99            float64 `json:"p99_ms"`
+	Max            float64 `json:"max_ms"`
+	BaselineP50    float64 `json:"baseline_p50_ms"`
+	BaselineP90    float64 `json:"baseline_p90_ms"`
+	BaselineP99    float64 `json:"baseline_p99_ms"`
+	BaselineMax    float64 `json:"baseline_max_ms"`
+	FlatP50        float64 `json:"flat_p50_ms"`
+	FlatP99        float64 `json:"flat_p99_ms"`
+	BaselineFlatP5 float64 `json:"baseline_flat_p50_ms"`
+	BaselineFlatP9 float64 `json:"baseline_flat_p99_ms"`
+
+	KiBPerConn              float64 `json:"kib_per_conn"` // idle RSS
+	BaselineKiBPerConn      float64 `json:"baseline_kib_per_conn"`
+	HeapKiBPerConn          float64 `json:"heap_kib_per_conn"`
+	BaselineHeapKiBPerConn  float64 `json:"baseline_heap_kib_per_conn"`
+	GoroutinesPerConn       float64 `json:"goroutines_per_conn"`
+	BaselineGoroutinesPer   float64 `json:"baseline_goroutines_per_conn"`
+	BusyKiBPerConn          float64 `json:"busy_kib_per_conn"`
+	BaselineBusyKiBPerConn  float64 `json:"baseline_busy_kib_per_conn"`
+	BusyGoroutinesPerConn   float64 `json:"busy_goroutines_per_conn"`
+	BaselineBusyGoroutinesP float64 `json:"baseline_busy_goroutines_per_conn"`
+
+	ConnsPerSec         float64 `json:"conns_per_sec"`
+	BaselineConnsPerSec float64 `json:"baseline_conns_per_sec"`
+	MatchesPerSec       float64 `json:"matches_per_sec"`
+	MatchP50            float64 `json:"match_p50_ms"`
+	MatchP99            float64 `json:"match_p99_ms"`
+	RematchesPerSec     float64 `json:"rematches_per_sec"`
+	RematchP50          float64 `json:"rematch_p50_ms"`
+
+	AllocsPerMsg         float64 `json:"allocs_per_msg"`
+	BaselineAllocsPerMsg float64 `json:"baseline_allocs_per_msg"`
+	ClientCPUPerKMsg     float64 `json:"client_cpu_ms_per_1k_msgs"`
+	BaselineClientCPUPer float64 `json:"baseline_client_cpu_ms_per_1k_msgs"`
+
+	Sweep    []sweepPoint `json:"sweep,omitempty"`
+	Flamingo *result      `json:"flamingo"`
+	Baseline *result      `json:"baseline"`
+}
+
+// sweepPoint is the latency of both servers at one offered load.
+type sweepPoint struct {
+	Offered  float64 `json:"offered_msgs_per_sec"`
+	Flamingo latency `json:"flamingo"`
+	Baseline latency `json:"baseline"`
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func makeReport(cfg config, f, b *result) report {
+	mode := "child process (server CPU and memory measured in the server process alone)"
+	if cfg.inProcess {
+		mode = "in process (server CPU and memory include the load clients)"
+	}
+	rep := report{
+		ServerMode: mode, Conns: f.Conns, Pairs: f.Pairs, Duration: cfg.duration.Seconds(),
+
+		MsgsPerSec: f.Flat.MsgsPerSec, BaselineMsgsPerSec: b.Flat.MsgsPerSec,
+		ThroughputRatio: ratio(f.Flat.MsgsPerSec, b.Flat.MsgsPerSec),
+		MsgsPerCPU:      f.Flat.MsgsPerCPUSec, BaselineMsgsPerCPU: b.Flat.MsgsPerCPUSec,
+		RelayRatio: ratio(f.Flat.MsgsPerCPUSec, b.Flat.MsgsPerCPUSec),
+
+		FlatP50: f.Flat.Latency.P50, FlatP99: f.Flat.Latency.P99,
+		BaselineFlatP5: b.Flat.Latency.P50, BaselineFlatP9: b.Flat.Latency.P99,
+
+		KiBPerConn: f.Idle.RSSKiB, BaselineKiBPerConn: b.Idle.RSSKiB,
+		HeapKiBPerConn: f.Idle.HeapKiB, BaselineHeapKiBPerConn: b.Idle.HeapKiB,
+		GoroutinesPerConn: f.Idle.Goroutines, BaselineGoroutinesPer: b.Idle.Goroutines,
+		BusyKiBPerConn: f.Busy.RSSKiB, BaselineBusyKiBPerConn: b.Busy.RSSKiB,
+		BusyGoroutinesPerConn: f.Busy.Goroutines, BaselineBusyGoroutinesP: b.Busy.Goroutines,
+
+		ConnsPerSec: f.ConnsPerSec, BaselineConnsPerSec: b.ConnsPerSec,
+		MatchesPerSec: f.MatchesPerSec, MatchP50: f.MatchLatency.P50, MatchP99: f.MatchLatency.P99,
+		RematchesPerSec: f.RematchPerSec, RematchP50: f.RematchLatency.P50,
+
+		AllocsPerMsg: f.Flat.AllocsPerMsg, BaselineAllocsPerMsg: b.Flat.AllocsPerMsg,
+		ClientCPUPerKMsg:     1e6 * ratio(f.Flat.ClientCPUSec, float64(f.Flat.Msgs)),
+		BaselineClientCPUPer: 1e6 * ratio(b.Flat.ClientCPUSec, float64(b.Flat.Msgs)),
+
+		Flamingo: f, Baseline: b,
+	}
+	fl, bl, phase, offered := f.Flat.Latency, b.Flat.Latency, "flat (closed loop)", 0.0
+	if len(f.Paced) > 0 && len(b.Paced) > 0 {
+		fl, bl, phase, offered = f.Paced[0].Latency, b.Paced[0].Latency, "paced (open loop)", f.Paced[0].Offered
+	}
+	rep.LatencyPhase, rep.LatencyOffered = phase, offered
+	rep.P50, rep.P90, rep.P99, rep.Max = fl.P50, fl.P90, fl.P99, fl.Max
+	rep.BaselineP50, rep.BaselineP90, rep.BaselineP99, rep.BaselineMax = bl.P50, bl.P90, bl.P99, bl.Max
+	if len(cfg.sweep) > 0 {
+		for i := range f.Paced {
+			if i < len(b.Paced) {
+				rep.Sweep = append(rep.Sweep, sweepPoint{Offered: f.Paced[i].Offered, Flamingo: f.Paced[i].Latency, Baseline: b.Paced[i].Latency})
+			}
+		}
+	}
+	return rep
+}
+
+func printJSON(rep report) {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(rep)
+}
+
+func printTable(cfg config, rep report) {
+	f, b := rep.Flamingo, rep.Baseline
+	fmt.Printf("flamingo load test: %d connections (%d pairs), %v chat per server, servers in %s\n",
+		rep.Conns, rep.Pairs, cfg.duration, rep.ServerMode)
+	fmt.Printf("flat phase: closed loop, %d messages in flight per sender, %d-byte content\n", cfg.window, cfg.size)
+	if rep.LatencyOffered > 0 {
+		fmt.Printf("latency: paced phase, open loop at %.0f msgs/s offered in total\n", rep.LatencyOffered)
+	}
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "metric\tflamingo\tbaseline\tratio\ttarget\t")
+	row := func(name string, fv, bv float64, format, target string) {
+		bs, rs := fmt.Sprintf(format, bv), fmt.Sprintf("%.2f×", ratio(fv, bv))
+		if math.IsNaN(bv) {
+			bs, rs = "n/a", ""
+		}
+		fmt.Fprintf(w, "%s\t"+format+"\t%s\t%s\t%s\t\n", name, fv, bs, rs, target)
+	}
+	na := math.NaN()
+	row("connections/s", rep.ConnsPerSec, rep.BaselineConnsPerSec, "%.0f", "")
+	row("relayed msgs/s (flat)", rep.MsgsPerSec, rep.BaselineMsgsPerSec, "%.0f", "")
+	row("msgs per server CPU-s", rep.MsgsPerCPU, rep.BaselineMsgsPerCPU, "%.0f", "≥0.85× (must 0.70×)")
+	row("server CPU cores used", f.Flat.ServerCPUShare, b.Flat.ServerCPUShare, "%.2f", "")
+	row("client CPU cores used", f.Flat.ClientCPUShare, b.Flat.ClientCPUShare, "%.2f", "")
+	row("client CPU ms per 1k msgs", rep.ClientCPUPerKMsg, rep.BaselineClientCPUPer, "%.1f", "")
+	row("server allocs per msg", rep.AllocsPerMsg, rep.BaselineAllocsPerMsg, "%.2f", "engine ≤2 (bench)")
+	row("flat p50 latency ms", rep.FlatP50, rep.BaselineFlatP5, "%.3f", "")
+	row("flat p99 latency ms", rep.FlatP99, rep.BaselineFlatP9, "%.3f", "")
+	for i := range f.Paced {
+		if i >= len(b.Paced) {
+			break
+		}
+		fp, bp := f.Paced[i], b.Paced[i]
+		tag := fmt.Sprintf("@%.0f/s ", fp.Offered)
+		row(tag+"delivered msgs/s", fp.MsgsPerSec, bp.MsgsPerSec, "%.0f", "")
+		row(tag+"p50 latency ms", fp.Latency.P50, bp.Latency.P50, "%.3f", fmt.Sprintf("≤ base+0.05 (%+.3f)", fp.Latency.P50-bp.Latency.P50))
+		row(tag+"p90 latency ms", fp.Latency.P90, bp.Latency.P90, "%.3f", "")
+		row(tag+"p99 latency ms", fp.Latency.P99, bp.Latency.P99, "%.3f", "≤1.2×")
+		row(tag+"max latency ms", fp.Latency.Max, bp.Latency.Max, "%.3f", "")
+		row(tag+"msgs per server CPU-s", fp.MsgsPerCPUSec, bp.MsgsPerCPUSec, "%.0f", "")
+	}
+	row("idle RSS KiB/conn", rep.KiBPerConn, rep.BaselineKiBPerConn, "%.1f", "≤1.0×")
+	row("idle heap+stack KiB/conn", rep.HeapKiBPerConn, rep.BaselineHeapKiBPerConn, "%.1f", "")
+	row("idle goroutines/conn", rep.GoroutinesPerConn, rep.BaselineGoroutinesPer, "%.2f", "1")
+	row("busy RSS KiB/conn", rep.BusyKiBPerConn, rep.BaselineBusyKiBPerConn, "%.1f", "")
+	row("busy heap+stack KiB/conn", f.Busy.HeapKiB, b.Busy.HeapKiB, "%.1f", "")
+	row("busy goroutines/conn", rep.BusyGoroutinesPerConn, rep.BaselineBusyGoroutinesP, "%.2f", "")
+	row("inits/s", f.InitsPerSec, na, "%.0f", "")
+	row("matches/s", rep.MatchesPerSec, na, "%.0f", "")
+	row("match latency p50 ms", rep.MatchP50, na, "%.2f", "")
+	row("match latency p99 ms", rep.MatchP99, na, "%.2f", "")
+	row("re-matches/s (churn)", rep.RematchesPerSec, na, "%.0f", "")
+	row("re-match latency p50 ms", rep.RematchP50, na, "%.2f", "")
+	_ = w.Flush()
+	fmt.Printf("\npairs %d, relaxed matches %d, re-matched pairs %d, error events %d (baseline %d), dropped events %d\n",
+		f.Pairs, f.Relaxed, f.Rematches, f.Errors, b.Errors, f.Dropped)
+	fmt.Println("allocs per msg count every allocation in the server process (websocket, net/http, runtime) divided by relayed messages.")
+}
+
+// writeSVG plots p50 and p99 latency of both servers against offered load, with a
+// logarithmic latency axis.
+func writeSVG(path string, rep report) error {
+	if len(rep.Sweep) == 0 {
+		return fmt.Errorf("no sweep points")
+	}
+	const (
+		width, height          = 640.0, 400.0
+		left, right, top, bott = 70.0, 160.0, 40.0, 50.0
+	)
+	pw, ph := width-left-right, height-top-bott
+	maxX := 0.0
+	minY, maxY := math.Inf(1), math.Inf(-1)
+	for _, p := range rep.Sweep {
+		maxX = math.Max(maxX, p.Offered)
+		for _, v := range []float64{p.Flamingo.P50, p.Flamingo.P99, p.Baseline.P50, p.Baseline.P99} {
+			if v > 0 {
+				minY, maxY = math.Min(minY, v), math.Max(maxY, v)
+			}
+		}
+	}
+	if math.IsInf(minY, 1) {
+		return fmt.Errorf("no latency samples")
+	}
+	lo, hi := math.Floor(math.Log10(minY)), math.Ceil(math.Log10(maxY))
+	if hi == lo {
+		hi++
+	}
+	x := func(v float64) float64 { return left + pw*v/maxX }
+	y := func(v float64) float64 {
+		if v <= 0 {
+			v = minY
+		}
+		return top + ph*(1-(math.Log10(v)-lo)/(hi-lo))
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", width, height)
+	fmt.Fprintf(&s, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&s, `<text x="%.0f" y="20" font-size="14">Message latency against offered load (%d connections)</text>`+"\n", left, rep.Conns)
+	// Axes and grid.
+	fmt.Fprintf(&s, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="black"/>`+"\n", left, top+ph, left+pw, top+ph)
+	fmt.Fprintf(&s, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="black"/>`+"\n", left, top, left, top+ph)
+	for e := lo; e <= hi; e++ {
+		v := math.Pow(10, e)
+		fmt.Fprintf(&s, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, y(v), left+pw, y(v))
+		fmt.Fprintf(&s, `<text x="%.1f" y="%.1f" text-anchor="end">%g ms</text>`+"\n", left-6, y(v)+4, v)
+	}
+	for i := 0; i <= 4; i++ {
+		v := maxX * float64(i) / 4
+		fmt.Fprintf(&s, `<text x="%.1f" y="%.1f" text-anchor="middle">%.0f</text>`+"\n", x(v), top+ph+18, v)
+	}
+	fmt.Fprintf(&s, `<text x="%.1f" y="%.1f" text-anchor="middle">offered load (messages/s, all pairs)</text>`+"\n", left+pw/2, height-10)
+	series := []struct {
+		name, color, dash string
+		get               func(sweepPoint) float64
+	}{
+		{"flamingo p50", "#d6336c", "", func(p sweepPoint) float64 { return p.Flamingo.P50 }},
+		{"flamingo p99", "#d6336c", "6,4", func(p sweepPoint) float64 { return p.Flamingo.P99 }},
+		{"baseline p50", "#1c7ed6", "", func(p sweepPoint) float64 { return p.Baseline.P50 }},
+		{"baseline p99", "#1c7ed6", "6,4", func(p sweepPoint) float64 { return p.Baseline.P99 }},
+	}
+	for i, se := range series {
+		var pts []string
+		for _, p := range rep.Sweep {
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p.Offered), y(se.get(p))))
+		}
+		fmt.Fprintf(&s, `<polyline fill="none" stroke="%s" stroke-width="2" stroke-dasharray="%s" points="%s"/>`+"\n", se.color, se.dash, strings.Join(pts, " "))
+		for _, pt := range pts {
+			xy := strings.Split(pt, ",")
+			fmt.Fprintf(&s, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], se.color)
+		}
+		ly := top + 10 + float64(i)*20
+		fmt.Fprintf(&s, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2" stroke-dasharray="%s"/>`+"\n", left+pw+15, ly, left+pw+45, ly, se.color, se.dash)
+		fmt.Fprintf(&s, `<text x="%.1f" y="%.1f">%s</text>`+"\n", left+pw+52, ly+4, se.name)
+	}
+	s.WriteString("</svg>\n")
+	return os.WriteFile(path, []byte(s.String()), 0o644)
+}
