@@ -45,12 +45,7 @@ func (h *hist) record(d time.Duration) {
 	}
 	h.counts[histIndex(uint64(d/time.Microsecond))].Add(1)
 	h.n.Add(1)
-	for {
-		m := h.max.Load()
-		if int64(d) <= m || h.max.CompareAndSwap(m, int64(d)) {
-			return
-		}
-	}
+	storeMax(&h.max, int64(d))
 }
 
 // quantile returns the q-quantile (0 < q ≤ 1) in milliseconds, or 0 when empty.
@@ -90,4 +85,14 @@ type latency struct {
 
 func (h *hist) summary() latency {
 	return latency{N: h.n.Load(), P50: h.quantile(0.50), P90: h.quantile(0.90), P99: h.quantile(0.99), Max: h.maxMS()}
+}
+
+// storeMax raises a to v if v is larger, without a lock.
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		m := a.Load()
+		if v <= m || a.CompareAndSwap(m, v) {
+			return
+		}
+	}
 }

@@ -530,13 +530,7 @@ func (r *runner) initAndMatch(res *result) ([]*client, error) {
 		r.progress.Add(1)
 		if first {
 			firstRound.Add(1)
-			at := int64(ev.at.Sub(t0))
-			for {
-				m := lastFirst.Load()
-				if at <= m || lastFirst.CompareAndSwap(m, at) {
-					break
-				}
-			}
+			storeMax(&lastFirst, int64(ev.at.Sub(t0)))
 		} else {
 			relaxed.Add(1)
 		}
@@ -743,13 +737,7 @@ func (r *runner) rematch(res *result, senders []*client) {
 		r.progress.Add(1)
 		if first {
 			matched.Add(1)
-			at := int64(ev.at.Sub(t0))
-			for {
-				m := last.Load()
-				if at <= m || last.CompareAndSwap(m, at) {
-					break
-				}
-			}
+			storeMax(&last, int64(ev.at.Sub(t0)))
 		}
 	})
 	res.Rematches = int(matched.Load()) / 2
