@@ -107,6 +107,7 @@ type conn struct {
 	writing  bool     // a writer goroutine is running
 	queue    []outFrame
 	inflight []outFrame   // the batch the writer is writing
+	spare    []outFrame   // an empty slice to take the queue's place
 	written  atomic.Int64 // how many frames of inflight have been written
 	qbytes   int
 	closeAt  *closeReq // close the transport once the queue is written
@@ -114,6 +115,10 @@ type conn struct {
 	// that a replay at the bound does not make a reading client look slow.
 	slack, slackBytes int
 }
+
+// keepQueueCap is the largest queue slice kept for reuse; a larger one (after a
+// burst) is left to the garbage collector so that idle connections stay small.
+const keepQueueCap = 16
 
 type closeReq struct {
 	code   CloseCode
@@ -418,15 +423,17 @@ func (e *Engine) sendMessageLocked(c *conn, s *session, ev clientEvent) {
 		e.mu.Unlock()
 		return
 	}
+	var idBuf [16]byte
+	msgID := strconv.AppendUint(idBuf[:0], e.msgSeq.Add(1), 16)
 	m := Message{
-		ChatID:    ch.id,
-		MessageID: strconv.FormatUint(e.msgSeq.Add(1), 16),
-		From:      s.handle,
-		To:        ch.partner(s).handle,
-		Content:   ev.content,
-		SentAt:    time.Now(),
+		ChatID:  ch.id,
+		From:    s.handle,
+		To:      ch.partner(s).handle,
+		Content: ev.content,
+		SentAt:  time.Now(),
 	}
 	if e.cfg.OnMessage != nil {
+		m.MessageID = string(msgID)
 		e.mu.Unlock()
 		var err error
 		if !e.callHook(c, "OnMessage", func() { err = e.cfg.OnMessage(m) }) {
@@ -449,9 +456,9 @@ func (e *Engine) sendMessageLocked(c *conn, s *session, ev clientEvent) {
 			return
 		}
 	}
-	// One allocation of the right size: the fixed part of the frame is under 160 bytes.
-	frame := appendMessageReceived(make([]byte, 0, 160+len(m.ChatID)+len(m.MessageID)+len(m.Content)*6/5),
-		m.ChatID, m.MessageID, m.Content, m.SentAt)
+	// One allocation of exactly the right size.
+	frame := appendMessageReceived(make([]byte, 0, messageReceivedLen(m.ChatID, msgID, m.Content)),
+		m.ChatID, msgID, m.Content, m.SentAt)
 	if !e.deliverLocked(ch.partner(s), frame, false) {
 		e.sendErrorLocked(c, CodeRateLimited, "your partner is away and cannot take more messages now", ev.typ)
 	}
@@ -578,9 +585,10 @@ func (e *Engine) pushLocked(c *conn, f outFrame) {
 	}
 	c.queue = append(c.queue, f)
 	c.qbytes += len(f.b)
-	if !c.writing {
+	if !c.writing && !e.closed { // (see goLocked on why not after Shutdown began)
 		c.writing = true
-		e.goLocked(c.writeLoop)
+		e.workers.Add(1)
+		go c.writeLoop()
 	}
 }
 
@@ -588,10 +596,18 @@ func (e *Engine) pushLocked(c *conn, f outFrame) {
 // writer goroutine.
 func (c *conn) writeLoop() {
 	e := c.e
+	defer e.workers.Done()
 	ctx := context.Background()
 	for {
 		e.mu.Lock()
+		if b := c.inflight; b != nil && cap(b) <= keepQueueCap {
+			clear(b)
+			c.spare = b[:0] // reused for the queue: no allocation per batch
+		}
 		c.inflight = nil
+		if c.queue == nil {
+			c.queue, c.spare = c.spare, nil
+		}
 		if c.closed || len(c.queue) == 0 {
 			c.writing = false
 			if req := c.closeAt; req != nil {
@@ -601,7 +617,7 @@ func (c *conn) writeLoop() {
 			return
 		}
 		batch := c.queue
-		c.inflight, c.queue, c.qbytes = batch, nil, 0
+		c.inflight, c.queue, c.spare, c.qbytes = batch, c.spare, nil, 0
 		c.written.Store(0)
 		e.mu.Unlock()
 
