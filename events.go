@@ -1,6 +1,7 @@
 package flamingo
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -223,8 +224,9 @@ const (
 // already be valid UTF-8. Content rules (empty, too long) are the engine's.
 func parseClientEvent(b []byte) (clientEvent, *parseError) {
 	var ev clientEvent
+	var pl payload
 	s := scanner{b: b}
-	var payload []byte
+	var deferred []byte // the payload, when it came before the type
 	var haveType, havePayload bool
 	ok := s.object(func(key []byte) bool {
 		switch string(key) {
@@ -243,12 +245,15 @@ func parseClientEvent(b []byte) (clientEvent, *parseError) {
 				return false
 			}
 			havePayload = true
+			if fields, known := payloadFields[ev.typ]; haveType && known {
+				return pl.read(&s, fields) // the usual order: one pass over the payload
+			}
 			s.ws()
 			start := s.i
 			if !s.skipValue() {
 				return false
 			}
-			payload = b[start:s.i]
+			deferred = b[start:s.i]
 		default:
 			return s.skipValue()
 		}
@@ -264,7 +269,10 @@ func parseClientEvent(b []byte) (clientEvent, *parseError) {
 	if !known {
 		return ev, &parseError{code: CodeUnknownEvent, msg: "unknown event type"}
 	}
-	if perr := ev.parsePayload(payload, fields); perr != nil {
+	if deferred != nil {
+		pl.read(&scanner{b: deferred}, fields) // already known to be valid JSON
+	}
+	if perr := ev.setPayload(&pl); perr != nil {
 		perr.ref = ev.typ
 		return ev, perr
 	}
@@ -303,48 +311,71 @@ var payloadFields = map[EventType][]string{
 	EventGetStats:    nil,
 }
 
-func (ev *clientEvent) parsePayload(p []byte, fields []string) *parseError {
-	var seen, present [2]bool // present: the key appeared; seen: with a non-null value
-	var raw [2][]byte         // the values, as views of p (or copies, for escaped ones)
-	if len(p) > 0 && string(p) != "null" {
-		if p[0] != '{' {
-			return &parseError{code: CodeInvalidPayload, msg: "payload must be an object"}
-		}
-		s := scanner{b: p}
-		bad := ""
-		s.object(func(key []byte) bool {
-			for i, f := range fields {
-				if string(key) != f {
-					continue
-				}
-				if present[i] {
-					bad = "duplicate field " + f
-					return false
-				}
-				present[i] = true
-				s.ws()
-				if s.peek() == 'n' { // null counts as absent
-					return s.literal("null")
-				}
-				seen[i] = true
-				v, ok := s.stringValue()
-				if !ok {
-					bad = "field " + f + " must be a string"
-					return false
-				}
-				if s.escaped { // v is the scanner's scratch, which the next string reuses
-					v = append([]byte(nil), v...)
-				}
-				raw[i] = v
-				return true
-			}
-			return s.skipValue()
-		})
-		if bad != "" {
-			return &parseError{code: CodeInvalidPayload, msg: bad}
-		}
+// payload is what read found in a payload for the fields of one event type.
+type payload struct {
+	raw  [2][]byte // the values, as views of the frame (or copies, for escaped ones)
+	seen [2]bool   // with a non-null value
+	bad  string    // the first problem, if any
+}
+
+// read reads a payload value from s, keeping the string values of fields. It reports
+// whether the value is valid JSON; problems with the fields go to p.bad.
+func (p *payload) read(s *scanner, fields []string) bool {
+	s.ws()
+	switch s.peek() {
+	case 'n':
+		return s.literal("null")
+	case '{':
+	default:
+		p.bad = "payload must be an object"
+		return s.skipValue()
 	}
-	values := joinStrings(raw)
+	var present [2]bool
+	fail := func(msg string) bool {
+		if p.bad == "" {
+			p.bad = msg
+		}
+		return s.skipValue()
+	}
+	s.depth++ // counted as skipValue would count it
+	defer func() { s.depth-- }()
+	return s.object(func(key []byte) bool {
+		for i, f := range fields {
+			if string(key) != f {
+				continue
+			}
+			if present[i] {
+				return fail("duplicate field " + f)
+			}
+			present[i] = true
+			s.ws()
+			switch s.peek() {
+			case 'n': // null counts as absent
+				return s.literal("null")
+			case '"':
+			default:
+				return fail("field " + f + " must be a string")
+			}
+			v, ok := s.stringValue()
+			if !ok {
+				return false
+			}
+			if s.escaped { // v is the scanner's scratch, which the next string reuses
+				v = append([]byte(nil), v...)
+			}
+			p.raw[i], p.seen[i] = v, true
+			return true
+		}
+		return s.skipValue()
+	})
+}
+
+// setPayload checks p's values for ev's type and stores them in ev.
+func (ev *clientEvent) setPayload(p *payload) *parseError {
+	if p.bad != "" {
+		return &parseError{code: CodeInvalidPayload, msg: p.bad}
+	}
+	values, seen := joinStrings(p.raw), p.seen
 	switch ev.typ {
 	case EventInit:
 		ev.userID = values[0]
@@ -475,18 +506,23 @@ func (s *scanner) stringValue() ([]byte, bool) {
 	s.i++
 	start := s.i
 	s.escaped = false
-	// Fast path: no escapes.
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		if c == '"' {
-			v := s.b[start:s.i]
-			s.i++
+	// Fast path: up to the next quote (found with the vectorised IndexByte) there is
+	// no backslash and no control character.
+	if q := bytes.IndexByte(s.b[start:], '"'); q >= 0 {
+		v := s.b[start : start+q]
+		if bytes.IndexByte(v, '\\') < 0 {
+			for _, c := range v {
+				if c < 0x20 {
+					return nil, false
+				}
+			}
+			s.i = start + q + 1
 			return v, true
 		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
+	}
+	// Slow path: from the start, decoding escapes into the scratch buffer.
+	for s.i < len(s.b) && s.b[s.i] != '\\' && s.b[s.i] != '"' {
+		if s.b[s.i] < 0x20 {
 			return nil, false
 		}
 		s.i++
