@@ -96,9 +96,11 @@ type conn struct {
 	e *Engine
 	t Transport
 
-	initTimer *time.Timer
-	heartbeat *time.Timer
-	wtimer    *time.Timer // closes the transport when a write takes too long; writer only
+	pinger  Pinger    // t, if it is one
+	started time.Time // when Serve began, for InitTimeout
+	// writeSince is when the write under way began (Unix nanoseconds), 0 between
+	// writes: the sweeper drops a connection whose write takes over WriteTimeout.
+	writeSince atomic.Int64
 
 	sess     *session
 	owner    *session // the session c was attached to last, kept after detaching
@@ -111,6 +113,8 @@ type conn struct {
 	written  atomic.Int64 // how many frames of inflight have been written
 	qbytes   int
 	closeAt  *closeReq // close the transport once the queue is written
+	pinging  bool      // a heartbeat ping is under way
+	nextPing time.Time // when the next heartbeat ping is due
 	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
 	// that a replay at the bound does not make a reading client look slow.
 	slack, slackBytes int
@@ -206,7 +210,6 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 	if c.closed {
 		return
 	}
-	c.initTimer.Stop()
 	if ev.userID != "" {
 		s := e.sessions[handleOf(digest)]
 		if s != nil && subtle.ConstantTimeCompare(s.digest[:], digest[:]) == 1 {
@@ -622,17 +625,13 @@ func (c *conn) writeLoop() {
 		e.mu.Unlock()
 
 		for _, f := range batch {
-			if c.wtimer == nil {
-				c.wtimer = time.AfterFunc(e.cfg.WriteTimeout, func() { c.writeTimedOut() })
-			} else {
-				c.wtimer.Reset(e.cfg.WriteTimeout)
-			}
+			c.writeSince.Store(time.Now().UnixNano())
 			// Counted as written before the write, so that a disconnect seen by the
 			// reader meanwhile does not hold (and later repeat) a frame the client
 			// may already have; if the write fails, it is held after all.
 			c.written.Add(1)
 			err := c.t.Write(ctx, f.b)
-			c.wtimer.Stop()
+			c.writeSince.Store(0)
 			if err != nil {
 				c.written.Add(-1)
 				e.writeFailed(c, f)
@@ -658,13 +657,6 @@ func (e *Engine) writeFailed(c *conn, f outFrame) {
 		s.heldBytes += len(f.b)
 	}
 	e.closeConnLocked(c, CloseGoingAway, "write failed")
-}
-
-func (c *conn) writeTimedOut() {
-	e := c.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.dropSlowLocked(c, "write timeout")
 }
 
 // reaper expires sessions whose users did not come back within the resume grace.

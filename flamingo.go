@@ -91,7 +91,7 @@ type Config struct {
 	// closed with [ClosePolicyViolation]. Zero means 10 seconds.
 	InitTimeout time.Duration
 	// WriteTimeout bounds one write to a connection; a connection whose write takes
-	// longer is closed as a slow consumer. Zero means 10 seconds.
+	// longer is closed with [CloseSlowConsumer]. Zero means 10 seconds.
 	WriteTimeout time.Duration
 	// HeartbeatInterval is the time between pings to a transport that is a [Pinger].
 	// Zero means 25 seconds.
@@ -99,6 +99,9 @@ type Config struct {
 	// HeartbeatTimeout is how long a ping may go unanswered before the connection is
 	// closed. Zero means 10 seconds.
 	HeartbeatTimeout time.Duration
+	// InitTimeout, WriteTimeout and HeartbeatInterval are enforced by one engine
+	// goroutine that looks at every connection ten times per the shortest of the
+	// three (every second with the defaults), so each may run over by that much.
 
 	// OnMatch, if set, is called after two users are paired.
 	OnMatch func(ChatInfo)
@@ -111,7 +114,8 @@ type Config struct {
 	OnChatEnd func(ChatEnd)
 	// The hooks are called on engine goroutines, never with an engine lock held, and
 	// must return quickly: a slow hook delays the connection (or the worker) that
-	// called it. A panicking hook is recovered; if it ran for one connection's event,
+	// called it. Hooks for one chat may run on different goroutines: OnChatEnd can
+	// begin before an OnMatch for the same chat has returned. A panicking hook is recovered; if it ran for one connection's event,
 	// that connection is closed with [CloseInternalError].
 }
 
@@ -188,8 +192,9 @@ func New(cfg Config) (*Engine, error) {
 	if err := e.matcher.Start(e.onPair); err != nil {
 		return nil, err
 	}
-	e.workers.Add(1)
+	e.workers.Add(2)
 	go e.reaper()
+	go e.sweeper()
 	return e, nil
 }
 
@@ -209,7 +214,9 @@ func (e *Engine) statsLocked() Stats {
 // with [CloseGoingAway]) or the engine shuts down. It closes t before returning. It
 // returns [ErrEngineClosed] if Shutdown had begun before the call, nil otherwise.
 func (e *Engine) Serve(ctx context.Context, t Transport) error {
-	c := &conn{e: e, t: t}
+	c := &conn{e: e, t: t, started: time.Now()}
+	c.pinger, _ = t.(Pinger)
+	c.nextPing = c.started.Add(e.cfg.HeartbeatInterval)
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -221,18 +228,9 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 	e.mu.Unlock()
 	defer e.serving.Done()
 
-	stop := context.AfterFunc(ctx, func() { e.closeConn(c, CloseGoingAway, "server shutting down") })
-	defer stop()
-	c.initTimer = time.AfterFunc(e.cfg.InitTimeout, func() {
-		e.mu.Lock()
-		late := c.sess == nil && !c.replaced
-		e.mu.Unlock()
-		if late {
-			e.closeConn(c, ClosePolicyViolation, "init timeout")
-		}
-	})
-	if p, ok := t.(Pinger); ok {
-		c.heartbeat = time.AfterFunc(e.cfg.HeartbeatInterval, func() { e.ping(c, p) })
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { e.closeConn(c, CloseGoingAway, "server shutting down") })
+		defer stop()
 	}
 
 	readCtx := context.WithoutCancel(ctx)
@@ -250,10 +248,6 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 			break
 		}
 		e.handle(c, b)
-	}
-	c.initTimer.Stop()
-	if c.heartbeat != nil {
-		c.heartbeat.Stop()
 	}
 	e.disconnect(c)
 	return nil
@@ -289,25 +283,57 @@ func (e *Engine) goLocked(f func()) {
 	}()
 }
 
-// ping runs one heartbeat and schedules the next.
-func (e *Engine) ping(c *conn, p Pinger) {
-	e.mu.Lock()
-	if e.closed || c.closed {
-		e.mu.Unlock()
-		return
-	}
-	e.workers.Add(1)
-	e.mu.Unlock()
+// sweeper enforces the deadlines of every connection: InitTimeout, WriteTimeout and
+// the heartbeat. One goroutine that looks at each connection every tenth of the
+// shortest of those durations costs less than three timers per connection, and the
+// per-frame timer it replaces was on the relay's hot path.
+func (e *Engine) sweeper() {
 	defer e.workers.Done()
+	every := min(e.cfg.InitTimeout, e.cfg.WriteTimeout, e.cfg.HeartbeatInterval) / 10
+	tick := time.NewTicker(max(every, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case now := <-tick.C:
+			e.sweep(now)
+		}
+	}
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.HeartbeatTimeout)
-	err := p.Ping(ctx)
-	cancel()
-	if err != nil {
-		e.closeConn(c, CloseGoingAway, "heartbeat timeout")
+func (e *Engine) sweep(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
 		return
 	}
-	c.heartbeat.Reset(e.cfg.HeartbeatInterval)
+	for c := range e.conns {
+		switch {
+		case c.closed:
+		case c.sess == nil && !c.replaced && now.Sub(c.started) >= e.cfg.InitTimeout:
+			e.closeConnLocked(c, ClosePolicyViolation, "init timeout")
+		case c.writeSince.Load() != 0 && now.Sub(time.Unix(0, c.writeSince.Load())) >= e.cfg.WriteTimeout:
+			e.dropSlowLocked(c, "write timeout")
+		case c.pinger != nil && !c.pinging && !now.Before(c.nextPing):
+			c.pinging = true
+			e.goLocked(func() { e.ping(c) })
+		}
+	}
+}
+
+// ping runs one heartbeat on c, closing c if it goes unanswered.
+func (e *Engine) ping(c *conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.HeartbeatTimeout)
+	err := c.pinger.Ping(ctx)
+	cancel()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.pinging = false
+	c.nextPing = time.Now().Add(e.cfg.HeartbeatInterval)
+	if err != nil {
+		e.closeConnLocked(c, CloseGoingAway, "heartbeat timeout")
+	}
 }
 
 // Shutdown stops the engine: new connections are refused, every connection is closed
