@@ -46,7 +46,11 @@ func NewWebSocketHandler(e *Engine, opts *WebSocketOptions) http.Handler {
 			return // Accept has written the HTTP error
 		}
 		c.SetReadLimit(int64(e.cfg.MaxFrameBytes))
-		_ = e.Serve(r.Context(), NewWebSocketTransport(c))
+		// After the upgrade, net/http no longer watches the connection, so the
+		// request's context would only end when this handler returns: the engine
+		// (Shutdown, the peer, the deadlines) ends the connection instead, and Serve
+		// saves a context registration per connection.
+		_ = e.Serve(context.WithoutCancel(r.Context()), NewWebSocketTransport(c))
 	})
 }
 
