@@ -60,6 +60,7 @@
 //	-sweep LIST    comma-separated total offered loads (messages/s) for the paced
 //	               phase, one paced phase each, instead of -rate
 //	-svg FILE      with -sweep, write a plot of p50 and p99 latency against load
+//	-cpuprofile P  write each child server's CPU profile to P.flamingo and P.baseline
 //	-serve KIND    internal: run one server ("flamingo" or "baseline") as a child
 package main
 
@@ -112,6 +113,7 @@ func main() {
 	flag.StringVar(&sweep, "sweep", "", "comma-separated total offered loads (msgs/s) for paced phases")
 	flag.StringVar(&cfg.svg, "svg", "", "with -sweep: write a latency plot (SVG) to this file")
 	flag.StringVar(&serve, "serve", "", "internal: run one server as a child process")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write each child server's CPU profile to this path plus .flamingo or .baseline")
 	flag.Parse()
 
 	if serve != "" {

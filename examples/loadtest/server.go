@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,7 +226,21 @@ func listen(kind string) (addr string, stop func(), err error) {
 // serveChild is the -serve mode: it runs one server, prints "addr HOST:PORT" on
 // stdout, then answers each "stats" or "stats gc" line on stdin with one JSON line,
 // and exits when stdin ends (so it never outlives the tool).
+// cpuProfile is the -cpuprofile flag: where child servers write their CPU profiles.
+var cpuProfile string
+
 func serveChild(kind string) error {
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile + "." + kind)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	addr, stop, err := listen(kind)
 	if err != nil {
 		return err
@@ -282,7 +297,11 @@ func startServer(kind string, inProcess bool) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, "-serve", kind)
+	args := []string{"-serve", kind}
+	if cpuProfile != "" {
+		args = append(args, "-cpuprofile", cpuProfile)
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
