@@ -122,7 +122,7 @@ type conn struct {
 
 // keepQueueCap is the largest queue slice kept for reuse; a larger one (after a
 // burst) is left to the garbage collector so that idle connections stay small.
-const keepQueueCap = 4
+const keepQueueCap = 8
 
 type closeReq struct {
 	code   CloseCode
