@@ -9,8 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -96,7 +96,9 @@ type conn struct {
 	e *Engine
 	t Transport
 
-	pinger  Pinger    // t, if it is one
+	pinger  Pinger     // t, if it is one
+	addr    netip.Addr // the peer's address, if t is an Addresser
+	limits  connLimits
 	started time.Time // when Serve began, for InitTimeout
 	// writeSince is when the write under way began (Unix nanoseconds), 0 between
 	// writes: the sweeper drops a connection whose write takes over WriteTimeout.
@@ -142,10 +144,31 @@ func handleOf(d [sha256.Size]byte) string {
 
 // handle processes one client frame on c.
 func (e *Engine) handle(c *conn, b []byte) {
+	now := time.Now()
+	if ok, retry := take(c.limits.events, now); !ok { // before parsing: shed a flood cheaply
+		e.rateLimited(c, "", retry)
+		return
+	}
 	ev, perr := parseClientEvent(b)
 	if perr != nil {
 		e.sendError(c, perr.code, perr.msg, perr.ref)
 		return
+	}
+	switch ev.typ {
+	case EventSendMessage:
+		if ok, retry := take(c.limits.messages, now); !ok {
+			e.rateLimited(c, ev.typ, retry)
+			return
+		}
+		if code, msg := e.checkContent(ev.content); code != "" {
+			e.sendError(c, code, msg, ev.typ)
+			return
+		}
+	case EventJoinQueue:
+		if ok, retry := take(c.limits.joins, now); !ok {
+			e.rateLimited(c, ev.typ, retry)
+			return
+		}
 	}
 	if ev.typ == EventInit {
 		e.handleInit(c, ev)
@@ -210,11 +233,27 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 	if c.closed {
 		return
 	}
+	var ipl *ipLimits
+	if c.addr.IsValid() {
+		ipl = e.ipLimitsLocked(c.addr)
+		if ok, retry := take(ipl.inits, time.Now()); !ok {
+			e.rateLimitedLocked(c, EventInit, retry)
+			return
+		}
+	}
 	if ev.userID != "" {
 		s := e.sessions[handleOf(digest)]
 		if s != nil && subtle.ConstantTimeCompare(s.digest[:], digest[:]) == 1 {
 			e.resumeLocked(c, s, ev.userID)
 			return
+		}
+		// An id that matches nothing: expired, mistyped or guessed. Guessing is
+		// what the per-address bucket makes slow.
+		if ipl != nil {
+			if ok, retry := take(ipl.guesses, time.Now()); !ok {
+				e.rateLimitedLocked(c, EventInit, retry)
+				return
+			}
 		}
 	}
 	// A new identity; an unknown user_id is never reused.
@@ -416,16 +455,6 @@ func (e *Engine) sendMessageLocked(c *conn, s *session, ev clientEvent) {
 		e.mu.Unlock()
 		return
 	}
-	if strings.TrimSpace(ev.content) == "" {
-		e.sendErrorLocked(c, CodeEmptyMessage, "the message is empty", ev.typ)
-		e.mu.Unlock()
-		return
-	}
-	if len(ev.content) > e.cfg.MaxMessageBytes {
-		e.sendErrorLocked(c, CodeMessageTooLong, "the message is longer than "+strconv.Itoa(e.cfg.MaxMessageBytes)+" bytes", ev.typ)
-		e.mu.Unlock()
-		return
-	}
 	var idBuf [16]byte
 	msgID := strconv.AppendUint(idBuf[:0], e.msgSeq.Add(1), 16)
 	m := Message{
@@ -540,8 +569,33 @@ func (e *Engine) sendError(c *conn, code ErrorCode, msg string, ref EventType) {
 	e.sendErrorLocked(c, code, msg, ref)
 }
 
+// sendErrorLocked answers c with an error event. Each one spends a token of c's error
+// budget; a connection that has spent it all is closed instead, as abusive.
 func (e *Engine) sendErrorLocked(c *conn, code ErrorCode, msg string, ref EventType) {
-	e.replyLocked(c, appendError(nil, code, msg, ref))
+	e.sendErrorFrameLocked(c, appendError(nil, code, msg, ref))
+}
+
+func (e *Engine) sendErrorFrameLocked(c *conn, frame []byte) {
+	if ok, _ := take(c.limits.errors, time.Now()); !ok {
+		if s := c.sess; s != nil {
+			e.log.Info("flamingo: closing abusive connection", slog.String("user", s.handle))
+			e.detachLocked(c, true)
+		}
+		e.closeConnLocked(c, ClosePolicyViolation, "too many errors")
+		return
+	}
+	e.replyLocked(c, frame)
+}
+
+// rateLimited tells c that its event was dropped and when to try again.
+func (e *Engine) rateLimited(c *conn, ref EventType, retry time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.rateLimitedLocked(c, ref, retry)
+}
+
+func (e *Engine) rateLimitedLocked(c *conn, ref EventType, retry time.Duration) {
+	e.sendErrorFrameLocked(c, appendRateLimited(nil, ref, retry))
 }
 
 // replyLocked queues a frame that answers c's own event. A connection too far behind

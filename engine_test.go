@@ -39,6 +39,9 @@ func newEngine(t *testing.T, cfg flamingo.Config) *flamingo.Engine {
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
+// unlimited turns a rate limit off, for tests that send faster than a person types.
+var unlimited = flamingo.RateLimit{Rate: -1}
+
 func TestInit_NewIdentity(t *testing.T) {
 	e := newEngine(t, flamingo.Config{})
 	c := flamingotest.Connect(t, e)
@@ -476,7 +479,7 @@ func TestHookPanic_ClosesOnlyThatConnection(t *testing.T) {
 }
 
 func TestSlowConsumer_DroppedWithoutBlockingPartner(t *testing.T) {
-	e := newEngine(t, flamingo.Config{MaxQueuedEvents: 8})
+	e := newEngine(t, flamingo.Config{MaxQueuedEvents: 8, MessageRate: unlimited, EventRate: unlimited})
 	a, b := flamingotest.Pair(t, e)
 	// b reads nothing: the pipe takes PipeBuffer frames, the engine queues 8 more, then
 	// b is dropped as a slow consumer and a's later messages are held for b.
@@ -586,7 +589,7 @@ func TestHeartbeat_DeadPeerClosed(t *testing.T) {
 
 func TestWriteTimeout_DropsStalledReader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEngine(t, flamingo.Config{WriteTimeout: 4 * time.Second, MaxQueuedEvents: 1000})
+		e := newEngine(t, flamingo.Config{WriteTimeout: 4 * time.Second, MaxQueuedEvents: 1000, MessageRate: unlimited, EventRate: unlimited})
 		a, b := flamingotest.Pair(t, e)
 		// b stops reading: once its pipe is full, the engine's write to b blocks.
 		for i := range flamingotest.PipeBuffer + 1 {

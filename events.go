@@ -188,6 +188,9 @@ type ErrorPayload struct {
 	Code    ErrorCode `json:"code"`
 	Message string    `json:"message"`
 	Ref     EventType `json:"ref,omitempty"`
+	// RetryAfterMs comes with rate_limited: how long until the event would be
+	// accepted, in milliseconds.
+	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 }
 
 // clientEvent is a parsed client event. Only the fields of its type are set.
@@ -897,5 +900,20 @@ func appendError(dst []byte, code ErrorCode, msg string, ref EventType) []byte {
 		dst = appendField(dst, false, "ref")
 		dst = appendString(dst, string(ref))
 	}
+	return append(dst, "}}"...)
+}
+
+func appendRateLimited(dst []byte, ref EventType, retryAfter time.Duration) []byte {
+	dst = appendHead(dst, EventError)
+	dst = appendField(dst, true, "code")
+	dst = appendString(dst, string(CodeRateLimited))
+	dst = appendField(dst, false, "message")
+	dst = appendString(dst, "too many events: slow down")
+	if ref != "" {
+		dst = appendField(dst, false, "ref")
+		dst = appendString(dst, string(ref))
+	}
+	dst = appendField(dst, false, "retry_after_ms")
+	dst = strconv.AppendInt(dst, max(retryAfter.Milliseconds(), 1), 10)
 	return append(dst, "}}"...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,30 @@ type Config struct {
 	MaxFrameBytes int
 	// MaxMessageBytes is the largest send_message content in bytes. Zero means 4096.
 	MaxMessageBytes int
+	// MaxMessageRunes is the largest send_message content in characters (Unicode
+	// code points). Zero means 1000.
+	MaxMessageRunes int
+
+	// EventRate limits every event of one connection. Zero means 20 per second with
+	// a burst of 40.
+	EventRate RateLimit
+	// MessageRate limits one connection's send_message. Zero means 5 per second
+	// with a burst of 20.
+	MessageRate RateLimit
+	// JoinRate limits one connection's join_queue. Zero means one every 2 seconds
+	// with a burst of 5.
+	JoinRate RateLimit
+	// InitRate limits init per remote address (see [Addresser]). Zero means one per
+	// second with a burst of 10.
+	InitRate RateLimit
+	// ResumeGuessRate limits, per remote address, init with a user_id that matches
+	// no session: the cost of guessing ids. Zero means one per minute with a burst
+	// of 10. Over it, such an init gets rate_limited and no new identity.
+	ResumeGuessRate RateLimit
+	// ErrorBudget is how many error events a connection may earn: each one takes a
+	// token, and a connection with none left is closed with [ClosePolicyViolation].
+	// Zero means one per second with a burst of 20.
+	ErrorBudget RateLimit
 	// InitTimeout is how long a new connection may take to send init before it is
 	// closed with [ClosePolicyViolation]. Zero means 10 seconds.
 	InitTimeout time.Duration
@@ -115,8 +140,9 @@ type Config struct {
 	// The hooks are called on engine goroutines, never with an engine lock held, and
 	// must return quickly: a slow hook delays the connection (or the worker) that
 	// called it. Hooks for one chat may run on different goroutines: OnChatEnd can
-	// begin before an OnMatch for the same chat has returned. A panicking hook is recovered; if it ran for one connection's event,
-	// that connection is closed with [CloseInternalError].
+	// begin before an OnMatch for the same chat has returned. A panicking hook is
+	// recovered; if it ran for one connection's event, that connection is closed with
+	// [CloseInternalError].
 }
 
 func (c Config) withDefaults() Config {
@@ -139,6 +165,13 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxQueuedBytes, 1<<20)
 	defInt(&c.MaxFrameBytes, 32<<10)
 	defInt(&c.MaxMessageBytes, 4096)
+	defInt(&c.MaxMessageRunes, 1000)
+	c.EventRate = c.EventRate.or(20, 40)
+	c.MessageRate = c.MessageRate.or(5, 20)
+	c.JoinRate = c.JoinRate.or(0.5, 5)
+	c.InitRate = c.InitRate.or(1, 10)
+	c.ResumeGuessRate = c.ResumeGuessRate.or(1.0/60, 10)
+	c.ErrorBudget = c.ErrorBudget.or(1, 20)
 	if c.Matcher == nil {
 		c.Matcher = NewMemoryMatcher()
 	}
@@ -161,11 +194,13 @@ type Engine struct {
 	sessions map[string]*session // by handle
 	chats    map[string]*chat    // by chat id
 	conns    map[*conn]struct{}
+	ips      map[netip.Addr]*ipLimits // buckets of remote addresses seen lately
 	online   int
 	inQueue  int
 	inChat   int
 	absent   []absence // users away, in order of their grace deadline
 	lastJoin time.Time // the latest Ticket.JoinedAt given out
+	sweeps   int       // sweeps so far
 
 	msgSeq       atomic.Uint64 // numbers messages for their message_id
 	wake         chan struct{} // nudges the reaper; capacity 1
@@ -186,6 +221,7 @@ func New(cfg Config) (*Engine, error) {
 		sessions: make(map[string]*session),
 		chats:    make(map[string]*chat),
 		conns:    make(map[*conn]struct{}),
+		ips:      make(map[netip.Addr]*ipLimits),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -216,6 +252,10 @@ func (e *Engine) statsLocked() Stats {
 func (e *Engine) Serve(ctx context.Context, t Transport) error {
 	c := &conn{e: e, t: t, started: time.Now()}
 	c.pinger, _ = t.(Pinger)
+	if a, ok := t.(Addresser); ok {
+		c.addr = a.RemoteAddr()
+	}
+	c.limits.init(&e.cfg)
 	c.nextPing = c.started.Add(e.cfg.HeartbeatInterval)
 	e.mu.Lock()
 	if e.closed {
@@ -307,6 +347,9 @@ func (e *Engine) sweep(now time.Time) {
 	defer e.mu.Unlock()
 	if e.closed {
 		return
+	}
+	if e.sweeps++; e.sweeps%64 == 0 {
+		e.forgetIdleIPsLocked(now)
 	}
 	for c := range e.conns {
 		switch {

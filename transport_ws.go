@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
 
 	"github.com/coder/websocket"
 )
@@ -17,6 +20,17 @@ type WebSocketOptions struct {
 	// before the upgrade. Requests without an Origin header come from programs, not
 	// browsers, and are accepted.
 	OriginPatterns []string
+	// MaxConns caps the connections this handler serves at once; a request over
+	// it gets 503 before the upgrade. Zero means 10000; negative means no cap.
+	MaxConns int
+	// MaxConnsPerIP caps the connections from one client address; a request over
+	// it gets 429 before the upgrade. Zero means 32; negative means no cap.
+	MaxConnsPerIP int
+	// ClientIPHeader, if set, names a header that a proxy in front of this server
+	// sets to the client's address, such as "X-Forwarded-For" or "X-Real-IP". The
+	// last address in it is used (the one the nearest proxy added). Set it only
+	// behind a proxy that sets it, or clients can claim any address.
+	ClientIPHeader string
 }
 
 // NewWebSocketHandler returns an http.Handler that upgrades each request to a WebSocket
@@ -32,26 +46,103 @@ func NewWebSocketHandler(e *Engine, opts *WebSocketOptions) http.Handler {
 	if opts != nil {
 		o = *opts
 	}
-	accept := &websocket.AcceptOptions{
-		OriginPatterns:  o.OriginPatterns,
-		CompressionMode: websocket.CompressionDisabled,
+	if o.MaxConns == 0 {
+		o.MaxConns = 10000
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if e.isClosed() {
-			http.Error(w, "server shutting down", http.StatusServiceUnavailable)
-			return
+	if o.MaxConnsPerIP == 0 {
+		o.MaxConnsPerIP = 32
+	}
+	return &wsHandler{
+		e:    e,
+		opts: o,
+		accept: &websocket.AcceptOptions{
+			OriginPatterns:  o.OriginPatterns,
+			CompressionMode: websocket.CompressionDisabled,
+		},
+		perIP: make(map[netip.Addr]int),
+	}
+}
+
+type wsHandler struct {
+	e      *Engine
+	opts   WebSocketOptions
+	accept *websocket.AcceptOptions
+
+	mu    sync.Mutex
+	conns int
+	perIP map[netip.Addr]int
+}
+
+func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.e.isClosed() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	addr := h.clientAddr(r)
+	if status := h.admit(addr); status != 0 {
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+	defer h.release(addr)
+	c, err := websocket.Accept(w, r, h.accept)
+	if err != nil {
+		return // Accept has written the HTTP error (403 for a foreign Origin)
+	}
+	c.SetReadLimit(int64(h.e.cfg.MaxFrameBytes))
+	// After the upgrade, net/http no longer watches the connection, so the
+	// request's context would only end when this handler returns: the engine
+	// (Shutdown, the peer, the deadlines) ends the connection instead, and Serve
+	// saves a context registration per connection.
+	_ = h.e.Serve(context.WithoutCancel(r.Context()), &wsTransport{c: c, addr: addr})
+}
+
+// admit counts a new connection from addr, or returns the HTTP status that refuses it.
+func (h *wsHandler) admit(addr netip.Addr) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.opts.MaxConns > 0 && h.conns >= h.opts.MaxConns {
+		return http.StatusServiceUnavailable
+	}
+	if h.opts.MaxConnsPerIP > 0 && addr.IsValid() && h.perIP[addr] >= h.opts.MaxConnsPerIP {
+		return http.StatusTooManyRequests
+	}
+	h.conns++
+	if addr.IsValid() {
+		h.perIP[addr]++
+	}
+	return 0
+}
+
+func (h *wsHandler) release(addr netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.conns--
+	if addr.IsValid() {
+		if h.perIP[addr]--; h.perIP[addr] <= 0 {
+			delete(h.perIP, addr)
 		}
-		c, err := websocket.Accept(w, r, accept)
-		if err != nil {
-			return // Accept has written the HTTP error
+	}
+}
+
+// clientAddr is the client's address: from the trusted proxy header if one is set
+// and present, otherwise the connection's peer. IPv4-mapped IPv6 addresses are
+// unmapped, so that one client has one address.
+func (h *wsHandler) clientAddr(r *http.Request) netip.Addr {
+	if name := h.opts.ClientIPHeader; name != "" {
+		if v := r.Header.Values(name); len(v) > 0 {
+			last := v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if a, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+				return a.Unmap()
+			}
 		}
-		c.SetReadLimit(int64(e.cfg.MaxFrameBytes))
-		// After the upgrade, net/http no longer watches the connection, so the
-		// request's context would only end when this handler returns: the engine
-		// (Shutdown, the peer, the deadlines) ends the connection instead, and Serve
-		// saves a context registration per connection.
-		_ = e.Serve(context.WithoutCancel(r.Context()), NewWebSocketTransport(c))
-	})
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 func (e *Engine) isClosed() bool {
@@ -76,9 +167,16 @@ var (
 var errBinaryFrame = errors.New("flamingo: binary frame")
 
 type wsTransport struct {
-	c   *websocket.Conn
-	buf []byte // reused between reads
+	c    *websocket.Conn
+	addr netip.Addr // the client's address, when the handler knows it
+	buf  []byte     // reused between reads
 }
+
+var _ Addresser = (*wsTransport)(nil)
+
+// RemoteAddr implements [Addresser]. It is the zero Addr for a transport made by
+// [NewWebSocketTransport], which does not know where the connection came from.
+func (t *wsTransport) RemoteAddr() netip.Addr { return t.addr }
 
 // bufKeep is the largest read buffer kept between reads; a larger one (after a big
 // frame) is dropped so that idle connections stay small.

@@ -1,0 +1,124 @@
+package flamingo
+
+import (
+	"net/netip"
+	"time"
+	"unicode"
+
+	"golang.org/x/time/rate"
+)
+
+// RateLimit is a token bucket: up to Burst events at once, refilled at Rate events per
+// second. The zero value means the default of the field that holds it; a negative Rate
+// means no limit.
+type RateLimit struct {
+	Rate  float64
+	Burst int
+}
+
+func (l RateLimit) or(r float64, burst int) RateLimit {
+	if l.Rate == 0 && l.Burst == 0 {
+		return RateLimit{Rate: r, Burst: burst}
+	}
+	return l
+}
+
+func (l RateLimit) limiter() *rate.Limiter {
+	if l.Rate < 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(l.Rate), max(l.Burst, 1))
+}
+
+// Addresser is a [Transport] that knows its peer's network address. The Engine applies
+// [Config.InitRate] and [Config.ResumeGuessRate] per address to transports that
+// implement it (the WebSocket adapter does) and not at all to others.
+type Addresser interface {
+	RemoteAddr() netip.Addr
+}
+
+// take takes one token from l, or reports how long until one is free.
+func take(l *rate.Limiter, now time.Time) (ok bool, retry time.Duration) {
+	r := l.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Minute
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// connLimits are one connection's buckets.
+type connLimits struct {
+	events, messages, joins, errors *rate.Limiter
+}
+
+func (l *connLimits) init(cfg *Config) {
+	l.events = cfg.EventRate.limiter()
+	l.messages = cfg.MessageRate.limiter()
+	l.joins = cfg.JoinRate.limiter()
+	l.errors = cfg.ErrorBudget.limiter()
+}
+
+// ipLimits are the buckets of one remote address.
+type ipLimits struct {
+	inits, guesses *rate.Limiter
+}
+
+// ipLimitsLocked returns the buckets for addr, making them if needed.
+func (e *Engine) ipLimitsLocked(addr netip.Addr) *ipLimits {
+	l := e.ips[addr]
+	if l == nil {
+		l = &ipLimits{inits: e.cfg.InitRate.limiter(), guesses: e.cfg.ResumeGuessRate.limiter()}
+		e.ips[addr] = l
+	}
+	return l
+}
+
+// forgetIdleIPsLocked drops the buckets of addresses whose buckets are full again:
+// keeping them would change nothing.
+func (e *Engine) forgetIdleIPsLocked(now time.Time) {
+	for addr, l := range e.ips {
+		if l.inits.TokensAt(now) >= float64(l.inits.Burst()) && l.guesses.TokensAt(now) >= float64(l.guesses.Burst()) {
+			delete(e.ips, addr)
+		}
+	}
+}
+
+// checkContent applies the content rules of send_message, returning a code and a
+// message for the sender if content breaks one.
+func (e *Engine) checkContent(content string) (ErrorCode, string) {
+	if len(content) > e.cfg.MaxMessageBytes {
+		return CodeMessageTooLong, "the message is longer than the limit in bytes"
+	}
+	blank := true
+	runes := 0
+	for _, r := range content {
+		runes++
+		switch {
+		case r == '\n' || r == '\t':
+		case unicode.IsControl(r):
+			return CodeInvalidPayload, "the message has control characters (only newline and tab are allowed)"
+		case isBidiControl(r):
+			return CodeInvalidPayload, "the message has bidirectional control characters"
+		case !unicode.IsSpace(r):
+			blank = false
+		}
+	}
+	if blank {
+		return CodeEmptyMessage, "the message is empty"
+	}
+	if runes > e.cfg.MaxMessageRunes {
+		return CodeMessageTooLong, "the message is longer than the limit in characters"
+	}
+	return "", ""
+}
+
+// isBidiControl reports whether r is one of the explicit bidirectional formatting
+// characters (embeddings, overrides and isolates), which can make a message display
+// differently from what it says.
+func isBidiControl(r rune) bool {
+	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
+}
