@@ -1,0 +1,245 @@
+package flamingo_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/flamingotest"
+)
+
+func TestRateLimit_Messages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t, flamingo.Config{MessageRate: flamingo.RateLimit{Rate: 1, Burst: 3}})
+		a, b := flamingotest.Pair(t, e)
+		for i := range 3 {
+			a.Say(fmt.Sprint(i))
+		}
+		a.Say("one too many")
+		p := a.ExpectError(flamingo.CodeRateLimited)
+		assert.Equal(t, flamingo.EventSendMessage, p.Ref)
+		assert.Positive(t, p.RetryAfterMs)
+		assert.LessOrEqual(t, p.RetryAfterMs, int64(1000))
+		for i := range 3 {
+			assert.Equal(t, fmt.Sprint(i), b.ExpectMessage().Content)
+		}
+		b.Sync() // the dropped message never arrives
+
+		time.Sleep(time.Second) // one token back
+		a.Say("later")
+		assert.Equal(t, "later", b.ExpectMessage().Content)
+		a.Sync()
+	})
+}
+
+func TestRateLimit_AllEvents(t *testing.T) {
+	e := newEngine(t, flamingo.Config{EventRate: flamingo.RateLimit{Rate: 0.001, Burst: 4}})
+	c := flamingotest.Connect(t, e)
+	c.Init("") // 1
+	c.Sync()   // 2
+	c.Sync()   // 3
+	c.Send(flamingo.EventGetStats, nil)
+	c.Expect(flamingo.EventStats) // 4
+	c.Send(flamingo.EventPing, nil)
+	p := c.ExpectError(flamingo.CodeRateLimited)
+	assert.Empty(t, p.Ref, "dropped before it was read")
+	assert.Positive(t, p.RetryAfterMs)
+}
+
+func TestRateLimit_Joins(t *testing.T) {
+	e := newEngine(t, flamingo.Config{JoinRate: flamingo.RateLimit{Rate: 0.001, Burst: 2}})
+	c := flamingotest.Connect(t, e)
+	c.Init("")
+	for range 2 {
+		c.Join(flamingo.GenderOther, flamingo.PreferOther)
+		c.Send(flamingo.EventLeaveQueue, nil)
+		c.Expect(flamingo.EventQueueLeft)
+	}
+	c.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
+	assert.Equal(t, flamingo.EventJoinQueue, c.ExpectError(flamingo.CodeRateLimited).Ref)
+	assert.Equal(t, 0, e.Stats().InQueue)
+}
+
+func TestErrorBudget_ClosesOnlyTheAbuser(t *testing.T) {
+	e := newEngine(t, flamingo.Config{ErrorBudget: flamingo.RateLimit{Rate: 0.001, Burst: 5}})
+	a, b := flamingotest.Pair(t, e)
+	abuser := flamingotest.Connect(t, e)
+	abuser.Init("")
+	for range 5 {
+		abuser.SendRaw([]byte("garbage"))
+		abuser.ExpectError(flamingo.CodeBadJSON)
+	}
+	abuser.SendRaw([]byte("garbage"))
+	abuser.ExpectClosed(flamingo.ClosePolicyViolation)
+
+	a.Say("unbothered")
+	assert.Equal(t, "unbothered", b.ExpectMessage().Content)
+}
+
+func TestContentRules(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want flamingo.ErrorCode // "" means delivered
+	}{
+		{"plain", "hello", ""},
+		{"newline and tab", "a\nb\tc", ""},
+		{"exactly the character limit, multi-byte", "ééééé", ""},
+		{"emoji count as one character each", "🦩🦩🦩🦩🦩", ""},
+		{"over the character limit", "héllo!", flamingo.CodeMessageTooLong},
+		{"over the byte limit", strings.Repeat("🦩", 5) + "x", flamingo.CodeMessageTooLong},
+		{"blank", " \n\t ", flamingo.CodeEmptyMessage},
+		{"ideographic space only", "\u3000", flamingo.CodeEmptyMessage},
+		{"carriage return", "a\rb", flamingo.CodeInvalidPayload},
+		{"escape character", "a\x1bb", flamingo.CodeInvalidPayload},
+		{"NUL", "a\x00", flamingo.CodeInvalidPayload},
+		{"C1 control", "a\u0085", flamingo.CodeInvalidPayload},
+		{"right-to-left override", "abc\u202efdp.exe", flamingo.CodeInvalidPayload},
+		{"isolate", "\u2067x\u2069", flamingo.CodeInvalidPayload},
+		{"HTML stays text", "<b>", ""},
+	}
+	e := newEngine(t, flamingo.Config{MaxMessageRunes: 5, MaxMessageBytes: 20, MessageRate: unlimited})
+	a, b := flamingotest.Pair(t, e)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a.Say(tt.give)
+			if tt.want == "" {
+				assert.Equal(t, tt.give, b.ExpectMessage().Content)
+			} else {
+				assert.Equal(t, flamingo.EventSendMessage, a.ExpectError(tt.want).Ref)
+			}
+			a.Sync()
+			b.Sync()
+		})
+	}
+}
+
+// addressed is a pipe end that says which address it comes from.
+type addressed struct {
+	*flamingotest.PipeEnd
+	addr netip.Addr
+}
+
+func (a addressed) RemoteAddr() netip.Addr { return a.addr }
+
+// connectFrom serves a pipe whose server end reports addr, like the WebSocket handler.
+func connectFrom(t *testing.T, e *flamingo.Engine, addr string) *flamingotest.Client {
+	t.Helper()
+	server, client := flamingotest.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.Serve(context.Background(), addressed{server, netip.MustParseAddr(addr)})
+	}()
+	t.Cleanup(func() {
+		_ = client.Close(flamingo.CloseNormal, "")
+		<-done
+	})
+	return flamingotest.NewClient(t, client)
+}
+
+func TestInitRate_PerAddress(t *testing.T) {
+	e := newEngine(t, flamingo.Config{InitRate: flamingo.RateLimit{Rate: 0.001, Burst: 2}})
+	connectFrom(t, e, "192.0.2.1").Init("")
+	connectFrom(t, e, "192.0.2.1").Init("")
+	storm := connectFrom(t, e, "192.0.2.1")
+	storm.Send(flamingo.EventInit, nil)
+	assert.Equal(t, flamingo.EventInit, storm.ExpectError(flamingo.CodeRateLimited).Ref)
+	assert.Equal(t, 2, e.Stats().Online, "no session for the refused init")
+
+	connectFrom(t, e, "2001:db8::1").Init("") // another address has its own bucket
+	flamingotest.Connect(t, e).Init("")       // a transport without an address is not limited
+}
+
+func TestResumeGuessing_PerAddress(t *testing.T) {
+	e := newEngine(t, flamingo.Config{ResumeGuessRate: flamingo.RateLimit{Rate: 0.001, Burst: 3}})
+	owner := connectFrom(t, e, "192.0.2.7")
+	id := owner.Init("").UserID
+	away(t, e, owner)
+
+	guesser := connectFrom(t, e, "198.51.100.9")
+	for i := range 3 {
+		ready := connectFrom(t, e, "198.51.100.9").Init(fmt.Sprintf("%032x", i))
+		assert.False(t, ready.Resumed)
+	}
+	guesser.Send(flamingo.EventInit, flamingo.InitPayload{UserID: fmt.Sprintf("%032x", 99)})
+	assert.Equal(t, flamingo.EventInit, guesser.ExpectError(flamingo.CodeRateLimited).Ref)
+
+	// The owner is unaffected: a right id is not a guess, and its address has tokens.
+	ready := connectFrom(t, e, "192.0.2.7").Init(id)
+	assert.True(t, ready.Resumed)
+}
+
+func TestWebSocket_ConnectionCaps(t *testing.T) {
+	tests := []struct {
+		name  string
+		opts  flamingo.WebSocketOptions
+		extra []string // X-Forwarded-For of each connection
+		want  int
+	}{
+		{"per address", flamingo.WebSocketOptions{MaxConnsPerIP: 2}, []string{"", "", ""}, http.StatusTooManyRequests},
+		{"global", flamingo.WebSocketOptions{MaxConns: 2, MaxConnsPerIP: -1}, []string{"", "", ""}, http.StatusServiceUnavailable},
+		{"per address from the proxy header", flamingo.WebSocketOptions{MaxConnsPerIP: 1, ClientIPHeader: "X-Forwarded-For"},
+			[]string{"203.0.113.5, 192.0.2.1", "192.0.2.2", "203.0.113.9, 192.0.2.1"}, http.StatusTooManyRequests},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, flamingo.Config{})
+			url := wsServer(t, e, &tt.opts)
+			dial := func(xff string) (*websocket.Conn, *http.Response, error) {
+				h := http.Header{}
+				if xff != "" {
+					h.Set("X-Forwarded-For", xff)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: h})
+			}
+			var open []*websocket.Conn
+			for _, xff := range tt.extra[:len(tt.extra)-1] {
+				c, _, err := dial(xff)
+				require.NoError(t, err)
+				open = append(open, c)
+			}
+			_, resp, err := dial(tt.extra[len(tt.extra)-1])
+			require.Error(t, err)
+			require.NotNil(t, resp)
+			assert.Equal(t, tt.want, resp.StatusCode)
+
+			// A slot frees up when a connection ends.
+			require.NoError(t, open[0].Close(websocket.StatusNormalClosure, ""))
+			require.Eventually(t, func() bool {
+				c, _, err := dial(tt.extra[0])
+				if err != nil {
+					return false
+				}
+				c.CloseNow()
+				return true
+			}, 5*time.Second, 10*time.Millisecond)
+			for _, c := range open[1:] {
+				c.CloseNow()
+			}
+		})
+	}
+}
+
+func TestWebSocket_NoCompression(t *testing.T) {
+	e := newEngine(t, flamingo.Config{})
+	url := wsServer(t, e, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{CompressionMode: websocket.CompressionContextTakeover})
+	require.NoError(t, err)
+	defer c.CloseNow()
+	assert.Empty(t, resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate is never negotiated")
+}
