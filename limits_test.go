@@ -243,3 +243,78 @@ func TestWebSocket_NoCompression(t *testing.T) {
 	defer c.CloseNow()
 	assert.Empty(t, resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate is never negotiated")
 }
+
+func TestNotInChat_SameAnswerForMissingAndForeignChats(t *testing.T) {
+	e := newEngine(t, flamingo.Config{})
+	a, _ := flamingotest.Pair(t, e)
+	c, _ := flamingotest.Pair(t, e)
+	var answers []flamingo.ErrorPayload
+	for _, chatID := range []string{c.ChatID, "00000000000000000000000000000000", "x"} {
+		a.Send(flamingo.EventSendMessage, flamingo.SendMessagePayload{ChatID: chatID, Content: "hi"})
+		answers = append(answers, a.ExpectError(flamingo.CodeNotInChat))
+		a.Send(flamingo.EventLeaveChat, flamingo.LeaveChatPayload{ChatID: chatID})
+		answers = append(answers, a.ExpectError(flamingo.CodeNotInChat))
+	}
+	for _, p := range answers[2:] {
+		assert.Equal(t, answers[0].Message, p.Message, "nothing tells another pair's chat from no chat")
+	}
+}
+
+// endings reads c's events up to the pong of a ping and returns the chat_ended ones
+// and the error codes.
+func endings(t *testing.T, c *flamingotest.Client) (ended []flamingo.ChatEndedPayload, errs []flamingo.ErrorCode) {
+	t.Helper()
+	c.Send(flamingo.EventPing, nil)
+	for ev := c.Next(); ev.Type != flamingo.EventPong; ev = c.Next() {
+		switch ev.Type {
+		case flamingo.EventChatEnded:
+			var p flamingo.ChatEndedPayload
+			require.NoError(t, ev.Decode(&p))
+			ended = append(ended, p)
+		case flamingo.EventError:
+			var p flamingo.ErrorPayload
+			require.NoError(t, ev.Decode(&p))
+			errs = append(errs, p.Code)
+		}
+	}
+	return ended, errs
+}
+
+func TestChatEnded_ExactlyOnceWhenBothLeaveAtOnce(t *testing.T) {
+	for range 20 {
+		e := newEngine(t, flamingo.Config{})
+		a, b := flamingotest.Pair(t, e)
+		a.Send(flamingo.EventLeaveChat, nil)
+		b.Send(flamingo.EventLeaveChat, nil)
+		ea, errA := endings(t, a)
+		eb, errB := endings(t, b)
+		require.Len(t, ea, 1)
+		require.Len(t, eb, 1)
+		// Whoever was first left; the other was told and its own leave found no chat.
+		reasons := []flamingo.EndReason{ea[0].Reason, eb[0].Reason}
+		assert.ElementsMatch(t, []flamingo.EndReason{flamingo.ReasonLeft, flamingo.ReasonPartnerLeft}, reasons)
+		assert.Equal(t, 1, len(errA)+len(errB))
+	}
+}
+
+func TestChatEnded_ExactlyOnceWhenLeaveRacesGraceExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t, flamingo.Config{ResumeGrace: 5 * time.Second})
+		a, b := flamingotest.Pair(t, e)
+		a.Close()
+		synctest.Wait()
+		time.Sleep(5 * time.Second) // the grace runs out now, as b leaves
+		b.Send(flamingo.EventLeaveChat, nil)
+		ended, errs := endings(t, b)
+		require.Len(t, ended, 1)
+		if ended[0].Reason == flamingo.ReasonPartnerDisconnected {
+			assert.Equal(t, []flamingo.ErrorCode{flamingo.CodeNotInChat}, errs)
+		} else {
+			assert.Equal(t, flamingo.ReasonLeft, ended[0].Reason)
+			assert.Empty(t, errs)
+		}
+		time.Sleep(time.Minute)
+		ended, _ = endings(t, b)
+		assert.Empty(t, ended, "never a second chat_ended")
+	})
+}
