@@ -63,4 +63,11 @@
 // hold up its partner or the engine: when its queue is full it is closed with
 // [CloseSlowConsumer] and its session enters the resume grace, with the events not yet
 // written held for it.
+//
+// Every connection also has token buckets for its events ([Config.EventRate],
+// [Config.MessageRate], [Config.JoinRate]) and for the errors it earns
+// ([Config.ErrorBudget]); each client address has buckets for init and for guessing
+// user_ids ([Config.InitRate], [Config.ResumeGuessRate]); and the WebSocket handler caps
+// connections per address and in all ([WebSocketOptions]). SECURITY.md lists every
+// limit with its default.
 package flamingo
