@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -317,4 +318,53 @@ func TestChatEnded_ExactlyOnceWhenLeaveRacesGraceExpiry(t *testing.T) {
 		ended, _ = endings(t, b)
 		assert.Empty(t, ended, "never a second chat_ended")
 	})
+}
+
+func TestSlowConsumer_ByteBoundKeepsHeapBounded(t *testing.T) {
+	const bound = 64 << 10
+	e := newEngine(t, flamingo.Config{
+		MaxQueuedEvents: 100000, MaxQueuedBytes: bound, // only the byte bound can trip
+		MessageRate: unlimited, EventRate: unlimited, ErrorBudget: unlimited,
+	})
+	a, b := flamingotest.Pair(t, e)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	// b reads nothing. Each frame is over 4 KiB: the pipe takes PipeBuffer of them,
+	// the engine queues up to 64 KiB more, then drops b.
+	content := strings.Repeat("🦩", 1000) // 4000 bytes, 1000 characters: the most a message may have
+	sent := 0
+	for e.Stats().Online == 2 {
+		require.Less(t, sent, flamingotest.PipeBuffer+bound/4000+10, "b was never dropped")
+		a.Say(content)
+		sent++
+		refusedTo(t, a) // the message that tipped b over may find the hold full
+	}
+	for range 200 { // b is away now: what is held for it is bounded too
+		a.Say(content)
+	}
+	assert.Greater(t, refusedTo(t, a), 150, "once the hold is full, messages are refused to the sender")
+
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	// The pipe's frames, the queue's bound and the hold's bound, with room for the
+	// garbage collector's timing: far below the 1 MiB the 200 extra messages weigh.
+	assert.Less(t, grown, int64(flamingotest.PipeBuffer*4200+3*bound+512<<10), "heap grew by %d bytes", grown)
+	b.ExpectClosed(flamingo.CloseSlowConsumer)
+}
+
+// refusedTo counts the rate_limited errors c gets before the pong of a ping.
+func refusedTo(t *testing.T, c *flamingotest.Client) int {
+	t.Helper()
+	c.Send(flamingo.EventPing, nil)
+	n := 0
+	for ev := c.Next(); ev.Type != flamingo.EventPong; ev = c.Next() {
+		var p flamingo.ErrorPayload
+		require.NoError(t, ev.Decode(&p))
+		require.Equal(t, flamingo.CodeRateLimited, p.Code)
+		n++
+	}
+	return n
 }
