@@ -67,8 +67,20 @@ type ipLimits struct {
 	inits, guesses *rate.Limiter
 }
 
-// ipLimitsLocked returns the buckets for addr, making them if needed.
+// addrKey is the key under which per-address limits count addr: the address itself for
+// IPv4, its /64 network for IPv6, since one IPv6 client commonly holds a whole /64.
+func addrKey(addr netip.Addr) netip.Addr {
+	if addr.Is6() && !addr.Is4In6() {
+		if p, err := addr.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return addr
+}
+
+// ipLimitsLocked returns the buckets for addr's key, making them if needed.
 func (e *Engine) ipLimitsLocked(addr netip.Addr) *ipLimits {
+	addr = addrKey(addr)
 	l := e.ips[addr]
 	if l == nil {
 		l = &ipLimits{inits: e.cfg.InitRate.limiter(), guesses: e.cfg.ResumeGuessRate.limiter()}

@@ -159,7 +159,12 @@ func TestInitRate_PerAddress(t *testing.T) {
 	assert.Equal(t, 2, e.Stats().Online, "no session for the refused init")
 
 	connectFrom(t, e, "2001:db8::1").Init("") // another address has its own bucket
-	flamingotest.Connect(t, e).Init("")       // a transport without an address is not limited
+	connectFrom(t, e, "2001:db8::2").Init("")
+	sameNet := connectFrom(t, e, "2001:db8::3:4") // an IPv6 client's /64 counts as one address
+	sameNet.Send(flamingo.EventInit, nil)
+	sameNet.ExpectError(flamingo.CodeRateLimited)
+	connectFrom(t, e, "2001:db8:0:1::1").Init("") // the next /64 is another address
+	flamingotest.Connect(t, e).Init("")           // a transport without an address is not limited
 }
 
 func TestResumeGuessing_PerAddress(t *testing.T) {

@@ -23,8 +23,9 @@ type WebSocketOptions struct {
 	// MaxConns caps the connections this handler serves at once; a request over
 	// it gets 503 before the upgrade. Zero means 10000; negative means no cap.
 	MaxConns int
-	// MaxConnsPerIP caps the connections from one client address; a request over
-	// it gets 429 before the upgrade. Zero means 32; negative means no cap.
+	// MaxConnsPerIP caps the connections from one client address (for IPv6, one
+	// /64 network); a request over it gets 429 before the upgrade. Zero means 32;
+	// negative means no cap.
 	MaxConnsPerIP int
 	// ClientIPHeader, if set, names a header that a proxy in front of this server
 	// sets to the client's address, such as "X-Forwarded-For" or "X-Real-IP". The
@@ -79,11 +80,11 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := h.clientAddr(r)
-	if status := h.admit(addr); status != 0 {
+	if status := h.admit(addrKey(addr)); status != 0 {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	defer h.release(addr)
+	defer h.release(addrKey(addr))
 	c, err := websocket.Accept(w, r, h.accept)
 	if err != nil {
 		return // Accept has written the HTTP error (403 for a foreign Origin)
