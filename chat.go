@@ -687,7 +687,6 @@ func (c *conn) writeLoop() {
 			err := c.t.Write(ctx, f.b)
 			c.writeSince.Store(0)
 			if err != nil {
-				c.written.Add(-1)
 				e.writeFailed(c, f)
 				return
 			}
@@ -699,16 +698,23 @@ func (c *conn) writeLoop() {
 func (e *Engine) writeFailed(c *conn, f outFrame) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// Uncounted under the lock, so that exactly one of detachLocked (now or already
+	// done) and the case below holds f.
+	c.written.Add(-1)
 	c.writing = false
 	switch s := c.owner; {
 	case c.sess != nil:
 		e.detachLocked(c, true) // holds f and what follows it
 	case s != nil && s.conn == nil && f.keep:
 		// The reader saw the disconnect first and held what followed f; f goes
-		// before it. (If the user is already back on another connection, f is lost
-		// with the connection, as a frame in a dead socket's buffer would be.)
+		// before it.
 		s.held = append([][]byte{f.b}, s.held...)
 		s.heldBytes += len(f.b)
+	case s != nil && s.conn != nil && f.keep && e.sessions[s.handle] == s:
+		// The user came back on another connection before this write failed: f
+		// was not replayed, so it goes there now, after what was (the one case
+		// where an event arrives out of order).
+		e.deliverLocked(s, f.b, true)
 	}
 	e.closeConnLocked(c, CloseGoingAway, "write failed")
 }

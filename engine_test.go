@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -704,4 +705,48 @@ func TestLatePair_WithDepartedUser_RequeuesTheOther(t *testing.T) {
 	m.report(flamingo.Pair{A: tb, B: tb}) // a broken matcher pairing b with itself
 	b.Sync()
 	assert.Equal(t, 1, e.Stats().InQueue)
+}
+
+// gatedEnd is a pipe end whose writes can be held and then failed, as a socket that
+// dies mid-write would.
+type gatedEnd struct {
+	*flamingotest.PipeEnd
+	hold    atomic.Bool
+	blocked chan struct{} // a held write has begun
+	release chan struct{} // fail the held write
+}
+
+func (g *gatedEnd) Write(ctx context.Context, b []byte) error {
+	if g.hold.Load() {
+		close(g.blocked)
+		<-g.release
+		return errors.New("connection reset")
+	}
+	return g.PipeEnd.Write(ctx, b)
+}
+
+func TestFailedWriteAfterDisconnect_HeldOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t, flamingo.Config{})
+		server, client := flamingotest.Pipe()
+		g := &gatedEnd{PipeEnd: server, blocked: make(chan struct{}), release: make(chan struct{})}
+		go func() { _ = e.Serve(context.Background(), g) }()
+		a, b := flamingotest.Connect(t, e), flamingotest.NewClient(t, client)
+		flamingotest.Match(t, a, b)
+
+		g.hold.Store(true)
+		a.Say("in flight when the line died")
+		<-g.blocked                                // the engine is writing it to b
+		require.NoError(t, client.Close(1006, "")) // b's side goes away meanwhile
+		synctest.Wait()                            // the engine has seen b go
+		require.Equal(t, 1, e.Stats().Online)
+		close(g.release) // and the write fails
+		synctest.Wait()
+
+		b2 := flamingotest.Connect(t, e)
+		ready := b2.Init(b.UserID)
+		require.True(t, ready.Resumed)
+		assert.Equal(t, "in flight when the line died", b2.ExpectMessage().Content)
+		b2.Sync() // exactly once
+	})
 }

@@ -1,6 +1,6 @@
 module github.com/flamingochat/flamingo/e2e/browser
 
-go 1.25
+go 1.25.0
 
 replace github.com/flamingochat/flamingo => ../..
 
@@ -15,4 +15,5 @@ require (
 	github.com/coder/websocket v1.8.15 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/time v0.15.0 // indirect
 )
