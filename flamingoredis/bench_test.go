@@ -1,0 +1,155 @@
+package flamingoredis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flamingochat/flamingo"
+)
+
+// BenchmarkMatch measures one match: a waiter's Enqueue, a compatible newcomer's
+// Enqueue that pairs them, and the report on the waiter's node. ns/op is the wall time
+// per match as seen by one client; on a real redis-server it also reports the server's
+// own time per match (redis-µs/match: the enqueue script twice plus the stream reads
+// and deletes, from INFO commandstats) and per enqueue script call.
+//
+//	same-node:  both tickets on one node; the pair goes to one stream
+//	cross-node: the newcomer on a second node; the pair goes to both streams
+//	parallel:   same-node, from GOMAXPROCS goroutines at once
+func BenchmarkMatch(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			client := be.client(b)
+			b.Run("same-node", func(b *testing.B) { benchmarkMatch(b, client, false, false) })
+			b.Run("cross-node", func(b *testing.B) { benchmarkMatch(b, client, true, false) })
+			b.Run("parallel", func(b *testing.B) { benchmarkMatch(b, client, false, true) })
+		})
+	}
+}
+
+func benchmarkMatch(b *testing.B, client redis.UniversalClient, cross, parallel bool) {
+	prefix := freshPrefix(b, client)
+	var reported atomic.Int64
+	count := func(flamingo.Pair) { reported.Add(1) }
+	a := New(client, Options{Prefix: prefix, NodeID: "bench-a"})
+	other := New(client, Options{Prefix: prefix, NodeID: "bench-b"})
+	for _, m := range []*Matcher{a, other} {
+		if err := m.Start(count); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := m.Stop(context.Background()); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	joiner := a
+	if cross {
+		joiner = other
+	}
+	perMatch := int64(1)
+	if cross {
+		perMatch = 2 // reported on both nodes
+	}
+	_, isRedis := client.(*redis.Client)
+	realServer := isRedis && client.ConfigResetStat(b.Context()).Err() == nil && hasCommandStats(b, client)
+
+	ctx := context.Background()
+	var seq atomic.Int64
+	match := func() error {
+		i := seq.Add(1)
+		now := time.Now()
+		w := flamingo.Ticket{User: "w" + strconv.FormatInt(i, 10), Gender: flamingo.GenderFemale, Preference: flamingo.PreferMale, JoinedAt: now}
+		j := flamingo.Ticket{User: "j" + strconv.FormatInt(i, 10), Gender: flamingo.GenderMale, Preference: flamingo.PreferFemale, JoinedAt: now}
+		if err := a.Enqueue(ctx, w); err != nil {
+			return err
+		}
+		return joiner.Enqueue(ctx, j)
+	}
+	if realServer {
+		if err := client.ConfigResetStat(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	if parallel {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := match(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	} else {
+		for range b.N {
+			if err := match(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	want := perMatch * seq.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for reported.Load() < want {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d reports arrived", reported.Load(), want)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	b.StopTimer()
+	if realServer {
+		stats := commandStats(b, client)
+		n := float64(seq.Load())
+		b.ReportMetric(float64(stats["evalsha"].usec+stats["xread"].usec+stats["xdel"].usec)/n, "redis-µs/match")
+		if s := stats["evalsha"]; s.calls > 0 {
+			b.ReportMetric(float64(s.usec)/float64(s.calls), "script-µs/call")
+		}
+	}
+	reported.Store(0)
+}
+
+type commandStat struct{ calls, usec int64 }
+
+func hasCommandStats(tb testing.TB, client redis.UniversalClient) bool {
+	s, err := client.Info(tb.Context(), "commandstats").Result()
+	return err == nil && strings.Contains(s, "cmdstat_")
+}
+
+// commandStats parses INFO commandstats: lines like
+// "cmdstat_evalsha:calls=10,usec=300,usec_per_call=30.00,...".
+func commandStats(tb testing.TB, client redis.UniversalClient) map[string]commandStat {
+	s, err := client.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stats := make(map[string]commandStat)
+	for line := range strings.Lines(s) {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, found := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !found {
+			continue
+		}
+		var st commandStat
+		for field := range strings.SplitSeq(rest, ",") {
+			k, v, _ := strings.Cut(field, "=")
+			switch k {
+			case "calls":
+				st.calls, _ = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				st.usec, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		stats[name] = st
+	}
+	if len(stats) == 0 {
+		tb.Fatal(fmt.Errorf("no command stats in %q", s))
+	}
+	return stats
+}
