@@ -233,27 +233,26 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 	if c.closed {
 		return
 	}
-	var ipl *ipLimits
-	if c.addr.IsValid() {
-		ipl = e.ipLimitsLocked(c.addr)
-		if ok, retry := take(ipl.inits, time.Now()); !ok {
-			e.rateLimitedLocked(c, EventInit, retry)
-			return
-		}
-	}
 	if ev.userID != "" {
 		s := e.sessions[handleOf(digest)]
 		if s != nil && subtle.ConstantTimeCompare(s.digest[:], digest[:]) == 1 {
+			// A resume needs the secret, so it is never limited: a storm of inits
+			// from a shared address cannot keep its users from coming back.
 			e.resumeLocked(c, s, ev.userID)
 			return
 		}
-		// An id that matches nothing: expired, mistyped or guessed. Guessing is
-		// what the per-address bucket makes slow.
-		if ipl != nil {
-			if ok, retry := take(ipl.guesses, time.Now()); !ok {
-				e.rateLimitedLocked(c, EventInit, retry)
-				return
-			}
+	}
+	if c.addr.IsValid() {
+		ipl := e.ipLimitsLocked(c.addr)
+		bucket := ipl.inits
+		if ev.userID != "" {
+			// An id that matches nothing: expired, mistyped or guessed. Guessing
+			// is what this bucket makes slow.
+			bucket = ipl.guesses
+		}
+		if ok, retry := take(bucket, time.Now()); !ok {
+			e.rateLimitedLocked(c, EventInit, retry)
+			return
 		}
 	}
 	// A new identity; an unknown user_id is never reused.

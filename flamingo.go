@@ -101,7 +101,8 @@ type Config struct {
 	// JoinRate limits one connection's join_queue. Zero means one every 2 seconds
 	// with a burst of 5.
 	JoinRate RateLimit
-	// InitRate limits init per remote address (see [Addresser]). Zero means one per
+	// InitRate limits, per remote address (see [Addresser]), init that makes a new
+	// identity. Resuming with a valid user_id is not limited. Zero means one per
 	// second with a burst of 10.
 	InitRate RateLimit
 	// ResumeGuessRate limits, per remote address, init with a user_id that matches

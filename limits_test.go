@@ -151,12 +151,17 @@ func connectFrom(t *testing.T, e *flamingo.Engine, addr string) *flamingotest.Cl
 
 func TestInitRate_PerAddress(t *testing.T) {
 	e := newEngine(t, flamingo.Config{InitRate: flamingo.RateLimit{Rate: 0.001, Burst: 2}})
-	connectFrom(t, e, "192.0.2.1").Init("")
+	owner := connectFrom(t, e, "192.0.2.1")
+	id := owner.Init("").UserID
 	connectFrom(t, e, "192.0.2.1").Init("")
 	storm := connectFrom(t, e, "192.0.2.1")
 	storm.Send(flamingo.EventInit, nil)
 	assert.Equal(t, flamingo.EventInit, storm.ExpectError(flamingo.CodeRateLimited).Ref)
 	assert.Equal(t, 2, e.Stats().Online, "no session for the refused init")
+
+	// The address's bucket is empty, yet its users can still come back.
+	away(t, e, owner)
+	assert.True(t, connectFrom(t, e, "192.0.2.1").Init(id).Resumed, "resuming is never limited")
 
 	connectFrom(t, e, "2001:db8::1").Init("") // another address has its own bucket
 	connectFrom(t, e, "2001:db8::2").Init("")
