@@ -145,7 +145,7 @@ func handleOf(d [sha256.Size]byte) string {
 // handle processes one client frame on c.
 func (e *Engine) handle(c *conn, b []byte) {
 	now := time.Now()
-	if ok, retry := take(c.limits.events, now); !ok { // before parsing: shed a flood cheaply
+	if ok, retry := take(&c.limits.events, now); !ok { // before parsing: shed a flood cheaply
 		e.rateLimited(c, "", retry)
 		return
 	}
@@ -156,7 +156,7 @@ func (e *Engine) handle(c *conn, b []byte) {
 	}
 	switch ev.typ {
 	case EventSendMessage:
-		if ok, retry := take(c.limits.messages, now); !ok {
+		if ok, retry := take(&c.limits.messages, now); !ok {
 			e.rateLimited(c, ev.typ, retry)
 			return
 		}
@@ -165,7 +165,7 @@ func (e *Engine) handle(c *conn, b []byte) {
 			return
 		}
 	case EventJoinQueue:
-		if ok, retry := take(c.limits.joins, now); !ok {
+		if ok, retry := take(&c.limits.joins, now); !ok {
 			e.rateLimited(c, ev.typ, retry)
 			return
 		}
@@ -244,11 +244,11 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 	}
 	if c.addr.IsValid() {
 		ipl := e.ipLimitsLocked(c.addr)
-		bucket := ipl.inits
+		bucket := &ipl.inits
 		if ev.userID != "" {
 			// An id that matches nothing: expired, mistyped or guessed. Guessing
 			// is what this bucket makes slow.
-			bucket = ipl.guesses
+			bucket = &ipl.guesses
 		}
 		if ok, retry := take(bucket, time.Now()); !ok {
 			e.rateLimitedLocked(c, EventInit, retry)
@@ -575,7 +575,7 @@ func (e *Engine) sendErrorLocked(c *conn, code ErrorCode, msg string, ref EventT
 }
 
 func (e *Engine) sendErrorFrameLocked(c *conn, frame []byte) {
-	if ok, _ := take(c.limits.errors, time.Now()); !ok {
+	if ok, _ := take(&c.limits.errors, time.Now()); !ok {
 		if s := c.sess; s != nil {
 			e.log.Info("flamingo: closing abusive connection", slog.String("user", s.handle))
 			e.detachLocked(c, true)

@@ -23,11 +23,15 @@ func (l RateLimit) or(r float64, burst int) RateLimit {
 	return l
 }
 
-func (l RateLimit) limiter() *rate.Limiter {
+// set makes lim, a zero Limiter, enforce l. Both settings are made at the zero time,
+// so that the first use finds the bucket full, as rate.NewLimiter's would be.
+func (l RateLimit) set(lim *rate.Limiter) {
 	if l.Rate < 0 {
-		return rate.NewLimiter(rate.Inf, 0)
+		lim.SetLimitAt(time.Time{}, rate.Inf)
+		return
 	}
-	return rate.NewLimiter(rate.Limit(l.Rate), max(l.Burst, 1))
+	lim.SetBurstAt(time.Time{}, max(l.Burst, 1))
+	lim.SetLimitAt(time.Time{}, rate.Limit(l.Rate))
 }
 
 // Addresser is a [Transport] that knows its peer's network address. The Engine applies
@@ -50,21 +54,21 @@ func take(l *rate.Limiter, now time.Time) (ok bool, retry time.Duration) {
 	return true, 0
 }
 
-// connLimits are one connection's buckets.
+// connLimits are one connection's buckets, held in the conn itself: no allocation.
 type connLimits struct {
-	events, messages, joins, errors *rate.Limiter
+	events, messages, joins, errors rate.Limiter
 }
 
 func (l *connLimits) init(cfg *Config) {
-	l.events = cfg.EventRate.limiter()
-	l.messages = cfg.MessageRate.limiter()
-	l.joins = cfg.JoinRate.limiter()
-	l.errors = cfg.ErrorBudget.limiter()
+	cfg.EventRate.set(&l.events)
+	cfg.MessageRate.set(&l.messages)
+	cfg.JoinRate.set(&l.joins)
+	cfg.ErrorBudget.set(&l.errors)
 }
 
 // ipLimits are the buckets of one remote address.
 type ipLimits struct {
-	inits, guesses *rate.Limiter
+	inits, guesses rate.Limiter
 }
 
 // addrKey is the key under which per-address limits count addr: the address itself for
@@ -83,7 +87,9 @@ func (e *Engine) ipLimitsLocked(addr netip.Addr) *ipLimits {
 	addr = addrKey(addr)
 	l := e.ips[addr]
 	if l == nil {
-		l = &ipLimits{inits: e.cfg.InitRate.limiter(), guesses: e.cfg.ResumeGuessRate.limiter()}
+		l = new(ipLimits)
+		e.cfg.InitRate.set(&l.inits)
+		e.cfg.ResumeGuessRate.set(&l.guesses)
 		e.ips[addr] = l
 	}
 	return l
