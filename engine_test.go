@@ -480,52 +480,58 @@ func TestHookPanic_ClosesOnlyThatConnection(t *testing.T) {
 }
 
 func TestSlowConsumer_DroppedWithoutBlockingPartner(t *testing.T) {
-	e := newEngine(t, flamingo.Config{MaxQueuedEvents: 8, MessageRate: unlimited, EventRate: unlimited})
-	a, b := flamingotest.Pair(t, e)
-	// b reads nothing: the pipe takes PipeBuffer frames, the engine queues 8 more, then
-	// b is dropped as a slow consumer and a's later messages are held for b.
-	var sent []string
-	refused := map[string]bool{}
-	for e.Stats().Online == 2 {
-		require.Less(t, len(sent), flamingotest.PipeBuffer+100, "b was never dropped")
-		content := fmt.Sprint(len(sent))
-		a.Say(content)
-		a.Send(flamingo.EventPing, nil)
-		for ev := a.Next(); ev.Type != flamingo.EventPong; ev = a.Next() { // a is never blocked
-			var p flamingo.ErrorPayload
-			require.NoError(t, ev.Decode(&p))
-			require.Equal(t, flamingo.CodeRateLimited, p.Code, "only a full hold refuses a message")
-			refused[content] = true
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t, flamingo.Config{MaxQueuedEvents: 8, MessageRate: unlimited, EventRate: unlimited})
+		a, b := flamingotest.Pair(t, e)
+		// b reads nothing: the pipe takes PipeBuffer frames, the engine queues 8 more, then
+		// b is dropped as a slow consumer and a's later messages are held for b.
+		var sent []string
+		refused := map[string]bool{}
+		for e.Stats().Online == 2 {
+			require.Less(t, len(sent), flamingotest.PipeBuffer+100, "b was never dropped")
+			content := fmt.Sprint(len(sent))
+			a.Say(content)
+			a.Send(flamingo.EventPing, nil)
+			for ev := a.Next(); ev.Type != flamingo.EventPong; ev = a.Next() { // a is never blocked
+				var p flamingo.ErrorPayload
+				require.NoError(t, ev.Decode(&p))
+				require.Equal(t, flamingo.CodeRateLimited, p.Code, "only a full hold refuses a message")
+				refused[content] = true
+			}
+			sent = append(sent, content)
 		}
-		sent = append(sent, content)
-	}
-	onOld := contentsOf(t, b.ExpectClosed(flamingo.CloseSlowConsumer))
+		onOld := contentsOf(t, b.ExpectClosed(flamingo.CloseSlowConsumer))
+		// The dropped connection's writer finishes first: a user who resumes while
+		// a failed write is still being noticed may get that one event after the
+		// replay instead of at its head (FRONTEND_GUIDE.md, "What is replayed").
+		synctest.Wait()
 
-	b2 := flamingotest.Connect(t, e)
-	ready := b2.Init(b.UserID)
-	assert.True(t, ready.Resumed, "a slow consumer keeps its session")
-	assert.Equal(t, a.ChatID, ready.ChatID)
-	b2.Send(flamingo.EventPing, nil)
-	var replayed []flamingotest.Event
-	for ev := b2.Next(); ev.Type != flamingo.EventPong; ev = b2.Next() {
-		replayed = append(replayed, ev)
-	}
-	onNew := contentsOf(t, replayed)
-
-	// The ledger: each message reached b exactly once per connection (the replay may
-	// repeat what the dropped connection had already received), in order, or was
-	// refused to a.
-	assert.Equal(t, len(onOld), len(dedupe(onOld)))
-	assert.Equal(t, len(onNew), len(dedupe(onNew)))
-	got := dedupe(append(onOld, onNew...))
-	var want []string
-	for _, c := range sent {
-		if !refused[c] {
-			want = append(want, c)
+		b2 := flamingotest.Connect(t, e)
+		ready := b2.Init(b.UserID)
+		assert.True(t, ready.Resumed, "a slow consumer keeps its session")
+		assert.Equal(t, a.ChatID, ready.ChatID)
+		b2.Send(flamingo.EventPing, nil)
+		var replayed []flamingotest.Event
+		for ev := b2.Next(); ev.Type != flamingo.EventPong; ev = b2.Next() {
+			replayed = append(replayed, ev)
 		}
-	}
-	assert.Equal(t, want, got)
-	assert.LessOrEqual(t, len(refused), 1)
+		onNew := contentsOf(t, replayed)
+
+		// The ledger: each message reached b exactly once per connection (the replay may
+		// repeat what the dropped connection had already received), in order, or was
+		// refused to a.
+		assert.Equal(t, len(onOld), len(dedupe(onOld)))
+		assert.Equal(t, len(onNew), len(dedupe(onNew)))
+		got := dedupe(append(onOld, onNew...))
+		var want []string
+		for _, c := range sent {
+			if !refused[c] {
+				want = append(want, c)
+			}
+		}
+		assert.Equal(t, want, got)
+		assert.LessOrEqual(t, len(refused), 1)
+	})
 }
 
 func contentsOf(t *testing.T, events []flamingotest.Event) []string {
