@@ -61,6 +61,10 @@ type session struct {
 	held      [][]byte // events for the user while away, in order
 	heldBytes int
 	awayGen   uint64 // counts departures, so a stale expiry is recognised
+
+	// remote marks a stand-in for a chat partner whose session is on another node
+	// (with a Broker): only handle and gender are set, and it is in no map.
+	remote bool
 }
 
 // absence is an entry in the reaper's queue: sess left at gen and expires at deadline.
@@ -234,11 +238,15 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 		return
 	}
 	if ev.userID != "" {
-		s := e.sessions[handleOf(digest)]
+		h := handleOf(digest)
+		s := e.sessions[h]
 		if s != nil && subtle.ConstantTimeCompare(s.digest[:], digest[:]) == 1 {
 			// A resume needs the secret, so it is never limited: a storm of inits
 			// from a shared address cannot keep its users from coming back.
 			e.resumeLocked(c, s, ev.userID)
+			return
+		}
+		if s == nil && e.broker != nil && e.claims[h] == nil && e.claimLocked(c, h, digest, ev.userID) {
 			return
 		}
 	}
@@ -262,6 +270,7 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 	e.sessions[s.handle] = s
 	e.attachLocked(c, s)
 	e.pushLocked(c, outFrame{b: appendReady(nil, userID, false, "")})
+	e.saveLocked(s)
 	e.log.Debug("flamingo: new session", slog.String("user", s.handle))
 }
 
@@ -269,13 +278,7 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 // has a live one, and replays what was held for it.
 func (e *Engine) resumeLocked(c *conn, s *session, userID string) {
 	if old := s.conn; old != nil {
-		e.detachLocked(old, false)
-		old.replaced = true
-		// The last word to the old connection, whatever its queue holds; the writer
-		// closes it after this frame.
-		e.pushLocked(old, outFrame{b: appendError(nil, CodeSessionReplaced, "this chat was opened on another connection", "")})
-		old.closeAt = &closeReq{CloseSessionReplaced, "session replaced"}
-		e.log.Debug("flamingo: session taken over", slog.String("user", s.handle))
+		e.replaceConnLocked(old, s)
 	}
 	e.attachLocked(c, s)
 	chatID := ""
@@ -288,7 +291,20 @@ func (e *Engine) resumeLocked(c *conn, s *session, userID string) {
 	}
 	c.slack, c.slackBytes = len(s.held)+1, s.heldBytes
 	s.held, s.heldBytes = nil, 0
+	e.saveLocked(s)
 	e.log.Debug("flamingo: session resumed", slog.String("user", s.handle))
+}
+
+// replaceConnLocked ends old, the connection of s, because another connection took s
+// over; what old had not written is held for s.
+func (e *Engine) replaceConnLocked(old *conn, s *session) {
+	e.detachLocked(old, false)
+	old.replaced = true
+	// The last word to the old connection, whatever its queue holds; the writer
+	// closes it after this frame.
+	e.pushLocked(old, outFrame{b: appendError(nil, CodeSessionReplaced, "this chat was opened on another connection", "")})
+	old.closeAt = &closeReq{CloseSessionReplaced, "session replaced"}
+	e.log.Debug("flamingo: session taken over", slog.String("user", s.handle))
 }
 
 func (e *Engine) attachLocked(c *conn, s *session) {
@@ -323,6 +339,7 @@ func (e *Engine) detachLocked(c *conn, away bool) {
 		e.goLocked(func() { e.cancelTicket(s.handle) })
 	}
 	if away {
+		e.saveLocked(s)
 		s.awayGen++
 		e.absent = append(e.absent, absence{sess: s, gen: s.awayGen, deadline: time.Now().Add(e.cfg.ResumeGrace)})
 		if len(e.absent) == 1 {
@@ -378,9 +395,9 @@ func (e *Engine) joinQueueLocked(c *conn, s *session, ev clientEvent) {
 		now = e.lastJoin.Add(time.Nanosecond)
 	}
 	e.lastJoin = now
-	s.ticket = Ticket{User: s.handle, Gender: ev.gender, Preference: ev.pref, JoinedAt: now}
+	s.ticket = Ticket{User: s.handle, Gender: ev.gender, Preference: ev.pref, JoinedAt: now, Node: e.node}
 	e.inQueue++
-	e.replyLocked(c, appendQueueJoined(nil, e.inQueue))
+	e.replyLocked(c, appendQueueJoined(nil, e.statsLocked().InQueue))
 	t := s.ticket
 	e.mu.Unlock()
 	e.enqueue(t)
@@ -389,8 +406,8 @@ func (e *Engine) joinQueueLocked(c *conn, s *session, ev clientEvent) {
 // enqueue hands t to the matcher; if that fails, the user is told and leaves the queue.
 func (e *Engine) enqueue(t Ticket) {
 	err := e.matcher.Enqueue(context.Background(), t)
-	if err == nil {
-		return
+	if err == nil || errors.Is(err, ErrAlreadyQueued) {
+		return // (already queued: a Resync found the ticket still waiting)
 	}
 	e.log.Error("flamingo: matcher enqueue failed", slog.String("user", t.User), slog.Any("err", err))
 	e.mu.Lock()
@@ -407,10 +424,17 @@ func (e *Engine) enqueue(t Ticket) {
 
 // onPair is the report function installed in the matcher.
 func (e *Engine) onPair(p Pair) {
+	if e.broker != nil && (!e.ownTicket(p.A) || !e.ownTicket(p.B)) {
+		e.onRemotePair(p)
+		return
+	}
 	e.mu.Lock()
 	a, b := e.waitingLocked(p.A), e.waitingLocked(p.B)
 	if a == nil || b == nil || a == b {
 		closed := e.closed
+		if p.ChatID != "" && e.broker != nil {
+			e.broker.Publish(BrokerOp{Kind: OpEndChat, ChatID: p.ChatID, Users: [2]string{p.A.User, p.B.User}})
+		}
 		e.mu.Unlock()
 		// One side left before the pair arrived: the other keeps its place in the
 		// queue, by its original JoinedAt.
@@ -422,12 +446,17 @@ func (e *Engine) onPair(p Pair) {
 		}
 		return
 	}
-	ch := &chat{id: randomHex(16), users: [2]*session{a, b}, started: time.Now()}
-	e.chats[ch.id] = ch
+	id := p.ChatID
+	if id == "" {
+		id = randomHex(16)
+	}
+	ch := &chat{id: id, users: [2]*session{a, b}, started: time.Now()}
+	e.chats[ch] = struct{}{}
 	for _, s := range ch.users {
 		e.dequeueLocked(s)
 		s.chat = ch
 		e.inChat++
+		e.saveLocked(s)
 	}
 	e.deliverLocked(a, appendMatchFound(nil, ch.id, b.gender), true)
 	e.deliverLocked(b, appendMatchFound(nil, ch.id, a.gender), true)
@@ -490,7 +519,11 @@ func (e *Engine) sendMessageLocked(c *conn, s *session, ev clientEvent) {
 	// One allocation of exactly the right size.
 	frame := appendMessageReceived(make([]byte, 0, messageReceivedLen(m.ChatID, msgID, m.Content)),
 		m.ChatID, msgID, m.Content, m.SentAt)
-	if !e.deliverLocked(ch.partner(s), frame, false) {
+	if p := ch.partner(s); p.remote {
+		// Whether a partner away on another node can take more is not known here:
+		// that node drops what is over its bound.
+		e.broker.Publish(BrokerOp{Kind: OpSend, User: p.handle, Event: ClusterEvent{Kind: KindMessage, ChatID: ch.id, Frame: frame}})
+	} else if !e.deliverLocked(p, frame, false) {
 		e.sendErrorLocked(c, CodeRateLimited, "your partner is away and cannot take more messages now", ev.typ)
 	}
 	e.mu.Unlock()
@@ -499,17 +532,31 @@ func (e *Engine) sendMessageLocked(c *conn, s *session, ev clientEvent) {
 // endChatLocked ends ch because by left (ReasonLeft) or did not come back
 // (ReasonPartnerDisconnected), telling each remaining participant once.
 func (e *Engine) endChatLocked(ch *chat, by *session, reason EndReason) ChatEnd {
-	delete(e.chats, ch.id)
+	delete(e.chats, ch)
 	for _, s := range ch.users {
-		s.chat = nil
-		e.inChat--
+		if !s.remote {
+			s.chat = nil
+			e.inChat--
+		}
 	}
 	other := ch.partner(by)
+	otherReason := ReasonPartnerDisconnected
 	if reason == ReasonLeft {
 		e.deliverLocked(by, appendChatEnded(nil, ch.id, ReasonLeft), true)
-		e.deliverLocked(other, appendChatEnded(nil, ch.id, ReasonPartnerLeft), true)
-	} else {
-		e.deliverLocked(other, appendChatEnded(nil, ch.id, ReasonPartnerDisconnected), true)
+		otherReason = ReasonPartnerLeft
+	}
+	if e.broker != nil {
+		op := BrokerOp{Kind: OpEndChat, ChatID: ch.id, Users: [2]string{ch.users[0].handle, ch.users[1].handle}}
+		switch {
+		case other.remote:
+			op.Notify, op.Reason = other.handle, otherReason
+		case by.remote: // this node lost touch with the cluster (Resync)
+			op.Notify, op.Reason = by.handle, ReasonPartnerDisconnected
+		}
+		e.broker.Publish(op)
+	}
+	if !other.remote {
+		e.deliverLocked(other, appendChatEnded(nil, ch.id, otherReason), true)
 	}
 	return ChatEnd{
 		ChatID:    ch.id,
@@ -765,8 +812,13 @@ func (e *Engine) expireLocked(a absence) (ChatEnd, bool) {
 	delete(e.sessions, s.handle)
 	s.held, s.heldBytes = nil, 0
 	e.log.Debug("flamingo: session expired", slog.String("user", s.handle))
-	if ch := s.chat; ch != nil {
-		return e.endChatLocked(ch, s, ReasonPartnerDisconnected), true
+	var end ChatEnd
+	ch := s.chat
+	if ch != nil {
+		end = e.endChatLocked(ch, s, ReasonPartnerDisconnected)
 	}
-	return ChatEnd{}, false
+	if e.broker != nil {
+		e.broker.Publish(BrokerOp{Kind: OpForget, User: s.handle})
+	}
+	return end, ch != nil
 }

@@ -71,6 +71,9 @@ var (
 type Config struct {
 	// Matcher pairs waiting users. Nil means a new [MemoryMatcher].
 	Matcher Matcher
+	// Broker, if set, joins the engine to a cluster of nodes (see [Broker]); its
+	// Matcher must then be one the nodes share. Nil means a single node.
+	Broker Broker
 	// Logger receives the engine's logs. Nil means no logging. Logs never hold
 	// message content or user_ids, only handles.
 	Logger *slog.Logger
@@ -188,12 +191,15 @@ func (c Config) withDefaults() Config {
 type Engine struct {
 	cfg     Config
 	matcher Matcher
+	broker  Broker // nil on a single node
+	node    string // broker.NodeID()
 	log     *slog.Logger
 
 	mu       sync.Mutex // guards everything below, and the state of sessions, chats and conns
 	closed   bool
 	sessions map[string]*session // by handle
-	chats    map[string]*chat    // by chat id
+	chats    map[*chat]struct{}
+	claims   map[string]*claim // by handle: sessions being claimed from another node
 	conns    map[*conn]struct{}
 	ips      map[netip.Addr]*ipLimits // buckets of remote addresses seen lately
 	online   int
@@ -220,13 +226,23 @@ func New(cfg Config) (*Engine, error) {
 		matcher:  cfg.Matcher,
 		log:      cfg.Logger,
 		sessions: make(map[string]*session),
-		chats:    make(map[string]*chat),
+		chats:    make(map[*chat]struct{}),
+		claims:   make(map[string]*claim),
 		conns:    make(map[*conn]struct{}),
 		ips:      make(map[netip.Addr]*ipLimits),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
+	if b := cfg.Broker; b != nil {
+		e.broker, e.node = b, b.NodeID()
+		if err := b.Start(host{e}); err != nil {
+			return nil, err
+		}
+	}
 	if err := e.matcher.Start(e.onPair); err != nil {
+		if e.broker != nil {
+			_ = e.broker.Stop(context.Background())
+		}
 		return nil, err
 	}
 	e.workers.Add(2)
@@ -235,7 +251,8 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Stats returns the current counts of users on this engine.
+// Stats returns the current counts of users on this engine; with a [Broker], of the
+// whole cluster (the other nodes' counts as the broker last saw them).
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -243,6 +260,17 @@ func (e *Engine) Stats() Stats {
 }
 
 func (e *Engine) statsLocked() Stats {
+	st := e.localStatsLocked()
+	if e.broker != nil {
+		o := e.broker.Stats()
+		st.Online += o.Online
+		st.InQueue += o.InQueue
+		st.InChat += o.InChat
+	}
+	return st
+}
+
+func (e *Engine) localStatsLocked() Stats {
 	return Stats{Online: e.online, InQueue: e.inQueue, InChat: e.inChat}
 }
 
@@ -418,6 +446,21 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 			wg.Wait()
 		}()
 		stopErr = e.matcher.Stop(ctx)
+		if e.broker != nil {
+			// Once every connection has ended, the sessions (with what is held for
+			// them) are handed to the cluster, where another node can resume them.
+			served := make(chan struct{})
+			go func() {
+				e.serving.Wait()
+				close(served)
+			}()
+			select {
+			case <-served:
+				e.handOverHeld()
+			case <-ctx.Done():
+			}
+			stopErr = errors.Join(stopErr, e.broker.Stop(ctx))
+		}
 	})
 	done := make(chan struct{})
 	go func() {

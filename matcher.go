@@ -89,6 +89,10 @@ type Ticket struct {
 	// JoinedAt is when the user started waiting. Fairness is measured by it: among
 	// compatible waiters the one with the earliest JoinedAt is paired first.
 	JoinedAt time.Time
+	// Node is the [Broker.NodeID] of the node that enqueued the ticket, or empty on
+	// an Engine without a Broker. A matcher shared by several nodes returns it
+	// unchanged in the Pair, so that each node knows which tickets are its own.
+	Node string
 }
 
 // Compatible reports whether t and u may be paired: they are different users and each
@@ -105,6 +109,10 @@ func (t Ticket) valid() bool {
 // A is the one that waited longer.
 type Pair struct {
 	A, B Ticket
+	// ChatID, if set, is the id of the chat the pair starts. A matcher shared by
+	// several nodes sets it, so that the nodes of A and B agree on it; if it is
+	// empty, the Engine makes one.
+	ChatID string
 }
 
 // Matcher decides who meets whom. The [Engine] gives it the tickets of users who join

@@ -1,0 +1,156 @@
+package flamingo
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"time"
+)
+
+// Broker joins an [Engine] to the other nodes of a cluster: it delivers events to users
+// connected elsewhere, keeps session and chat state where every node can read it, and
+// tells the Engine when a user's session moves to another node. Set it in
+// [Config.Broker]; an Engine without one keeps everything in memory and pays nothing
+// for this seam. Package flamingoredis provides a Broker on Redis; the interface exists
+// for it and may grow with it, so other implementations should expect changes.
+//
+// # Contract
+//
+// The Engine calls Start once, from [New], before the matcher's Start, and Stop once,
+// from [Engine.Shutdown], after the matcher's Stop. Publish is called with an engine
+// lock held: it must not block, and it must apply the ops it is given in the order of
+// the calls, each one once (a Broker that retries after losing a reply may apply an op
+// twice; it must say so). Claim and Stats may be called from many goroutines at once.
+//
+// A user's session lives on one node at a time, the one that last served them. The
+// Engine publishes that node's view of its sessions ([OpSave], [OpForget]), the events
+// for users it does not hold ([OpSend]) and the chats it ends ([OpEndChat]). When a user
+// comes back on another node with their user_id, that node calls Claim; the Broker then
+// asks the old node, if it is alive, to give the session up through
+// [BrokerHost.Release], and delivers whatever arrives for the user meanwhile to the new
+// node, in order.
+type Broker interface {
+	// Start prepares the broker and installs the host through which it reaches the
+	// Engine. A second call returns an error.
+	Start(host BrokerHost) error
+	// NodeID names this node, unique in the cluster. The Engine puts it in the
+	// tickets it enqueues ([Ticket.Node]).
+	NodeID() string
+	// Publish queues op for the cluster. See the contract above.
+	Publish(op BrokerOp)
+	// Claim moves the session of user (a handle) to this node and returns its state.
+	// digest is the SHA-256 digest of the user_id presented, which must match the
+	// session's. It returns [ErrSessionNotFound] if no live session matches.
+	Claim(ctx context.Context, user string, digest [sha256.Size]byte) (SessionState, error)
+	// Stats returns the summed counts of the cluster's other live nodes, as last
+	// seen; it must not block.
+	Stats() Stats
+	// Stop takes this node out of the cluster. Its sessions stay claimable by other
+	// nodes for the resume grace.
+	Stop(ctx context.Context) error
+}
+
+// BrokerHost is the Engine as its [Broker] sees it. Its methods are safe for
+// concurrent use.
+type BrokerHost interface {
+	// Deliver applies ev for user, a handle whose session is on this node (or being
+	// claimed by it). Events for one user must be delivered in the order they were
+	// published.
+	Deliver(user string, ev ClusterEvent)
+	// Release gives up the session of user because another node claimed it: a
+	// connection it has here is closed with [CloseSessionReplaced]. reply is called
+	// once with the session's state (Found false if this node does not hold it),
+	// with an engine lock held, so that it is ordered before any op the Engine
+	// publishes for the user afterwards; reply must not block.
+	Release(user string, reply func(SessionState))
+	// Resync tells the Engine that the cluster's shared state may have been lost (the
+	// broker's store restarted, or this node was taken for dead): it publishes every
+	// session it holds again, puts its waiting users back in the queue, and ends its
+	// chats with users on other nodes, whose partners are told they disconnected.
+	Resync()
+	// LocalStats returns this node's own counts, for the broker to share.
+	LocalStats() Stats
+	// Grace returns [Config.ResumeGrace]: how long a session outlives its connection.
+	Grace() time.Duration
+}
+
+// ErrSessionNotFound is returned by [Broker.Claim] when no live session matches.
+var ErrSessionNotFound = errors.New("flamingo: session not found")
+
+// SessionState is a session as it moves between nodes.
+type SessionState struct {
+	// Found reports whether the session exists.
+	Found bool
+	// User is the session's handle and Digest the SHA-256 digest of its user_id.
+	User   string
+	Digest [sha256.Size]byte
+	// Gender is what the user said in their last join_queue.
+	Gender Gender
+	// Away reports that the user has no connection.
+	Away bool
+	// Chat is the user's chat, or nil.
+	Chat *ChatState
+	// Events are what the user has not been sent yet, in order.
+	Events []ClusterEvent
+}
+
+// ChatState is one side's view of a chat.
+type ChatState struct {
+	ID         string
+	Peer       string // the partner's handle
+	PeerGender Gender
+	StartedAt  time.Time
+}
+
+// ClusterEventKind tells what a [ClusterEvent] does.
+type ClusterEventKind uint8
+
+// The kinds of [ClusterEvent].
+const (
+	// KindFrame is a frame to send to the user as it is (a held event).
+	KindFrame ClusterEventKind = iota + 1
+	// KindMessage is a message_received frame for the user's chat ChatID; it is
+	// dropped if the user is no longer in that chat.
+	KindMessage
+	// KindChatEnded ends the user's chat ChatID with Reason.
+	KindChatEnded
+)
+
+// ClusterEvent is an event for one user, carried between nodes.
+type ClusterEvent struct {
+	Kind   ClusterEventKind
+	ChatID string
+	Frame  []byte    // KindFrame and KindMessage
+	Reason EndReason // KindChatEnded
+}
+
+// BrokerOpKind tells what a [BrokerOp] does.
+type BrokerOpKind uint8
+
+// The kinds of [BrokerOp].
+const (
+	// OpSave records that this node holds the session State (and, if it is in a
+	// chat, the chat): a new session, a user going away or coming back, or a Resync.
+	OpSave BrokerOpKind = iota + 1
+	// OpForget deletes the session User, which expired on this node.
+	OpForget
+	// OpSend delivers Event to User, who is on another node (or away from one).
+	OpSend
+	// OpEndChat records that chat ChatID ended on this node. If Notify is set, that
+	// user (on another node) is sent a chat_ended with Reason, unless the chat had
+	// already ended elsewhere: of two nodes ending one chat at once, only the first
+	// notifies.
+	OpEndChat
+)
+
+// BrokerOp is something the Engine publishes to its cluster.
+type BrokerOp struct {
+	Kind   BrokerOpKind
+	User   string        // OpForget, OpSend
+	State  *SessionState // OpSave
+	Event  ClusterEvent  // OpSend
+	ChatID string        // OpEndChat
+	Users  [2]string     // OpEndChat: the chat's two users
+	Notify string        // OpEndChat: one of Users, on another node, or empty
+	Reason EndReason     // OpEndChat
+}
