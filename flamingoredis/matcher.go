@@ -65,6 +65,12 @@ type Matcher struct {
 	keys   keys
 	token  string // marks this matcher's own stop entry in its pair stream
 
+	// inbound, if set (by a Cluster, before Start), receives the stream entries that
+	// are not pairs, in order, on the reader goroutine.
+	inbound func(id string, v map[string]any)
+	// clustered makes reported pairs carry ChatID and each Ticket's Node.
+	clustered bool
+
 	mu       sync.Mutex
 	state    int
 	report   func(flamingo.Pair)
@@ -84,9 +90,9 @@ const (
 type keys struct {
 	seq          string
 	ticketPrefix string // + user: a waiting ticket's hash
-	nodePrefix   string // + node + ":tickets" or ":pairs"
+	nodePrefix   string // + node + ":tickets", ":inbox", ":alive" or ":sessions"
 	nodeTickets  string // this node's waiting users
-	nodePairs    string // this node's pair stream
+	nodePairs    string // this node's inbox stream: pairs, and a Cluster's events
 	buckets      [3][4]string
 }
 
@@ -103,7 +109,7 @@ func newKeys(prefix, node string) keys {
 		nodePrefix:   base + "node:",
 	}
 	k.nodeTickets = k.nodePrefix + node + ":tickets"
-	k.nodePairs = k.nodePrefix + node + ":pairs"
+	k.nodePairs = k.nodePrefix + node + ":inbox"
 	for gi, g := range genders {
 		for pi, p := range preferences {
 			k.buckets[gi][pi] = base + "wait:" + string(g) + ":" + string(p)
@@ -262,7 +268,7 @@ func (m *Matcher) Enqueue(ctx context.Context, t flamingo.Ticket) error {
 	}
 	res, err := enqueueScript.Run(ctx, m.client, ks,
 		m.keys.ticketPrefix, m.keys.nodePrefix, t.User, string(t.Gender), string(t.Preference),
-		strconv.FormatInt(ns, 10), hex.EncodeToString(order[:]), m.node).Text()
+		strconv.FormatInt(ns, 10), hex.EncodeToString(order[:]), m.node, randomHex(16)).Text()
 	if err != nil {
 		return fmt.Errorf("flamingoredis: enqueue: %w", err)
 	}
@@ -400,7 +406,11 @@ func (m *Matcher) read(ctx context.Context, last string, report func(flamingo.Pa
 					stop = stop || tok == m.token
 					continue
 				}
-				p, err := parsePair(msg.Values)
+				if _, ok := msg.Values["w_user"]; !ok && m.inbound != nil {
+					m.inbound(msg.ID, msg.Values)
+					continue
+				}
+				p, err := parsePair(msg.Values, m.clustered)
 				if err != nil {
 					m.log.Error("flamingoredis: skipping a malformed pair entry",
 						"node", m.node, "stream", m.keys.nodePairs, "id", msg.ID, "err", err)
@@ -423,22 +433,32 @@ func (m *Matcher) read(ctx context.Context, last string, report func(flamingo.Pa
 
 // parsePair reads a pair entry written by the enqueue script. A is the ticket with the
 // earlier JoinedAt; on a tie it is the waiter, which came first.
-func parsePair(v map[string]any) (flamingo.Pair, error) {
-	waiter, err := parseTicket(v, "w_")
+//
+// In a [Cluster] (clustered set), the pair carries the chat id the script chose and
+// each ticket the node that owns it.
+func parsePair(v map[string]any, clustered bool) (flamingo.Pair, error) {
+	waiter, err := parseTicket(v, "w_", clustered)
 	if err != nil {
 		return flamingo.Pair{}, err
 	}
-	newcomer, err := parseTicket(v, "n_")
+	newcomer, err := parseTicket(v, "n_", clustered)
 	if err != nil {
 		return flamingo.Pair{}, err
 	}
+	p := flamingo.Pair{A: waiter, B: newcomer}
 	if newcomer.JoinedAt.Before(waiter.JoinedAt) {
-		return flamingo.Pair{A: newcomer, B: waiter}, nil
+		p = flamingo.Pair{A: newcomer, B: waiter}
 	}
-	return flamingo.Pair{A: waiter, B: newcomer}, nil
+	if clustered {
+		p.ChatID, _ = v["chat"].(string)
+		if p.ChatID == "" {
+			return flamingo.Pair{}, errors.New("field chat: missing")
+		}
+	}
+	return p, nil
 }
 
-func parseTicket(v map[string]any, prefix string) (flamingo.Ticket, error) {
+func parseTicket(v map[string]any, prefix string, clustered bool) (flamingo.Ticket, error) {
 	field := func(name string) string {
 		s, _ := v[prefix+name].(string)
 		return s
@@ -452,6 +472,9 @@ func parseTicket(v map[string]any, prefix string) (flamingo.Ticket, error) {
 		Gender:     flamingo.Gender(field("gender")),
 		Preference: flamingo.Preference(field("preference")),
 		JoinedAt:   time.Unix(0, ns),
+	}
+	if clustered {
+		t.Node = field("node")
 	}
 	if t.User == "" || !t.Gender.Valid() || !t.Preference.Valid() {
 		return flamingo.Ticket{}, fmt.Errorf("fields %s*: invalid ticket %+v", prefix, t)

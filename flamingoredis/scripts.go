@@ -28,7 +28,8 @@ import "github.com/redis/go-redis/v9"
 //	KEYS[4]   the newcomer's own bucket
 //	KEYS[5..] the buckets whose waiters the newcomer may meet
 //	ARGV      ticket key prefix, node key prefix, user, gender, preference,
-//	          joined_at (UnixNano, decimal), order (16 hex digits), node id
+//	          joined_at (UnixNano, decimal), order (16 hex digits), node id,
+//	          chat id (for the pair it may make)
 //
 // It returns "dup" if the user already waits, "waiting" if the ticket was added, and
 // "paired" if a waiter was taken out; the pair then has been appended to the pair
@@ -62,10 +63,11 @@ while true do
     local entry = {
       'w_user', user, 'w_gender', w[1], 'w_preference', w[2], 'w_joined_at', w[3], 'w_node', w[4],
       'n_user', ARGV[3], 'n_gender', ARGV[4], 'n_preference', ARGV[5], 'n_joined_at', ARGV[6], 'n_node', ARGV[8],
+      'chat', ARGV[9],
     }
-    redis.call('XADD', ARGV[2] .. w[4] .. ':pairs', '*', unpack(entry))
+    redis.call('XADD', ARGV[2] .. w[4] .. ':inbox', '*', unpack(entry))
     if w[4] ~= ARGV[8] then
-      redis.call('XADD', ARGV[2] .. ARGV[8] .. ':pairs', '*', unpack(entry))
+      redis.call('XADD', ARGV[2] .. ARGV[8] .. ':inbox', '*', unpack(entry))
     end
     return 'paired'
   end

@@ -1,0 +1,620 @@
+package flamingoredis
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flamingochat/flamingo"
+)
+
+var _ flamingo.Broker = (*Cluster)(nil)
+
+// ClusterOptions configures a [Cluster]. A zero ClusterOptions consists entirely of
+// default values.
+type ClusterOptions struct {
+	// Options configures the cluster's [Matcher]: the key Prefix the nodes share,
+	// this node's NodeID, and the Logger.
+	Options
+
+	// Heartbeat is how often the node tells the cluster it is alive, shares its
+	// counts and looks for dead nodes. The default is 1 second.
+	Heartbeat time.Duration
+	// DeadAfter is how long a node may miss its heartbeats before the others take it
+	// for dead: its waiting users leave the queue and its sessions can only be
+	// resumed elsewhere, within the resume grace counted from its last heartbeat.
+	// The default is 3 seconds. It must exceed Heartbeat.
+	DeadAfter time.Duration
+	// HandoverWait bounds how long a claim waits for the live node that holds a
+	// session to hand it over (with the events it holds for the user) before it
+	// resumes the session from what Redis has. The default is 2 seconds.
+	HandoverWait time.Duration
+	// MaxHeld bounds the events kept in Redis for a user whose node is gone. The
+	// default is 256.
+	MaxHeld int
+	// MaxPending bounds the operations waiting to be written to Redis while it
+	// cannot be reached; past it, new ones are dropped (and logged). The default
+	// is 100000.
+	MaxPending int
+}
+
+// Cluster makes flamingo nodes that share one Redis behave as one: it is the
+// [flamingo.Broker] of each node's Engine and owns the node's [Matcher]. See the
+// package documentation and SCALING.md for the design. Create it with [NewCluster].
+type Cluster struct {
+	client redis.UniversalClient
+	m      *Matcher
+	opts   ClusterOptions
+	base   string // key base: prefix + "{match}:"
+	log    *slog.Logger
+
+	host  flamingo.BrokerHost
+	grace time.Duration
+
+	mu         sync.Mutex
+	started    bool
+	stopped    bool
+	writerDone bool
+	ops        []flamingo.BrokerOp // waiting for the writer, in order
+	wake       chan struct{}       // nudges the writer; capacity 1
+	waiters    map[string]chan handover
+
+	others  atomic.Pointer[flamingo.Stats] // the other live nodes' counts
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+	drained chan struct{} // closed when the writer has written everything and stopped
+}
+
+// handover is a reply to a handover request.
+type handover struct {
+	st  flamingo.SessionState
+	err error
+}
+
+// NewCluster returns a Cluster for one node on client. It does not talk to Redis until
+// the Engine starts it. Use it as both the Matcher and the Broker of the node's Engine:
+//
+//	cl := flamingoredis.NewCluster(client, flamingoredis.ClusterOptions{})
+//	engine, err := flamingo.New(flamingo.Config{Matcher: cl.Matcher(), Broker: cl})
+func NewCluster(client redis.UniversalClient, opts ClusterOptions) *Cluster {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = time.Second
+	}
+	if opts.DeadAfter <= opts.Heartbeat {
+		opts.DeadAfter = max(3*time.Second, 3*opts.Heartbeat)
+	}
+	if opts.HandoverWait <= 0 {
+		opts.HandoverWait = 2 * time.Second
+	}
+	if opts.MaxHeld <= 0 {
+		opts.MaxHeld = 256
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = 100000
+	}
+	m := New(client, opts.Options)
+	m.clustered = true
+	c := &Cluster{
+		client:  client,
+		m:       m,
+		opts:    opts,
+		base:    m.keys.nodePrefix[:len(m.keys.nodePrefix)-len("node:")],
+		log:     m.log,
+		wake:    make(chan struct{}, 1),
+		waiters: make(map[string]chan handover),
+		drained: make(chan struct{}),
+	}
+	c.others.Store(&flamingo.Stats{})
+	m.inbound = c.inbound
+	return c
+}
+
+// Matcher returns the node's Matcher, to be the Engine's [flamingo.Config.Matcher].
+func (c *Cluster) Matcher() *Matcher { return c.m }
+
+// NodeID implements [flamingo.Broker].
+func (c *Cluster) NodeID() string { return c.m.node }
+
+// Start implements [flamingo.Broker]: it registers the node (its first heartbeat) and
+// starts the heartbeat and the writer of published ops. The node's stream is read by
+// its Matcher, which the Engine starts next.
+func (c *Cluster) Start(host flamingo.BrokerHost) error {
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		return errors.New("flamingoredis: cluster already started")
+	}
+	c.started = true
+	c.host, c.grace = host, host.Grace()
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	err := c.loadScripts(ctx)
+	if err == nil {
+		_, err = c.beat(ctx)
+	}
+	if err != nil {
+		cancel()
+		c.mu.Lock()
+		c.started = false
+		c.mu.Unlock()
+		return fmt.Errorf("flamingoredis: start: %w", err)
+	}
+	c.workers.Add(2)
+	go c.heartbeat(ctx)
+	go c.writer(ctx)
+	return nil
+}
+
+// Stop implements [flamingo.Broker]: it writes the ops published so far, then takes
+// the node out of the cluster at once (its sessions stay claimable for the resume
+// grace), and stops the heartbeat.
+func (c *Cluster) Stop(ctx context.Context) error {
+	c.mu.Lock()
+	if !c.started || c.stopped {
+		c.stopped = true
+		c.mu.Unlock()
+		return nil
+	}
+	c.stopped = true
+	c.mu.Unlock()
+	c.nudge()
+
+	var err error
+	select {
+	case <-c.drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("flamingoredis: stop: writing what was published: %w", ctx.Err())
+	}
+	c.cancel()
+	deadline := time.Now().Add(c.grace).UnixMilli()
+	if lerr := leaveScript.Run(ctx, c.client, []string{c.m.keys.nodeTickets}, c.base, c.m.node, deadline, c.keepInbox()).Err(); lerr != nil {
+		err = errors.Join(err, fmt.Errorf("flamingoredis: stop: leave the cluster: %w", lerr))
+	}
+	done := make(chan struct{})
+	go func() {
+		c.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, ctx.Err())
+	}
+	return err
+}
+
+// Publish implements [flamingo.Broker]. Ops are written to Redis in order by one
+// writer goroutine, in pipelines. While Redis cannot be reached they wait (up to
+// [ClusterOptions.MaxPending]) and are retried; an op whose reply was lost may be
+// applied twice, so after a Redis failure a message can arrive twice.
+func (c *Cluster) Publish(op flamingo.BrokerOp) {
+	c.mu.Lock()
+	if c.writerDone {
+		c.mu.Unlock()
+		return // stopped: nothing writes any more
+	}
+	if len(c.ops) >= c.opts.MaxPending {
+		c.mu.Unlock()
+		c.log.Error("flamingoredis: too many ops waiting for Redis; dropping one", "node", c.m.node, "kind", op.Kind)
+		return
+	}
+	c.ops = append(c.ops, op)
+	first := len(c.ops) == 1
+	c.mu.Unlock()
+	if first {
+		c.nudge()
+	}
+}
+
+func (c *Cluster) nudge() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats implements [flamingo.Broker].
+func (c *Cluster) Stats() flamingo.Stats { return *c.others.Load() }
+
+// Claim implements [flamingo.Broker].
+func (c *Cluster) Claim(ctx context.Context, user string, digest [32]byte) (flamingo.SessionState, error) {
+	res, err := claimScript.Run(ctx, c.client, []string{c.base + "sess:" + user},
+		c.base, c.m.node, user, hex.EncodeToString(digest[:])).StringSlice()
+	if err != nil {
+		return flamingo.SessionState{}, fmt.Errorf("flamingoredis: claim: %w", err)
+	}
+	if len(res) < 7 {
+		return flamingo.SessionState{}, flamingo.ErrSessionNotFound
+	}
+	prev, alive := res[0], res[1] == "1"
+	st := flamingo.SessionState{Found: true, User: user, Digest: digest, Gender: flamingo.Gender(res[2])}
+	if res[3] != "" {
+		ms, _ := strconv.ParseInt(res[6], 10, 64)
+		st.Chat = &flamingo.ChatState{ID: res[3], Peer: res[4], PeerGender: flamingo.Gender(res[5]), StartedAt: time.UnixMilli(ms)}
+	}
+	for _, s := range res[7:] {
+		if ev, ok := decodeEvent(s); ok {
+			st.Events = append(st.Events, ev)
+		}
+	}
+	if prev == c.m.node {
+		return st, nil
+	}
+	if !alive {
+		return c.salvage(ctx, prev, st), nil
+	}
+	// The session's node is alive: it hands the session over with what it holds.
+	id := randomHex(8)
+	ch := make(chan handover, 1)
+	c.mu.Lock()
+	c.waiters[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, id)
+		c.mu.Unlock()
+	}()
+	err = c.client.XAdd(ctx, &redis.XAddArgs{
+		Stream: c.base + "node:" + prev + ":inbox",
+		Values: []string{"k", "h", "u", user, "to", c.m.node, "id", id},
+	}).Err()
+	if err != nil {
+		c.log.Warn("flamingoredis: asking for a handover failed; resuming from Redis", "node", c.m.node, "from", prev, "err", err)
+		return c.salvage(ctx, prev, st), nil
+	}
+	t := time.NewTimer(c.opts.HandoverWait)
+	defer t.Stop()
+	select {
+	case h := <-ch:
+		if h.err != nil || !h.st.Found {
+			return st, nil // the node did not hold it after all
+		}
+		h.st.User, h.st.Digest = user, digest
+		h.st.Events = append(st.Events, h.st.Events...)
+		if h.st.Gender == "" {
+			h.st.Gender = st.Gender
+		}
+		return h.st, nil
+	case <-t.C:
+		c.log.Warn("flamingoredis: no handover in time; resuming from Redis", "node", c.m.node, "from", prev)
+		return c.salvage(ctx, prev, st), nil
+	case <-ctx.Done():
+		return st, nil
+	}
+}
+
+// salvageScan bounds the entries of a dead node's inbox that a claim looks through.
+const salvageScan = 10000
+
+// salvage puts in front of st's events those for st's user that are still unread in
+// the inbox of node, which did not hand the session over (it is dead, or seems so).
+// Its reader deletes each entry it has handled, so what is left is what it never saw.
+func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionState) flamingo.SessionState {
+	stream := c.base + "node:" + node + ":inbox"
+	msgs, err := c.client.XRangeN(ctx, stream, "-", "+", salvageScan).Result()
+	if err != nil {
+		c.log.Warn("flamingoredis: reading a dead node's inbox failed", "node", c.m.node, "from", node, "err", err)
+		return st
+	}
+	var (
+		evs []flamingo.ClusterEvent
+		ids []string
+	)
+	for _, msg := range msgs {
+		str := func(k string) string { s, _ := msg.Values[k].(string); return s }
+		if str("u") != st.User {
+			continue
+		}
+		switch kind := str("k"); kind {
+		case "f", "m", "e":
+			if ev, ok := decodeEvent(kind + str("c") + "\x00" + str("p")); ok {
+				evs = append(evs, ev)
+				ids = append(ids, msg.ID)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return st
+	}
+	if err := c.client.XDel(ctx, stream, ids...).Err(); err != nil {
+		c.log.Warn("flamingoredis: deleting salvaged events failed", "node", c.m.node, "from", node, "err", err)
+	}
+	st.Events = append(evs, st.Events...)
+	return st
+}
+
+// inbound handles an entry of the node's stream that is not a pair. It runs on the
+// Matcher's reader goroutine, in stream order.
+func (c *Cluster) inbound(id string, v map[string]any) {
+	str := func(k string) string { s, _ := v[k].(string); return s }
+	host := c.host
+	if host == nil {
+		return
+	}
+	switch kind := str("k"); kind {
+	case "f", "m", "e":
+		ev, ok := decodeEvent(kind + str("c") + "\x00" + str("p"))
+		if !ok {
+			c.log.Error("flamingoredis: skipping a malformed event", "node", c.m.node, "id", id)
+			return
+		}
+		host.Deliver(str("u"), ev)
+	case "h":
+		to, reqID := str("to"), str("id")
+		host.Release(str("u"), func(st flamingo.SessionState) {
+			c.Publish(flamingo.BrokerOp{Kind: opReply, User: to, ChatID: reqID, State: &st})
+		})
+	case "r":
+		c.mu.Lock()
+		ch := c.waiters[str("id")]
+		c.mu.Unlock()
+		if ch == nil {
+			return // the claim gave up waiting
+		}
+		st := flamingo.SessionState{Found: str("found") == "1", Gender: flamingo.Gender(str("g"))}
+		if chat := str("chat"); chat != "" {
+			ms, _ := strconv.ParseInt(str("started"), 10, 64)
+			st.Chat = &flamingo.ChatState{ID: chat, Peer: str("peer"), PeerGender: flamingo.Gender(str("pg")), StartedAt: time.UnixMilli(ms)}
+		}
+		n, _ := strconv.Atoi(str("n"))
+		for i := range n {
+			if ev, ok := decodeEvent(str("e" + strconv.Itoa(i))); ok {
+				st.Events = append(st.Events, ev)
+			}
+		}
+		ch <- handover{st: st}
+	default:
+		c.log.Error("flamingoredis: skipping an unknown stream entry", "node", c.m.node, "id", id)
+	}
+}
+
+// opReply is the Cluster's own op: a handover reply to node User, request ChatID.
+const opReply flamingo.BrokerOpKind = 200
+
+func encodeEvent(ev flamingo.ClusterEvent) string {
+	var kind string
+	var payload string
+	switch ev.Kind {
+	case flamingo.KindFrame:
+		kind, payload = "f", string(ev.Frame)
+	case flamingo.KindMessage:
+		kind, payload = "m", string(ev.Frame)
+	case flamingo.KindChatEnded:
+		kind, payload = "e", string(ev.Reason)
+	}
+	return kind + ev.ChatID + "\x00" + payload
+}
+
+func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
+	sep := strings.IndexByte(s, 0)
+	if len(s) < 1 || sep < 1 {
+		return flamingo.ClusterEvent{}, false
+	}
+	chat, payload := s[1:sep], s[sep+1:]
+	switch s[0] {
+	case 'f':
+		return flamingo.ClusterEvent{Kind: flamingo.KindFrame, ChatID: chat, Frame: []byte(payload)}, true
+	case 'm':
+		return flamingo.ClusterEvent{Kind: flamingo.KindMessage, ChatID: chat, Frame: []byte(payload)}, true
+	case 'e':
+		return flamingo.ClusterEvent{Kind: flamingo.KindChatEnded, ChatID: chat, Reason: flamingo.EndReason(payload)}, true
+	}
+	return flamingo.ClusterEvent{}, false
+}
+
+// heartbeat renews the node's alive key and shares its counts every Heartbeat, and
+// reaps dead nodes and expired orphans. A beat that finds the alive key lapsed (Redis
+// lost its data, or the node was taken for dead) makes the Engine resync.
+func (c *Cluster) heartbeat(ctx context.Context) {
+	defer c.workers.Done()
+	t := time.NewTicker(c.opts.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fresh, err := c.beat(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("flamingoredis: heartbeat failed", "node", c.m.node, "err", err)
+			}
+			continue
+		}
+		if fresh {
+			c.log.Warn("flamingoredis: this node's registration had lapsed; resynchronising", "node", c.m.node)
+			c.host.Resync()
+		}
+		if err := reapScript.Run(ctx, c.client, []string{c.base + "nodes"}, c.base, time.Now().UnixMilli(),
+			c.grace.Milliseconds(), c.opts.MaxHeld, tombstoneTTL.Milliseconds(), 1000, c.keepInbox()).Err(); err != nil && ctx.Err() == nil {
+			c.log.Warn("flamingoredis: reaping failed", "node", c.m.node, "err", err)
+		}
+	}
+}
+
+// keepInbox is how long a dead node's inbox is kept for claims to salvage (ms).
+func (c *Cluster) keepInbox() int64 { return (c.grace + c.opts.DeadAfter + time.Minute).Milliseconds() }
+
+// tombstoneTTL is how long an ended chat is remembered, and the longest a held list
+// or an away session is kept.
+const tombstoneTTL = time.Hour
+
+// beat runs one heartbeat; it reports whether the node's alive key had lapsed.
+func (c *Cluster) beat(ctx context.Context) (bool, error) {
+	var local flamingo.Stats
+	if c.host != nil {
+		local = c.host.LocalStats()
+	}
+	counts := fmt.Sprintf("%d %d %d", local.Online, local.InQueue, local.InChat)
+	res, err := beatScript.Run(ctx, c.client, []string{c.base + "nodes"}, c.base, c.m.node,
+		time.Now().UnixMilli(), c.opts.DeadAfter.Milliseconds(), counts).Slice()
+	if err != nil {
+		return false, err
+	}
+	var others flamingo.Stats
+	for i := 1; i+1 < len(res); i += 2 {
+		id, _ := res[i].(string)
+		v, _ := res[i+1].(string)
+		if id == c.m.node {
+			continue
+		}
+		var s flamingo.Stats
+		if _, err := fmt.Sscanf(v, "%d %d %d", &s.Online, &s.InQueue, &s.InChat); err == nil {
+			others.Online += s.Online
+			others.InQueue += s.InQueue
+			others.InChat += s.InChat
+		}
+	}
+	c.others.Store(&others)
+	fresh, _ := res[0].(int64)
+	return fresh == 1, nil
+}
+
+// writer writes published ops to Redis in order, in pipelines of what has gathered.
+func (c *Cluster) writer(ctx context.Context) {
+	defer c.workers.Done()
+	defer func() {
+		c.mu.Lock()
+		c.writerDone = true
+		c.mu.Unlock()
+		close(c.drained)
+	}()
+	backoff := minBackoff
+	for {
+		c.mu.Lock()
+		batch := c.ops
+		c.ops = nil
+		stopped := c.stopped
+		c.mu.Unlock()
+		if len(batch) == 0 {
+			if stopped {
+				return
+			}
+			select {
+			case <-c.wake:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		for len(batch) > 0 {
+			n, err := c.write(ctx, batch)
+			batch = batch[n:]
+			if err == nil {
+				backoff = minBackoff
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("flamingoredis: writing to Redis failed; retrying", "node", c.m.node, "pending", len(batch), "retry_in", backoff, "err", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}
+}
+
+// write runs ops in one pipeline. It returns how many were done (the first of the
+// rest failed and is to be retried) and the error.
+func (c *Cluster) write(ctx context.Context, ops []flamingo.BrokerOp) (int, error) {
+	const maxBatch = 512
+	ops = ops[:min(len(ops), maxBatch)]
+	pipe := c.client.Pipeline()
+	cmds := make([]redis.Cmder, len(ops))
+	for i, op := range ops {
+		cmds[i] = c.queue(ctx, pipe, op)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, cmd := range cmds {
+		err := cmd.Err()
+		if err == nil || errors.Is(err, redis.Nil) {
+			continue
+		}
+		if strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			// Redis restarted and forgot the scripts: load them and go on from here.
+			return i, c.loadScripts(ctx)
+		}
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			// Redis refused this op (a bug, not an outage): retrying cannot help.
+			c.log.Error("flamingoredis: Redis refused an op; dropping it", "node", c.m.node, "kind", ops[i].Kind, "err", err)
+			continue
+		}
+		return i, err
+	}
+	return len(ops), nil
+}
+
+func (c *Cluster) loadScripts(ctx context.Context) error {
+	for _, s := range clusterScripts {
+		if err := s.Load(ctx, c.client).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	return nil
+}
+
+// queue adds op to pipe and returns its command.
+func (c *Cluster) queue(ctx context.Context, pipe redis.Pipeliner, op flamingo.BrokerOp) redis.Cmder {
+	ttl := tombstoneTTL.Milliseconds()
+	switch op.Kind {
+	case flamingo.OpSave:
+		st := op.State
+		away := "0"
+		if st.Away {
+			away = "1"
+			ttl = (c.grace + c.opts.DeadAfter + time.Minute).Milliseconds()
+		}
+		var chat, peer, pg, started string
+		if cs := st.Chat; cs != nil {
+			chat, peer, pg, started = cs.ID, cs.Peer, string(cs.PeerGender), strconv.FormatInt(cs.StartedAt.UnixMilli(), 10)
+		}
+		args := []any{c.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl}
+		for _, ev := range st.Events {
+			args = append(args, encodeEvent(ev))
+		}
+		return pipe.EvalSha(ctx, saveScript.Hash(), []string{c.base + "sess:" + st.User}, args...)
+	case flamingo.OpForget:
+		return pipe.EvalSha(ctx, forgetScript.Hash(), []string{c.base + "sess:" + op.User}, c.base, c.m.node, op.User)
+	case flamingo.OpSend:
+		enc := encodeEvent(op.Event)
+		sep := strings.IndexByte(enc, 0)
+		return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.base + "sess:" + op.User},
+			c.base, op.User, enc[:1], op.Event.ChatID, enc[sep+1:], c.opts.MaxHeld, ttl)
+	case flamingo.OpEndChat:
+		return pipe.EvalSha(ctx, endChatScript.Hash(), []string{c.base + "ended:" + op.ChatID},
+			c.base, op.ChatID, op.Users[0], op.Users[1], op.Notify, string(op.Reason), c.opts.MaxHeld, ttl)
+	case opReply:
+		st := op.State
+		vals := []string{"k", "r", "id", op.ChatID, "g", string(st.Gender), "n", strconv.Itoa(len(st.Events))}
+		if st.Found {
+			vals = append(vals, "found", "1")
+		}
+		if cs := st.Chat; cs != nil {
+			vals = append(vals, "chat", cs.ID, "peer", cs.Peer, "pg", string(cs.PeerGender), "started", strconv.FormatInt(cs.StartedAt.UnixMilli(), 10))
+		}
+		for i, ev := range st.Events {
+			vals = append(vals, "e"+strconv.Itoa(i), encodeEvent(ev))
+		}
+		return pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.base + "node:" + op.User + ":inbox", Values: vals})
+	}
+	panic(fmt.Sprintf("flamingoredis: unknown op kind %d", op.Kind))
+}

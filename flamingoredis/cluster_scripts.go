@@ -1,0 +1,249 @@
+package flamingoredis
+
+import "github.com/redis/go-redis/v9"
+
+// The scripts of a Cluster. Like the matcher's, they use keys under one hash tag, so
+// that each script may derive the names of the keys it touches from ARGV[1], the key
+// base (prefix + "{match}:"). Key names, relative to the base:
+//
+//	node:<id>:alive     string, expires after DeadAfter unless the node's heartbeat renews it
+//	node:<id>:inbox     stream: pairs and events for the node, read by its reader
+//	node:<id>:sessions  set: the users whose sessions the node holds
+//	nodes               sorted set: node id -> time of its last heartbeat (Unix ms)
+//	stats               hash: node id -> "online in_queue in_chat"
+//	sess:<user>         hash: node, d (digest), g, away, chat, peer, pg, started
+//	held:<user>         list: events for a user whose node is gone, encoded as below
+//	ended:<chat>        string: the chat has ended (a tombstone, so that only one end notifies)
+//	orphans             sorted set: "<node>:<user>" -> when that session expires (Unix ms)
+//
+// An event is encoded as one kind letter (f frame, m message, e chat ended), the chat
+// id, a NUL byte and the payload (the frame, or the end reason). Frames are JSON text,
+// which never holds a raw NUL.
+
+// luaRoute is shared by the scripts that send an event to a user: to the inbox of the
+// node that holds the user's session if that node is alive, else onto the user's held
+// list, where a claim finds it. It returns 1 if sent, 2 if held, 0 if the user has no
+// session, -1 if the held list is full.
+const luaRoute = `
+local function route(base, user, kind, chat, payload, maxHeld, ttl)
+  local node = redis.call('HGET', base .. 'sess:' .. user, 'node')
+  if not node then return 0 end
+  if redis.call('EXISTS', base .. 'node:' .. node .. ':alive') == 1 then
+    redis.call('XADD', base .. 'node:' .. node .. ':inbox', '*', 'k', kind, 'u', user, 'c', chat, 'p', payload)
+    return 1
+  end
+  local hk = base .. 'held:' .. user
+  if redis.call('LLEN', hk) >= tonumber(maxHeld) then return -1 end
+  redis.call('RPUSH', hk, kind .. chat .. '\0' .. payload)
+  redis.call('PEXPIRE', hk, ttl)
+  return 2
+end
+
+local function clearChat(base, user, chat)
+  local k = base .. 'sess:' .. user
+  if redis.call('HGET', k, 'chat') == chat then
+    redis.call('HDEL', k, 'chat', 'peer', 'pg', 'started')
+  end
+end
+`
+
+// saveScript records a session as its node holds it. A save from a node that no
+// longer holds the session (another node claimed it) changes nothing.
+//
+//	ARGV base, node, user, digest, gender, away (0/1), chat, peer, peer gender,
+//	     started (Unix ms), ttl (ms, for an away session), events...
+//
+// It returns 1 if saved, 0 if the session is another node's.
+var saveScript = redis.NewScript(`
+local base, node, user = ARGV[1], ARGV[2], ARGV[3]
+local k = base .. 'sess:' .. user
+local prev = redis.call('HGET', k, 'node')
+if prev and prev ~= node then return 0 end
+redis.call('HSET', k, 'node', node, 'd', ARGV[4], 'g', ARGV[5], 'away', ARGV[6])
+if ARGV[7] ~= '' and redis.call('EXISTS', base .. 'ended:' .. ARGV[7]) == 0 then
+  redis.call('HSET', k, 'chat', ARGV[7], 'peer', ARGV[8], 'pg', ARGV[9], 'started', ARGV[10])
+else
+  redis.call('HDEL', k, 'chat', 'peer', 'pg', 'started')
+end
+redis.call('SADD', base .. 'node:' .. node .. ':sessions', user)
+local hk = base .. 'held:' .. user
+redis.call('DEL', hk)
+if ARGV[6] == '1' then
+  redis.call('PEXPIRE', k, ARGV[11])
+  if #ARGV > 11 then
+    redis.call('RPUSH', hk, unpack(ARGV, 12))
+    redis.call('PEXPIRE', hk, ARGV[11])
+  end
+else
+  redis.call('PERSIST', k)
+end
+return 1
+`)
+
+// forgetScript deletes a session that expired on its node.
+//
+//	ARGV base, node, user
+var forgetScript = redis.NewScript(`
+local base, node, user = ARGV[1], ARGV[2], ARGV[3]
+local k = base .. 'sess:' .. user
+if redis.call('HGET', k, 'node') ~= node then return 0 end
+redis.call('DEL', k, base .. 'held:' .. user)
+redis.call('SREM', base .. 'node:' .. node .. ':sessions', user)
+return 1
+`)
+
+// sendScript routes one event to a user.
+//
+//	ARGV base, user, kind, chat, payload, max held, ttl (ms)
+var sendScript = redis.NewScript(luaRoute + `
+return route(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+`)
+
+// endChatScript records that a chat ended and, the first time only, notifies the
+// partner on another node.
+//
+//	ARGV base, chat, user 1, user 2, notify (a user, or empty), reason, max held,
+//	     ttl (ms, for the tombstone and a held list)
+//
+// It returns 1 if it notified, 0 if not.
+var endChatScript = redis.NewScript(luaRoute + `
+local base, chat = ARGV[1], ARGV[2]
+clearChat(base, ARGV[3], chat)
+clearChat(base, ARGV[4], chat)
+if ARGV[5] == '' then return 0 end
+if not redis.call('SET', base .. 'ended:' .. chat, '1', 'NX', 'PX', ARGV[8]) then return 0 end
+route(base, ARGV[5], 'e', chat, ARGV[6], ARGV[7], ARGV[8])
+return 1
+`)
+
+// claimScript moves a session to the claiming node, if the digest matches.
+//
+//	ARGV base, node, user, digest
+//
+// It returns {} if there is no such session, else {previous node, 1 if it is alive
+// else 0, gender, chat, peer, peer gender, started, held events...}.
+var claimScript = redis.NewScript(`
+local base, node, user = ARGV[1], ARGV[2], ARGV[3]
+local k = base .. 'sess:' .. user
+local s = redis.call('HMGET', k, 'node', 'd', 'g', 'chat', 'peer', 'pg', 'started')
+if not s[2] or s[2] ~= ARGV[4] then return {} end
+local prev = s[1] or ''
+local alive = 0
+if prev ~= '' and prev ~= node then
+  alive = redis.call('EXISTS', base .. 'node:' .. prev .. ':alive')
+  redis.call('SREM', base .. 'node:' .. prev .. ':sessions', user)
+  redis.call('ZREM', base .. 'orphans', prev .. ':' .. user)
+end
+redis.call('HSET', k, 'node', node, 'away', '0')
+redis.call('PERSIST', k)
+redis.call('SADD', base .. 'node:' .. node .. ':sessions', user)
+local chat = s[4] or ''
+if chat ~= '' and redis.call('EXISTS', base .. 'ended:' .. chat) == 1 then
+  redis.call('HDEL', k, 'chat', 'peer', 'pg', 'started')
+  chat = ''
+end
+local out = {prev, tostring(alive), s[3] or '', chat, s[5] or '', s[6] or '', s[7] or '0'}
+local hk = base .. 'held:' .. user
+for _, ev in ipairs(redis.call('LRANGE', hk, 0, -1)) do out[#out + 1] = ev end
+redis.call('DEL', hk)
+return out
+`)
+
+// luaDown takes a node out of the cluster: its waiting tickets leave the queue, its
+// sessions become orphans that expire at deadline unless claimed, and its inbox is
+// kept for keep ms: a claim of one of its sessions takes the user's unread events
+// from there.
+const luaDown = `
+local function down(base, node, deadline, keep)
+  redis.call('DEL', base .. 'node:' .. node .. ':alive')
+  redis.call('ZREM', base .. 'nodes', node)
+  redis.call('HDEL', base .. 'stats', node)
+  local sk = base .. 'node:' .. node .. ':sessions'
+  for _, u in ipairs(redis.call('SMEMBERS', sk)) do
+    redis.call('ZADD', base .. 'orphans', deadline, node .. ':' .. u)
+  end
+  redis.call('DEL', sk)
+  local tk = base .. 'node:' .. node .. ':tickets'
+  for _, u in ipairs(redis.call('SMEMBERS', tk)) do
+    local key = base .. 'ticket:' .. u
+    local t = redis.call('HMGET', key, 'bucket', 'member', 'node')
+    if t[1] and t[3] == node then
+      redis.call('ZREM', t[1], t[2])
+      redis.call('DEL', key)
+    end
+  end
+  redis.call('DEL', tk)
+  -- What the node had not read yet stays a while, for claims to salvage.
+  redis.call('PEXPIRE', base .. 'node:' .. node .. ':inbox', keep)
+end
+`
+
+// beatScript is a node's heartbeat.
+//
+//	ARGV base, node, now (Unix ms), alive ttl (ms), "online in_queue in_chat"
+//
+// It returns {1 if the node's alive key had lapsed (or never existed) else 0, then
+// the stats of every node as id, counts, id, counts...}.
+var beatScript = redis.NewScript(`
+local base, node = ARGV[1], ARGV[2]
+local fresh = 0
+if not redis.call('SET', base .. 'node:' .. node .. ':alive', ARGV[3], 'PX', ARGV[4], 'XX') then
+  fresh = 1
+  redis.call('SET', base .. 'node:' .. node .. ':alive', ARGV[3], 'PX', ARGV[4])
+end
+redis.call('ZADD', base .. 'nodes', ARGV[3], node)
+redis.call('HSET', base .. 'stats', node, ARGV[5])
+local out = {fresh}
+for _, v in ipairs(redis.call('HGETALL', base .. 'stats')) do out[#out + 1] = v end
+return out
+`)
+
+// reapScript declares dead the nodes whose alive key has lapsed and expires the
+// orphaned sessions whose grace is over: each one's partner, if any, is told
+// partner_disconnected once.
+//
+//	ARGV base, now (Unix ms), grace (ms), max held, ttl (ms), max orphans to expire,
+//	     how long to keep a dead node's inbox (ms)
+//
+// It returns {nodes declared dead, sessions expired}.
+var reapScript = redis.NewScript(luaRoute + luaDown + `
+local base, now = ARGV[1], tonumber(ARGV[2])
+local dead = 0
+local nodes = redis.call('ZRANGE', base .. 'nodes', 0, -1, 'WITHSCORES')
+for i = 1, #nodes, 2 do
+  local n, seen = nodes[i], tonumber(nodes[i + 1])
+  if redis.call('EXISTS', base .. 'node:' .. n .. ':alive') == 0 then
+    down(base, n, seen + tonumber(ARGV[3]), ARGV[7])
+    dead = dead + 1
+  end
+end
+local expired = 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', base .. 'orphans', '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))) do
+  redis.call('ZREM', base .. 'orphans', m)
+  local sep = string.find(m, ':', 1, true)
+  local node, user = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+  local k = base .. 'sess:' .. user
+  local s = redis.call('HMGET', k, 'node', 'chat', 'peer')
+  if s[1] == node then
+    redis.call('DEL', k, base .. 'held:' .. user)
+    expired = expired + 1
+    if s[2] and s[3] then
+      clearChat(base, s[3], s[2])
+      if redis.call('SET', base .. 'ended:' .. s[2], '1', 'NX', 'PX', ARGV[5]) then
+        route(base, s[3], 'e', s[2], 'partner_disconnected', ARGV[4], ARGV[5])
+      end
+    end
+  end
+end
+return {dead, expired}
+`)
+
+// leaveScript takes this node out of the cluster at once, when it stops.
+//
+//	ARGV base, node, deadline (Unix ms) for its sessions, how long to keep its inbox (ms)
+var leaveScript = redis.NewScript(luaDown + `
+down(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return 1
+`)
+
+var clusterScripts = []*redis.Script{saveScript, forgetScript, sendScript, endChatScript, claimScript, beatScript, reapScript, leaveScript}

@@ -1,0 +1,261 @@
+package flamingoredis
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/flamingotest"
+)
+
+// Timings of the test clusters: quick heartbeats, so that a dead node is noticed
+// within half a second, and a short grace.
+const (
+	testHeartbeat = 100 * time.Millisecond
+	testDeadAfter = 500 * time.Millisecond
+	testGrace     = 1500 * time.Millisecond
+)
+
+// clusterNode is one flamingo node of a test cluster: an Engine with a Cluster broker,
+// served over WebSocket by its own HTTP listener.
+type clusterNode struct {
+	t   testing.TB
+	cl  *Cluster
+	e   *flamingo.Engine
+	srv *httptest.Server
+	url string
+}
+
+func startClusterNode(t testing.TB, client redis.UniversalClient, prefix string) *clusterNode {
+	t.Helper()
+	// Each node has its own connections to Redis, which crash cuts.
+	client = newClient(t, client.(*redis.Client).Options().Addr)
+	cl := NewCluster(client, ClusterOptions{
+		Options:   Options{Prefix: prefix},
+		Heartbeat: testHeartbeat,
+		DeadAfter: testDeadAfter,
+	})
+	e, err := flamingo.New(flamingo.Config{
+		Matcher:     cl.Matcher(),
+		Broker:      cl,
+		ResumeGrace: testGrace,
+		JoinRate:    flamingo.RateLimit{Rate: -1},
+		InitRate:    flamingo.RateLimit{Rate: -1},
+	})
+	require.NoError(t, err)
+	srv := httptest.NewServer(flamingo.NewWebSocketHandler(e, nil))
+	n := &clusterNode{t: t, cl: cl, e: e, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+		defer cancel()
+		assert.NoError(t, e.Shutdown(ctx))
+	})
+	return n
+}
+
+// dial connects a new client to n.
+func (n *clusterNode) dial() *flamingotest.Client {
+	n.t.Helper()
+	return flamingotest.Dial(n.t, n.url, nil)
+}
+
+// crash makes n vanish as if its process were killed: it stops talking to Redis
+// without leaving the cluster, and its connections drop.
+func (n *clusterNode) crash() {
+	cl := n.cl
+	cl.mu.Lock()
+	cl.stopped, cl.writerDone = true, true // nothing more is written
+	cl.mu.Unlock()
+	cl.cancel()
+	m := cl.m
+	m.mu.Lock()
+	m.state = stateStopped
+	cancel := m.cancel
+	m.mu.Unlock()
+	cancel()
+	// Cutting its connections stops the node's blocked stream read at once, as a
+	// kill would: what is unread in its inbox stays there.
+	_ = cl.client.Close()
+	<-m.done
+	n.srv.CloseClientConnections()
+}
+
+// waitSaved waits until Redis has the current chat of each client's session, which
+// n wrote.
+func (n *clusterNode) waitSaved(t testing.TB, clients ...*flamingotest.Client) {
+	t.Helper()
+	for _, c := range clients {
+		d := sha256.Sum256([]byte(c.UserID))
+		key := n.cl.base + "sess:" + hex.EncodeToString(d[:16])
+		require.Eventually(t, func() bool {
+			chat, err := n.cl.client.HGet(context.Background(), key, "chat").Result()
+			return err == nil && chat == c.ChatID
+		}, 5*time.Second, 10*time.Millisecond, "session of %s saved", c.UserID)
+	}
+}
+
+// match queues a and b (connected to any nodes) and waits until both are matched.
+func match(t testing.TB, a, b *flamingotest.Client) {
+	t.Helper()
+	a.Join(flamingo.GenderFemale, flamingo.PreferAny)
+	b.Join(flamingo.GenderMale, flamingo.PreferFemale)
+	a.Expect(flamingo.EventMatchFound)
+	b.Expect(flamingo.EventMatchFound)
+	require.NotEmpty(t, a.ChatID)
+	require.Equal(t, a.ChatID, b.ChatID)
+}
+
+// TestClusterCrossNode: strangers on two nodes are matched, chat both ways, see the
+// cluster's counts, and one leaving ends the chat for both.
+func TestClusterCrossNode(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		prefix := freshPrefix(t, client)
+		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		alice, bob := n1.dial(), n2.dial()
+		alice.Init("")
+		bob.Init("")
+		match(t, alice, bob)
+		for i := range 20 {
+			alice.Say("a" + string(rune('a'+i)))
+			bob.Say("b" + string(rune('a'+i)))
+		}
+		for i := range 20 {
+			assert.Equal(t, "a"+string(rune('a'+i)), bob.ExpectMessage().Content)
+			assert.Equal(t, "b"+string(rune('a'+i)), alice.ExpectMessage().Content)
+		}
+
+		// get_stats sums the nodes: both users are online and in a chat.
+		require.Eventually(t, func() bool {
+			alice.Send(flamingo.EventGetStats, nil)
+			var st flamingo.Stats
+			alice.ExpectPayload(flamingo.EventStats, &st)
+			return st == flamingo.Stats{Online: 2, InChat: 2}
+		}, 5*time.Second, 50*time.Millisecond, "cluster-wide stats")
+
+		bob.Send(flamingo.EventLeaveChat, nil)
+		var end flamingo.ChatEndedPayload
+		bob.ExpectPayload(flamingo.EventChatEnded, &end)
+		assert.Equal(t, flamingo.ReasonLeft, end.Reason)
+		alice.ExpectPayload(flamingo.EventChatEnded, &end)
+		assert.Equal(t, flamingo.ReasonPartnerLeft, end.Reason)
+		alice.Sync()
+		bob.Sync()
+	})
+}
+
+// TestClusterResumeOnOtherNode: a user who drops mid-chat comes back on the other
+// node; what their partner sent meanwhile is delivered, in order, and the chat goes on.
+// A second tab on the other node takes the session over.
+func TestClusterResumeOnOtherNode(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		prefix := freshPrefix(t, client)
+		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		alice, bob := n1.dial(), n2.dial()
+		alice.Init("")
+		bob.Init("")
+		match(t, alice, bob)
+		alice.Say("before")
+		assert.Equal(t, "before", bob.ExpectMessage().Content)
+
+		alice.Close()
+		bob.Say("while away 1")
+		bob.Say("while away 2")
+		bob.Sync()
+
+		// Back on n2, the node of her partner.
+		alice2 := n2.dial()
+		ready := alice2.Init(alice.UserID)
+		assert.True(t, ready.Resumed)
+		assert.Equal(t, alice.ChatID, ready.ChatID)
+		assert.Equal(t, "while away 1", alice2.ExpectMessage().Content)
+		assert.Equal(t, "while away 2", alice2.ExpectMessage().Content)
+		alice2.Say("back")
+		assert.Equal(t, "back", bob.ExpectMessage().Content)
+		bob.Say("welcome")
+		assert.Equal(t, "welcome", alice2.ExpectMessage().Content)
+
+		// A second tab on n1 takes the session over from n2.
+		alice3 := n1.dial()
+		ready = alice3.Init(alice.UserID)
+		assert.True(t, ready.Resumed)
+		alice2.ExpectError(flamingo.CodeSessionReplaced)
+		alice2.ExpectClosed(flamingo.CloseSessionReplaced)
+		bob.Say("to the new tab")
+		assert.Equal(t, "to the new tab", alice3.ExpectMessage().Content)
+		alice3.Say("from the new tab")
+		assert.Equal(t, "from the new tab", bob.ExpectMessage().Content)
+
+		// Bob hops too; both now on n1, still in one chat.
+		bob.Close()
+		bob2 := n1.dial()
+		assert.True(t, bob2.Init(bob.UserID).Resumed)
+		bob2.Say("same node now")
+		assert.Equal(t, "same node now", alice3.ExpectMessage().Content)
+		alice3.Send(flamingo.EventLeaveChat, nil)
+		alice3.Expect(flamingo.EventChatEnded)
+		var end flamingo.ChatEndedPayload
+		bob2.ExpectPayload(flamingo.EventChatEnded, &end)
+		assert.Equal(t, flamingo.ReasonPartnerLeft, end.Reason)
+		bob2.Sync()
+	})
+}
+
+// TestClusterNodeKilled: a node dies without shutting down. The partners of its users
+// are told partner_disconnected, once, within grace + 2 s; a user of the dead node who
+// comes back in time resumes on the live one.
+func TestClusterNodeKilled(t *testing.T) {
+	client := realRedisClient(t)
+	prefix := freshPrefix(t, client)
+	n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+
+	alice, bob := n1.dial(), n2.dial()  // bob will lose alice
+	carol, dave := n1.dial(), n2.dial() // carol will come back
+	for _, c := range []*flamingotest.Client{alice, bob, carol, dave} {
+		c.Init("")
+	}
+	match(t, alice, bob)
+	match(t, carol, dave)
+	// The kill comes in a steady state: n1 has written its sessions' chats to Redis
+	// (what a node has not written when it dies is lost with it).
+	n1.waitSaved(t, alice, carol)
+
+	killed := time.Now()
+	n1.crash()
+	dave.Say("are you there?")
+
+	carol2 := n2.dial()
+	ready := carol2.Init(carol.UserID)
+	assert.True(t, ready.Resumed)
+	assert.Equal(t, carol.ChatID, ready.ChatID)
+	assert.Equal(t, "are you there?", carol2.ExpectMessage().Content)
+	carol2.Say("yes")
+	assert.Equal(t, "yes", dave.ExpectMessage().Content)
+
+	var end flamingo.ChatEndedPayload
+	bob.ExpectPayload(flamingo.EventChatEnded, &end)
+	took := time.Since(killed)
+	assert.Equal(t, flamingo.ReasonPartnerDisconnected, end.Reason)
+	assert.Less(t, took, testGrace+2*time.Second, "partner told %v after the kill", took)
+	t.Logf("partner told %v after the kill (grace %v)", took, testGrace)
+
+	// Exactly once: once the reaper is done with the dead node's sessions (alice's
+	// expired, carol's claimed), nothing more came for bob and carol's chat lives on.
+	require.Eventually(t, func() bool {
+		n, err := client.ZCard(context.Background(), n2.cl.base+"orphans").Result()
+		return err == nil && n == 0
+	}, 5*time.Second, 20*time.Millisecond, "orphans reaped")
+	bob.Sync()
+	dave.Sync()
+	carol2.Sync()
+}
