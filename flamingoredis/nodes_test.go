@@ -218,8 +218,8 @@ func TestRestartDropsLeftovers(t *testing.T) {
 // tickets; and no two compatible tickets may be left waiting.
 func TestTwoNodes_Concurrent(t *testing.T) {
 	const (
-		perNode   = 2000
-		workers   = 8 // per node
+		perNode   = 2500 // 5,000 joins in all
+		workers   = 10 // per node
 		perWorker = perNode / workers
 	)
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {

@@ -1,0 +1,46 @@
+// Command cluster is one node of a flamingo cluster on Redis: the demo chat page at /
+// and the WebSocket at /ws, with the queue, the sessions and the delivery of events
+// shared with every node on the same Redis. Start two and open the page on either:
+//
+//	go run . -addr 127.0.0.1:8081 -redis 127.0.0.1:6379
+//	go run . -addr 127.0.0.1:8082 -redis 127.0.0.1:6379
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"net/http"
+	"os/signal"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/examples/demo"
+	"github.com/flamingochat/flamingo/flamingoredis"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8081", "address to listen on")
+	redisAddr := flag.String("redis", "127.0.0.1:6379", "address of the Redis server the nodes share")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	client := redis.NewClient(&redis.Options{Addr: *redisAddr})
+	defer client.Close()
+	cluster := flamingoredis.NewCluster(client, flamingoredis.ClusterOptions{})
+	engine, err := flamingo.New(flamingo.Config{Matcher: cluster.Matcher(), Broker: cluster})
+	if err != nil {
+		log.Fatalf("joining the cluster on Redis at %s: %v", *redisAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", flamingo.NewWebSocketHandler(engine, nil))
+	mux.Handle("/", demo.Handler())
+	log.Printf("flamingo node %s on http://%s (WebSocket at /ws), Redis at %s",
+		cluster.NodeID(), demo.DisplayAddr(*addr), *redisAddr)
+	if err := demo.ListenAndServe(ctx, *addr, mux, engine); err != nil {
+		log.Fatal(err)
+	}
+}
