@@ -66,6 +66,8 @@ else
   redis.call('HDEL', k, 'chat', 'peer', 'pg', 'started')
 end
 redis.call('SADD', base .. 'node:' .. node .. ':sessions', user)
+-- A node taken for dead that resyncs: its session is no orphan.
+redis.call('ZREM', base .. 'orphans', node .. ':' .. user)
 local hk = base .. 'held:' .. user
 redis.call('DEL', hk)
 if ARGV[6] == '1' then
@@ -193,6 +195,8 @@ if not redis.call('SET', base .. 'node:' .. node .. ':alive', ARGV[3], 'PX', ARG
 end
 redis.call('ZADD', base .. 'nodes', ARGV[3], node)
 redis.call('HSET', base .. 'stats', node, ARGV[5])
+-- (a node taken for dead had its inbox set to expire)
+redis.call('PERSIST', base .. 'node:' .. node .. ':inbox')
 local out = {fresh}
 for _, v in ipairs(redis.call('HGETALL', base .. 'stats')) do out[#out + 1] = v end
 return out

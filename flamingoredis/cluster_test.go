@@ -259,3 +259,58 @@ func TestClusterNodeKilled(t *testing.T) {
 	dave.Sync()
 	carol2.Sync()
 }
+
+// TestClusterNodeTakenForDead: a node that is alive but lost its registration (a stall
+// longer than DeadAfter looks the same to the others) resyncs: its chats across nodes
+// end once for both sides, its own chats go on, and its sessions stay its own (the
+// reaper does not expire them as orphans), so they can still move to another node.
+func TestClusterNodeTakenForDead(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		prefix := freshPrefix(t, client)
+		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		alice, bob := n1.dial(), n2.dial()
+		carol, dave := n1.dial(), n1.dial()
+		for _, c := range []*flamingotest.Client{alice, bob, carol, dave} {
+			c.Init("")
+		}
+		match(t, alice, bob)
+		match(t, carol, dave)
+		n1.waitSaved(t, alice, carol, dave)
+
+		// n1's registration lapses and, at once, a reaper takes it for dead: its
+		// sessions become orphans, its inbox is set to expire.
+		ctx := context.Background()
+		cl := n2.cl
+		_, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, cl.base+"node:"+n1.cl.NodeID()+":alive")
+			p.EvalSha(ctx, reapScript.Hash(), []string{cl.base + "nodes"}, cl.base, time.Now().UnixMilli(),
+				cl.grace.Milliseconds(), cl.opts.MaxHeld, tombstoneTTL.Milliseconds(), 1000, cl.keepInbox())
+			return nil
+		})
+		require.NoError(t, err)
+		for _, c := range []*flamingotest.Client{alice, bob} {
+			var end flamingo.ChatEndedPayload
+			c.ExpectPayload(flamingo.EventChatEnded, &end)
+			assert.Equal(t, flamingo.ReasonPartnerDisconnected, end.Reason)
+		}
+		carol.Say("still here")
+		assert.Equal(t, "still here", dave.ExpectMessage().Content)
+
+		// The reaper has been through the orphans (their grace is over).
+		require.Eventually(t, func() bool {
+			n, err := client.ZCard(ctx, n1.cl.base+"orphans").Result()
+			return err == nil && n == 0
+		}, 5*time.Second, 20*time.Millisecond, "orphans reaped")
+		// A second tab on n2 takes carol's session over, from what Redis has of it.
+		carol2 := n2.dial()
+		ready := carol2.Init(carol.UserID)
+		require.True(t, ready.Resumed, "carol's session survived the resync")
+		assert.Equal(t, carol.ChatID, ready.ChatID)
+		carol.ExpectError(flamingo.CodeSessionReplaced)
+		dave.Say("found you")
+		assert.Equal(t, "found you", carol2.ExpectMessage().Content)
+		for _, c := range []*flamingotest.Client{alice, bob, carol2, dave} {
+			c.Sync()
+		}
+	})
+}
