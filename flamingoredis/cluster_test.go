@@ -296,7 +296,8 @@ func TestClusterNodeTakenForDead(t *testing.T) {
 		carol.Say("still here")
 		assert.Equal(t, "still here", dave.ExpectMessage().Content)
 
-		// The reaper has been through the orphans (their grace is over).
+		// No orphan is left: the resync took them back (were it not so, they would
+		// stay until the reaper expired them at the end of their grace).
 		require.Eventually(t, func() bool {
 			n, err := client.ZCard(ctx, n1.cl.base+"orphans").Result()
 			return err == nil && n == 0
