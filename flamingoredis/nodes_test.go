@@ -219,7 +219,7 @@ func TestRestartDropsLeftovers(t *testing.T) {
 func TestTwoNodes_Concurrent(t *testing.T) {
 	const (
 		perNode   = 2500 // 5,000 joins in all
-		workers   = 10 // per node
+		workers   = 10   // per node
 		perWorker = perNode / workers
 	)
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {

@@ -79,7 +79,7 @@ func TestClusterRedisRestart(t *testing.T) {
 	prefix := freshPrefix(t, client)
 	n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
 
-	alice, bob := n1.dial(), n1.dial() // a chat within n1
+	alice, bob := n1.dial(), n1.dial()  // a chat within n1
 	carol, dave := n1.dial(), n2.dial() // a chat across the nodes
 	for _, c := range []*flamingotest.Client{alice, bob, carol, dave} {
 		c.Init("")
