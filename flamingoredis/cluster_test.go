@@ -315,3 +315,35 @@ func TestClusterNodeTakenForDead(t *testing.T) {
 		}
 	})
 }
+
+// TestClusterShutdownHandsOver: a node shut down gracefully hands its sessions, with
+// the events it held for users who were away, to the cluster; they resume on another
+// node with everything, in order.
+func TestClusterShutdownHandsOver(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		prefix := freshPrefix(t, client)
+		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		alice, bob := n1.dial(), n2.dial()
+		alice.Init("")
+		bob.Init("")
+		match(t, alice, bob)
+
+		alice.Close()
+		bob.Say("held on n1")
+		bob.Sync()
+		ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+		defer cancel()
+		require.NoError(t, n1.e.Shutdown(ctx))
+		bob.Say("after n1 left")
+		bob.Sync()
+
+		alice2 := n2.dial()
+		ready := alice2.Init(alice.UserID)
+		require.True(t, ready.Resumed)
+		assert.Equal(t, alice.ChatID, ready.ChatID)
+		assert.Equal(t, "held on n1", alice2.ExpectMessage().Content)
+		assert.Equal(t, "after n1 left", alice2.ExpectMessage().Content)
+		alice2.Say("back")
+		assert.Equal(t, "back", bob.ExpectMessage().Content)
+	})
+}
