@@ -1,20 +1,27 @@
-// Package flamingoredis carries flamingo's waiting queue on Redis, so that several
-// flamingo nodes share one queue: a stranger waiting on node A can be paired by an
-// Enqueue on node B.
+// Package flamingoredis runs flamingo on several nodes that share one Redis: a
+// stranger on node A meets one on node B, their messages cross, a user may resume on
+// any node, and when a node dies its users' partners are told.
 //
 // It lives in its own module, so that importers of package flamingo never download
-// Redis code. This first step provides the [Matcher]; delivering events across nodes,
-// sessions on Redis and node liveness come later.
+// Redis code.
 //
 // # Use
 //
-//	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-//	engine, err := flamingo.New(flamingo.Config{
-//		Matcher: flamingoredis.New(client, flamingoredis.Options{}),
-//	})
+// A [Cluster] is both the [flamingo.Matcher] and the [flamingo.Broker] of a node's
+// Engine:
 //
-// Every node that should share the queue uses the same [Options.Prefix] and its own
-// [Options.NodeID] (a random one by default).
+//	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+//	cluster := flamingoredis.NewCluster(client, flamingoredis.ClusterOptions{})
+//	engine, err := flamingo.New(flamingo.Config{Matcher: cluster.Matcher(), Broker: cluster})
+//
+// Every node of one cluster uses the same [Options.Prefix] and its own
+// [Options.NodeID] (a random one by default). SCALING.md in the repository describes
+// the design, the keys, the scripts and what is and is not guaranteed when a node or
+// Redis fails; examples/cluster is a runnable node.
+//
+// The [Matcher] can also be used alone, as the shared queue of Engines that do not
+// otherwise cooperate; without a Cluster, though, an Engine cannot start a chat with a
+// user of another node, so use the Matcher alone only on a single node.
 //
 // # Guarantees
 //
@@ -37,7 +44,7 @@
 // tickets are its own, on two if they belong to different nodes. A node never hears
 // of pairs between other nodes' tickets.
 //
-// The enqueue script appends each pair it makes to the pair stream of each owning
+// The enqueue script appends each pair it makes to the inbox stream of each owning
 // node, in the same atomic step. Each Matcher runs one goroutine, started by Start and
 // ended by Stop, that reads its node's stream with XREAD BLOCK, calls the report
 // function for each pair in stream order, and then deletes the entries it reported. So
@@ -59,7 +66,8 @@
 //	flamingo:{match}:seq                         counter that breaks ties between equal
 //	                                             JoinedAt values
 //	flamingo:{match}:node:<node>:tickets         set: the users of the node's waiting tickets
-//	flamingo:{match}:node:<node>:pairs           stream: pairs the node has yet to report
+//	flamingo:{match}:node:<node>:inbox           stream: pairs (and a Cluster's events)
+//	                                             the node has yet to handle
 //
 // A bucket's members all have score 0 and sort by their bytes: 16 hex digits of
 // JoinedAt (UnixNano with the sign bit flipped), 16 decimal digits of the counter, then
@@ -77,12 +85,8 @@
 //     join again.
 //   - Only the fields of [flamingo.Ticket] known today are stored; JoinedAt must lie
 //     between the years 1678 and 2261, which [time.Time.UnixNano] can represent.
-//   - Do not yet run two Engines on one queue: today's Engine treats a pair whose
-//     other ticket it does not own as a partner who left, and puts its own ticket
-//     back, so both nodes would keep re-pairing the two users. Cross-node delivery
-//     will give the Engine what it needs to start such a chat.
-//   - A node that dies without Stop leaves its tickets waiting until a Matcher with the
-//     same NodeID starts again. Reaping the tickets of dead nodes belongs to the node
-//     liveness work that is still to come.
+//   - A node that dies without Stop leaves its tickets waiting until a Cluster's
+//     reaper takes it for dead; a bare Matcher leaves them until a Matcher with the
+//     same NodeID starts again.
 //   - The matcher has been tested on Redis 7 and miniredis, not on Redis Cluster.
 package flamingoredis
