@@ -42,6 +42,14 @@
 // gender. Implement [Matcher] to share the queue between nodes or to match on more;
 // package flamingotest has a conformance suite for implementations.
 //
+// # Several nodes
+//
+// Set [Config.Broker] to join the engine to a cluster: package
+// github.com/flamingochat/flamingo/flamingoredis (its own module) provides a Broker and
+// a shared Matcher on Redis. Strangers on different nodes then meet and chat, a user
+// may resume on any node, and [Engine.Stats] counts the whole cluster. Without a
+// Broker, none of this costs anything.
+//
 // # Transports
 //
 // [Engine.Serve] runs the protocol over any [Transport], a connection that reads and
