@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/flamingotest"
 )
 
 // BenchmarkMatch measures one match: a waiter's Enqueue, a compatible newcomer's
@@ -152,4 +153,57 @@ func commandStats(tb testing.TB, client redis.UniversalClient) map[string]comman
 		tb.Fatal(fmt.Errorf("no command stats in %q", s))
 	}
 	return stats
+}
+
+// BenchmarkMessage measures one chat message between two users of a cluster, over
+// in-memory connections, sent in windows of 64 and read by the partner. ns/op is the
+// wall time per message; on a real redis-server it also reports the server's time per
+// message (redis-µs/msg: every command, from INFO commandstats, heartbeats included).
+//
+//	same-node:  both users on one node: Redis is not involved
+//	cross-node: the users on two nodes: the send script, the stream read and delete
+func BenchmarkMessage(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			client := be.client(b)
+			b.Run("same-node", func(b *testing.B) { benchmarkMessage(b, client, false) })
+			b.Run("cross-node", func(b *testing.B) { benchmarkMessage(b, client, true) })
+		})
+	}
+}
+
+func benchmarkMessage(b *testing.B, client redis.UniversalClient, cross bool) {
+	prefix := freshPrefix(b, client)
+	n1 := startClusterNode(b, client, prefix)
+	n2 := n1
+	if cross {
+		n2 = startClusterNode(b, client, prefix)
+	}
+	alice, bob := flamingotest.Connect(b, n1.e), flamingotest.Connect(b, n2.e)
+	alice.Init("")
+	bob.Init("")
+	match(b, alice, bob)
+	_, isRedis := client.(*redis.Client)
+	realServer := isRedis && client.ConfigResetStat(b.Context()).Err() == nil && hasCommandStats(b, client)
+	content := strings.Repeat("x", 64)
+
+	b.ResetTimer()
+	const window = 64
+	for sent := 0; sent < b.N; sent += window {
+		k := min(window, b.N-sent)
+		for range k {
+			alice.Say(content)
+		}
+		for range k {
+			bob.ExpectMessage()
+		}
+	}
+	b.StopTimer()
+	if realServer {
+		var usec int64
+		for _, s := range commandStats(b, client) {
+			usec += s.usec
+		}
+		b.ReportMetric(float64(usec)/float64(b.N), "redis-µs/msg")
+	}
 }

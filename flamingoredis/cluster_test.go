@@ -50,6 +50,8 @@ func startClusterNode(t testing.TB, client redis.UniversalClient, prefix string)
 		ResumeGrace: testGrace,
 		JoinRate:    flamingo.RateLimit{Rate: -1},
 		InitRate:    flamingo.RateLimit{Rate: -1},
+		EventRate:   flamingo.RateLimit{Rate: -1},
+		MessageRate: flamingo.RateLimit{Rate: -1},
 	})
 	require.NoError(t, err)
 	srv := httptest.NewServer(flamingo.NewWebSocketHandler(e, nil))
