@@ -483,14 +483,21 @@ func (e *Engine) sendMessageLocked(c *conn, s *session, ev clientEvent) {
 		e.mu.Unlock()
 		return
 	}
+	now := time.Now()
+	// A message id is the send time in Unix nanoseconds, or one more than the last id
+	// where the clock has not moved on: increasing on each node, and across the nodes
+	// of a cluster (within their clock skew), so a sender who moves to another node
+	// goes on with larger ids.
+	id := max(e.lastMsgID+1, uint64(now.UnixNano()))
+	e.lastMsgID = id
 	var idBuf [16]byte
-	msgID := strconv.AppendUint(idBuf[:0], e.msgSeq.Add(1), 16)
+	msgID := strconv.AppendUint(idBuf[:0], id, 16)
 	m := Message{
 		ChatID:  ch.id,
 		From:    s.handle,
 		To:      ch.partner(s).handle,
 		Content: ev.content,
-		SentAt:  time.Now(),
+		SentAt:  now,
 	}
 	if e.cfg.OnMessage != nil {
 		m.MessageID = string(msgID)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -208,8 +207,9 @@ type Engine struct {
 	absent   []absence // users away, in order of their grace deadline
 	lastJoin time.Time // the latest Ticket.JoinedAt given out
 	sweeps   int       // sweeps so far
+	// lastMsgID is the last message_id given out (see sendMessageLocked).
+	lastMsgID uint64
 
-	msgSeq       atomic.Uint64 // numbers messages for their message_id
 	wake         chan struct{} // nudges the reaper; capacity 1
 	done         chan struct{} // closed when Shutdown begins
 	workers      sync.WaitGroup
