@@ -70,6 +70,10 @@ type BrokerHost interface {
 	Resync()
 	// LocalStats returns this node's own counts, for the broker to share.
 	LocalStats() Stats
+	// Held returns every session this node holds, with the events held for each.
+	// A broker calls it from Stop, once the engine has closed its connections, to
+	// leave the sessions to the other nodes.
+	Held() []SessionState
 	// Grace returns [Config.ResumeGrace]: how long a session outlives its connection.
 	Grace() time.Duration
 }

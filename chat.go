@@ -239,15 +239,41 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 	}
 	if ev.userID != "" {
 		h := handleOf(digest)
-		s := e.sessions[h]
-		if s != nil && subtle.ConstantTimeCompare(s.digest[:], digest[:]) == 1 {
-			// A resume needs the secret, so it is never limited: a storm of inits
-			// from a shared address cannot keep its users from coming back.
-			e.resumeLocked(c, s, ev.userID)
-			return
-		}
-		if s == nil && e.broker != nil && e.claims[h] == nil && e.claimLocked(c, h, digest, ev.userID) {
-			return
+		for waited := false; ; waited = true {
+			s := e.sessions[h]
+			if s != nil && subtle.ConstantTimeCompare(s.digest[:], digest[:]) == 1 {
+				// A resume needs the secret, so it is never limited: a storm of inits
+				// from a shared address cannot keep its users from coming back.
+				e.resumeLocked(c, s, ev.userID)
+				return
+			}
+			if s != nil || e.broker == nil {
+				break
+			}
+			if cl := e.claims[h]; cl != nil && !waited {
+				// Another connection is claiming this session from the cluster: once
+				// it has, this one takes it over, as on a single node.
+				e.mu.Unlock()
+				<-cl.done
+				e.mu.Lock()
+				if c.closed || c.sess != nil || c.replaced {
+					return
+				}
+				continue
+			}
+			if e.claims[h] == nil {
+				switch e.claimLocked(c, h, digest, ev.userID) {
+				case claimed:
+					return
+				case claimFailed:
+					// The session may exist, but could not be reached: the client
+					// should come back with the same user_id, not get a new one.
+					e.sendErrorLocked(c, CodeInternal, "could not resume the session, try again", EventInit)
+					e.closeConnLocked(c, CloseInternalError, "resume failed")
+					return
+				}
+			}
+			break
 		}
 	}
 	if c.addr.IsValid() {

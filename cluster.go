@@ -3,7 +3,9 @@ package flamingo
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -15,10 +17,22 @@ import (
 const claimTimeout = 5 * time.Second
 
 // claim is a session being claimed from another node: the events that arrive for
-// it meanwhile wait here, to follow the ones the claim returns.
+// it meanwhile wait here, to follow the ones the claim returns, and so do the
+// requests of other nodes to release it (it may move on before it has arrived).
 type claim struct {
-	events []ClusterEvent
+	events   []ClusterEvent
+	releases []func(SessionState)
+	done     chan struct{} // closed when the claim is over
 }
+
+// claimResult is how claimLocked went.
+type claimResult int
+
+const (
+	claimed     claimResult = iota // the session is now on c
+	claimAbsent                    // there is no such session
+	claimFailed                    // the cluster could not be asked
+)
 
 // host is the Engine as its Broker sees it.
 type host struct{ e *Engine }
@@ -53,10 +67,9 @@ func (e *Engine) stateLocked(s *session, withHeld bool) *SessionState {
 }
 
 // claimLocked asks the cluster for the session h, which this node does not hold, and
-// resumes it on c if it is found. It reports whether c was answered. e.mu is released
-// during the claim.
-func (e *Engine) claimLocked(c *conn, h string, digest [sha256.Size]byte, userID string) bool {
-	cl := &claim{}
+// resumes it on c if it is found. e.mu is released during the claim.
+func (e *Engine) claimLocked(c *conn, h string, digest [sha256.Size]byte, userID string) claimResult {
+	cl := &claim{done: make(chan struct{})}
 	e.claims[h] = cl
 	e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
@@ -64,16 +77,25 @@ func (e *Engine) claimLocked(c *conn, h string, digest [sha256.Size]byte, userID
 	cancel()
 	e.mu.Lock()
 	delete(e.claims, h)
-	if err != nil {
-		if !errors.Is(err, ErrSessionNotFound) {
-			e.log.Error("flamingo: claiming a session failed", slog.String("user", h), slog.Any("err", err))
+	defer close(cl.done)
+	// Nodes that asked for the session meanwhile get it once it is here (or hear
+	// that it is not).
+	defer func() {
+		for _, reply := range cl.releases {
+			e.releaseLocked(h, reply)
 		}
-		return false
+	}()
+	if err != nil {
+		if errors.Is(err, ErrSessionNotFound) {
+			return claimAbsent
+		}
+		e.log.Error("flamingo: claiming a session failed", slog.String("user", h), slog.Any("err", err))
+		return claimFailed
 	}
 	if e.sessions[h] != nil || c.sess != nil || c.replaced {
 		// Cannot happen while claims[h] kept other inits of h from claiming.
 		e.log.Error("flamingo: claimed session already here", slog.String("user", h))
-		return false
+		return claimFailed
 	}
 	s := &session{handle: h, digest: digest, gender: st.Gender}
 	e.sessions[h] = s
@@ -102,7 +124,7 @@ func (e *Engine) claimLocked(c *conn, h string, digest [sha256.Size]byte, userID
 	}
 	e.saveLocked(s)
 	e.log.Debug("flamingo: session claimed from another node", slog.String("user", s.handle))
-	return true
+	return claimed
 }
 
 // applyLocked applies an event from another node to s. With replay set, it is part
@@ -156,6 +178,15 @@ func (h host) Release(user string, reply func(SessionState)) {
 	e := h.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if cl := e.claims[user]; cl != nil {
+		cl.releases = append(cl.releases, reply)
+		return
+	}
+	e.releaseLocked(user, reply)
+}
+
+// releaseLocked gives up the session of user to another node (see BrokerHost.Release).
+func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 	s := e.sessions[user]
 	if s == nil {
 		reply(SessionState{User: user})
@@ -238,15 +269,17 @@ func (e *Engine) onRemotePair(p Pair) {
 		mine, other = other, mine
 	}
 	id := p.ChatID
+	if id == "" {
+		id = pairChatID(p)
+	}
 	e.mu.Lock()
 	s := e.waitingLocked(mine)
-	if s == nil || id == "" {
-		// Our user left before the pair arrived. The other node has started its side
-		// (its user may have seen match_found): it is told that the partner left.
-		if !e.closed {
-			e.broker.Publish(BrokerOp{Kind: OpEndChat, ChatID: id, Users: [2]string{p.A.User, p.B.User},
-				Notify: other.User, Reason: ReasonPartnerLeft})
-		}
+	if s == nil {
+		// Our user left before the pair arrived (or this node is shutting down). The
+		// other node has started its side (its user may have seen match_found): it is
+		// told that the partner left.
+		e.broker.Publish(BrokerOp{Kind: OpEndChat, ChatID: id, Users: [2]string{p.A.User, p.B.User},
+			Notify: other.User, Reason: ReasonPartnerLeft})
 		e.mu.Unlock()
 		return
 	}
@@ -269,12 +302,20 @@ func (e *Engine) onRemotePair(p Pair) {
 	}
 }
 
-// handOverHeld publishes, once no connection is left, the sessions this node holds
-// with their held events, so that other nodes can resume them after Shutdown.
-func (e *Engine) handOverHeld() {
+// pairChatID derives a chat id from the tickets of a pair whose matcher set none, so
+// that the nodes of its two users agree on it.
+func pairChatID(p Pair) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s\x00%d", p.A.User, p.A.JoinedAt.UnixNano(), p.B.User, p.B.JoinedAt.UnixNano()))
+	return hex.EncodeToString(h[:16])
+}
+
+func (h host) Held() []SessionState {
+	e := h.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	out := make([]SessionState, 0, len(e.sessions))
 	for _, s := range e.sessions {
-		e.broker.Publish(BrokerOp{Kind: OpSave, State: e.stateLocked(s, true)})
+		out = append(out, *e.stateLocked(s, true))
 	}
+	return out
 }

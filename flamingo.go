@@ -445,10 +445,10 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 			}
 			wg.Wait()
 		}()
-		stopErr = e.matcher.Stop(ctx)
 		if e.broker != nil {
-			// Once every connection has ended, the sessions (with what is held for
-			// them) are handed to the cluster, where another node can resume them.
+			// Once every connection has ended, the broker leaves the sessions (with
+			// what is held for them) to the other nodes; it stops the matcher it
+			// shares with them when it no longer needs it.
 			served := make(chan struct{})
 			go func() {
 				e.serving.Wait()
@@ -456,11 +456,11 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 			}()
 			select {
 			case <-served:
-				e.handOverHeld()
 			case <-ctx.Done():
 			}
-			stopErr = errors.Join(stopErr, e.broker.Stop(ctx))
+			stopErr = e.broker.Stop(ctx)
 		}
+		stopErr = errors.Join(stopErr, e.matcher.Stop(ctx))
 	})
 	done := make(chan struct{})
 	go func() {

@@ -62,16 +62,19 @@ type Cluster struct {
 
 	mu         sync.Mutex
 	started    bool
-	stopped    bool
+	stopping   bool // Stop has begun
+	stopped    bool // the writer may end once it has written everything
 	writerDone bool
 	ops        []flamingo.BrokerOp // waiting for the writer, in order
 	wake       chan struct{}       // nudges the writer; capacity 1
 	waiters    map[string]chan handover
 
-	others  atomic.Pointer[flamingo.Stats] // the other live nodes' counts
-	cancel  context.CancelFunc
-	workers sync.WaitGroup
-	drained chan struct{} // closed when the writer has written everything and stopped
+	others   atomic.Pointer[flamingo.Stats] // the other live nodes' counts
+	cancel   context.CancelFunc             // ends the writer
+	hbCancel context.CancelFunc             // ends the heartbeat
+	hbDone   chan struct{}                  // closed when the heartbeat has ended
+	workers  sync.WaitGroup
+	drained  chan struct{} // closed when the writer has written everything and stopped
 }
 
 // handover is a reply to a handover request.
@@ -138,49 +141,75 @@ func (c *Cluster) Start(host flamingo.BrokerHost) error {
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
+	hbCtx, hbCancel := context.WithCancel(context.Background())
+	c.cancel, c.hbCancel, c.hbDone = cancel, hbCancel, make(chan struct{})
 	err := c.loadScripts(ctx)
 	if err == nil {
 		_, err = c.beat(ctx)
 	}
 	if err != nil {
 		cancel()
+		hbCancel()
 		c.mu.Lock()
 		c.started = false
 		c.mu.Unlock()
 		return fmt.Errorf("flamingoredis: start: %w", err)
 	}
 	c.workers.Add(2)
-	go c.heartbeat(ctx)
+	go c.heartbeat(hbCtx)
 	go c.writer(ctx)
 	return nil
 }
 
-// Stop implements [flamingo.Broker]: it writes the ops published so far, then takes
-// the node out of the cluster at once (its sessions stay claimable for the resume
-// grace), and stops the heartbeat.
+// maxStopWait bounds Stop when its context has no deadline, so that a node whose Redis
+// is gone still stops.
+const maxStopWait = 10 * time.Second
+
+// Stop implements [flamingo.Broker]. It takes the node out of the cluster at once, so
+// that events for its users are held in Redis from then on and claims do not wait for
+// it; handles what its inbox already holds (handover requests included) and stops
+// reading it; writes the sessions the engine holds, with their held events, for other
+// nodes to resume; and stops once everything published is written, or after 10
+// seconds if ctx has no earlier deadline.
 func (c *Cluster) Stop(ctx context.Context) error {
 	c.mu.Lock()
-	if !c.started || c.stopped {
-		c.stopped = true
+	if !c.started || c.stopping {
+		c.stopping = true
 		c.mu.Unlock()
 		return nil
 	}
+	c.stopping = true
+	c.mu.Unlock()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxStopWait)
+		defer cancel()
+	}
+
+	var errs []error
+	c.hbCancel() // no heartbeat may put the node back
+	<-c.hbDone
+	deadline := time.Now().Add(c.grace).UnixMilli()
+	if err := leaveScript.Run(ctx, c.client, []string{c.m.keys.nodeTickets}, c.base, c.m.node, deadline, c.keepInbox()).Err(); err != nil {
+		errs = append(errs, fmt.Errorf("flamingoredis: stop: leave the cluster: %w", err))
+	}
+	if err := c.m.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	for _, st := range c.host.Held() {
+		c.Publish(flamingo.BrokerOp{Kind: opHandoff, State: &st})
+	}
+
+	c.mu.Lock()
 	c.stopped = true
 	c.mu.Unlock()
 	c.nudge()
-
-	var err error
 	select {
 	case <-c.drained:
 	case <-ctx.Done():
-		err = fmt.Errorf("flamingoredis: stop: writing what was published: %w", ctx.Err())
+		errs = append(errs, fmt.Errorf("flamingoredis: stop: writing what was published: %w", ctx.Err()))
 	}
 	c.cancel()
-	deadline := time.Now().Add(c.grace).UnixMilli()
-	if lerr := leaveScript.Run(ctx, c.client, []string{c.m.keys.nodeTickets}, c.base, c.m.node, deadline, c.keepInbox()).Err(); lerr != nil {
-		err = errors.Join(err, fmt.Errorf("flamingoredis: stop: leave the cluster: %w", lerr))
-	}
 	done := make(chan struct{})
 	go func() {
 		c.workers.Wait()
@@ -189,9 +218,9 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = errors.Join(err, ctx.Err())
+		errs = append(errs, ctx.Err())
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // Publish implements [flamingo.Broker]. Ops are written to Redis in order by one
@@ -278,7 +307,14 @@ func (c *Cluster) Claim(ctx context.Context, user string, digest [32]byte) (flam
 	select {
 	case h := <-ch:
 		if h.err != nil || !h.st.Found {
-			return st, nil // the node did not hold it after all
+			// The node no longer held it: it expired there just now (then its chat
+			// has ended too), or the node restarted under the same id.
+			if st.Chat != nil {
+				if n, err := c.client.Exists(ctx, c.base+"ended:"+st.Chat.ID).Result(); err == nil && n == 1 {
+					st.Chat = nil
+				}
+			}
+			return st, nil
 		}
 		h.st.User, h.st.Digest = user, digest
 		h.st.Events = append(st.Events, h.st.Events...)
@@ -359,9 +395,6 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 		c.mu.Lock()
 		ch := c.waiters[str("id")]
 		c.mu.Unlock()
-		if ch == nil {
-			return // the claim gave up waiting
-		}
 		st := flamingo.SessionState{Found: str("found") == "1", Gender: flamingo.Gender(str("g"))}
 		if chat := str("chat"); chat != "" {
 			ms, _ := strconv.ParseInt(str("started"), 10, 64)
@@ -373,14 +406,36 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 				st.Events = append(st.Events, ev)
 			}
 		}
-		ch <- handover{st: st}
+		select {
+		case ch <- handover{st: st}:
+		default: // (no claim waits for it any more, or a retried reply came twice)
+			ch = nil
+		}
+		if ch == nil && len(st.Events) > 0 {
+			// The claim gave up waiting: what the old node held still goes to the
+			// user, late rather than never.
+			c.log.Warn("flamingoredis: a handover came late; sending its events on", "node", c.m.node, "events", len(st.Events))
+			c.forward(str("u"), st.Events)
+		}
 	default:
 		c.log.Error("flamingoredis: skipping an unknown stream entry", "node", c.m.node, "id", id)
 	}
 }
 
-// opReply is the Cluster's own op: a handover reply to node User, request ChatID.
-const opReply flamingo.BrokerOpKind = 200
+// The Cluster's own ops.
+const (
+	// opReply is a handover reply to node User, for request ChatID.
+	opReply flamingo.BrokerOpKind = 200 + iota
+	// opHandoff saves State, with its events, as the node stops.
+	opHandoff
+)
+
+// forward sends events to user wherever the user's session is now.
+func (c *Cluster) forward(user string, evs []flamingo.ClusterEvent) {
+	for _, ev := range evs {
+		c.Publish(flamingo.BrokerOp{Kind: flamingo.OpSend, User: user, Event: ev})
+	}
+}
 
 func encodeEvent(ev flamingo.ClusterEvent) string {
 	var kind string
@@ -418,6 +473,7 @@ func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
 // lost its data, or the node was taken for dead) makes the Engine resync.
 func (c *Cluster) heartbeat(ctx context.Context) {
 	defer c.workers.Done()
+	defer close(c.hbDone)
 	t := time.NewTicker(c.opts.Heartbeat)
 	defer t.Stop()
 	for {
@@ -546,6 +602,7 @@ func (c *Cluster) write(ctx context.Context, ops []flamingo.BrokerOp) (int, erro
 	for i, cmd := range cmds {
 		err := cmd.Err()
 		if err == nil || errors.Is(err, redis.Nil) {
+			c.done(ops[i], cmd)
 			continue
 		}
 		if strings.HasPrefix(err.Error(), "NOSCRIPT") {
@@ -553,7 +610,7 @@ func (c *Cluster) write(ctx context.Context, ops []flamingo.BrokerOp) (int, erro
 			return i, c.loadScripts(ctx)
 		}
 		var rerr redis.Error
-		if errors.As(err, &rerr) {
+		if errors.As(err, &rerr) && !transient(err) {
 			// Redis refused this op (a bug, not an outage): retrying cannot help.
 			c.log.Error("flamingoredis: Redis refused an op; dropping it", "node", c.m.node, "kind", ops[i].Kind, "err", err)
 			continue
@@ -561,6 +618,47 @@ func (c *Cluster) write(ctx context.Context, ops []flamingo.BrokerOp) (int, erro
 		return i, err
 	}
 	return len(ops), nil
+}
+
+// transient reports whether an error reply from Redis means "not now": the op is
+// retried, as after a lost connection.
+func transient(err error) bool {
+	for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "OOM"} {
+		if strings.HasPrefix(err.Error(), p) {
+			return true
+		}
+	}
+	return false
+}
+
+// done acts on the reply of a save: events that Redis held for a session of this node
+// go to the engine; a session that another node took meanwhile (this node was taken
+// for dead) is given up here, and the events that went with the save follow the user.
+func (c *Cluster) done(op flamingo.BrokerOp, cmd redis.Cmder) {
+	if op.Kind != flamingo.OpSave && op.Kind != opHandoff {
+		return
+	}
+	res, err := cmd.(*redis.Cmd).StringSlice()
+	if err != nil || len(res) == 0 {
+		return
+	}
+	var evs []flamingo.ClusterEvent
+	for _, v := range res[1:] {
+		if ev, ok := decodeEvent(v); ok {
+			evs = append(evs, ev)
+		}
+	}
+	user := op.State.User
+	switch {
+	case res[0] == "1":
+		for _, ev := range evs {
+			c.host.Deliver(user, ev)
+		}
+	case op.Kind == opHandoff:
+		c.forward(user, evs)
+	default:
+		c.host.Release(user, func(st flamingo.SessionState) { c.forward(user, st.Events) })
+	}
 }
 
 func (c *Cluster) loadScripts(ctx context.Context) error {
@@ -576,7 +674,7 @@ func (c *Cluster) loadScripts(ctx context.Context) error {
 func (c *Cluster) queue(ctx context.Context, pipe redis.Pipeliner, op flamingo.BrokerOp) redis.Cmder {
 	ttl := tombstoneTTL.Milliseconds()
 	switch op.Kind {
-	case flamingo.OpSave:
+	case flamingo.OpSave, opHandoff:
 		st := op.State
 		away := "0"
 		if st.Away {
@@ -587,7 +685,11 @@ func (c *Cluster) queue(ctx context.Context, pipe redis.Pipeliner, op flamingo.B
 		if cs := st.Chat; cs != nil {
 			chat, peer, pg, started = cs.ID, cs.Peer, string(cs.PeerGender), strconv.FormatInt(cs.StartedAt.UnixMilli(), 10)
 		}
-		args := []any{c.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl}
+		mode := "save"
+		if op.Kind == opHandoff {
+			mode = "handoff"
+		}
+		args := []any{c.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl, mode}
 		for _, ev := range st.Events {
 			args = append(args, encodeEvent(ev))
 		}
@@ -604,7 +706,7 @@ func (c *Cluster) queue(ctx context.Context, pipe redis.Pipeliner, op flamingo.B
 			c.base, op.ChatID, op.Users[0], op.Users[1], op.Notify, string(op.Reason), c.opts.MaxHeld, ttl)
 	case opReply:
 		st := op.State
-		vals := []string{"k", "r", "id", op.ChatID, "g", string(st.Gender), "n", strconv.Itoa(len(st.Events))}
+		vals := []string{"k", "r", "id", op.ChatID, "u", st.User, "g", string(st.Gender), "n", strconv.Itoa(len(st.Events))}
 		if st.Found {
 			vals = append(vals, "found", "1")
 		}

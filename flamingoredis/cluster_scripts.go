@@ -51,14 +51,21 @@ end
 // longer holds the session (another node claimed it) changes nothing.
 //
 //	ARGV base, node, user, digest, gender, away (0/1), chat, peer, peer gender,
-//	     started (Unix ms), ttl (ms, for an away session), events...
+//	     started (Unix ms), ttl (ms, for an away session), mode, events...
 //
-// It returns 1 if saved, 0 if the session is another node's.
+// In mode "save", events held in Redis for the user (sent while the node was taken
+// for dead) are taken out and returned, for the node to deliver: {1, events...}. In
+// mode "handoff" (a node that stops), the node's events go in front of them. A save
+// that changes nothing returns {0, the events given}.
 var saveScript = redis.NewScript(`
 local base, node, user = ARGV[1], ARGV[2], ARGV[3]
 local k = base .. 'sess:' .. user
 local prev = redis.call('HGET', k, 'node')
-if prev and prev ~= node then return 0 end
+if prev and prev ~= node then
+  local out = {0}
+  for i = 13, #ARGV do out[#out + 1] = ARGV[i] end
+  return out
+end
 redis.call('HSET', k, 'node', node, 'd', ARGV[4], 'g', ARGV[5], 'away', ARGV[6])
 if ARGV[7] ~= '' and redis.call('EXISTS', base .. 'ended:' .. ARGV[7]) == 0 then
   redis.call('HSET', k, 'chat', ARGV[7], 'peer', ARGV[8], 'pg', ARGV[9], 'started', ARGV[10])
@@ -68,18 +75,23 @@ end
 redis.call('SADD', base .. 'node:' .. node .. ':sessions', user)
 -- A node taken for dead that resyncs: its session is no orphan.
 redis.call('ZREM', base .. 'orphans', node .. ':' .. user)
-local hk = base .. 'held:' .. user
-redis.call('DEL', hk)
 if ARGV[6] == '1' then
   redis.call('PEXPIRE', k, ARGV[11])
-  if #ARGV > 11 then
-    redis.call('RPUSH', hk, unpack(ARGV, 12))
-    redis.call('PEXPIRE', hk, ARGV[11])
-  end
 else
   redis.call('PERSIST', k)
 end
-return 1
+local hk = base .. 'held:' .. user
+local held = redis.call('LRANGE', hk, 0, -1)
+redis.call('DEL', hk)
+if ARGV[12] == 'handoff' then
+  if #ARGV > 12 then redis.call('RPUSH', hk, unpack(ARGV, 13)) end
+  if #held > 0 then redis.call('RPUSH', hk, unpack(held)) end
+  redis.call('PEXPIRE', hk, ARGV[11])
+  return {1}
+end
+local out = {1}
+for _, ev in ipairs(held) do out[#out + 1] = ev end
+return out
 `)
 
 // forgetScript deletes a session that expired on its node.
@@ -224,8 +236,8 @@ end
 local expired = 0
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', base .. 'orphans', '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))) do
   redis.call('ZREM', base .. 'orphans', m)
-  local sep = string.find(m, ':', 1, true)
-  local node, user = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+  -- users are hex handles; a node id may itself hold ':'
+  local node, user = string.match(m, '^(.*):([^:]*)$')
   local k = base .. 'sess:' .. user
   local s = redis.call('HMGET', k, 'node', 'chat', 'peer')
   if s[1] == node then

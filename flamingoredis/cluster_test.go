@@ -77,9 +77,10 @@ func (n *clusterNode) dial() *flamingotest.Client {
 func (n *clusterNode) crash() {
 	cl := n.cl
 	cl.mu.Lock()
-	cl.stopped, cl.writerDone = true, true // nothing more is written
+	cl.stopping, cl.stopped, cl.writerDone = true, true, true // nothing more is written
 	cl.mu.Unlock()
 	cl.cancel()
+	cl.hbCancel()
 	m := cl.m
 	m.mu.Lock()
 	m.state = stateStopped
@@ -105,6 +106,20 @@ func (n *clusterNode) waitSaved(t testing.TB, clients ...*flamingotest.Client) {
 			return err == nil && chat == c.ChatID
 		}, 5*time.Second, 10*time.Millisecond, "session of %s saved", c.UserID)
 	}
+}
+
+// leave closes c's connection and waits until n, its node, has seen the user go
+// (the session is saved as away): what is sent to the user from then on is held,
+// not written to a socket that is closing.
+func (n *clusterNode) leave(t testing.TB, c *flamingotest.Client) {
+	t.Helper()
+	c.Close()
+	d := sha256.Sum256([]byte(c.UserID))
+	key := n.cl.base + "sess:" + hex.EncodeToString(d[:16])
+	require.Eventually(t, func() bool {
+		away, err := n.cl.client.HGet(context.Background(), key, "away").Result()
+		return err == nil && away == "1"
+	}, 5*time.Second, 5*time.Millisecond, "%s seen away", c.UserID)
 }
 
 // match queues a and b (connected to any nodes) and waits until both are matched.
@@ -170,7 +185,7 @@ func TestClusterResumeOnOtherNode(t *testing.T) {
 		alice.Say("before")
 		assert.Equal(t, "before", bob.ExpectMessage().Content)
 
-		alice.Close()
+		n1.leave(t, alice)
 		bob.Say("while away 1")
 		bob.Say("while away 2")
 		bob.Sync()
@@ -199,7 +214,7 @@ func TestClusterResumeOnOtherNode(t *testing.T) {
 		assert.Equal(t, "from the new tab", bob.ExpectMessage().Content)
 
 		// Bob hops too; both now on n1, still in one chat.
-		bob.Close()
+		n2.leave(t, bob)
 		bob2 := n1.dial()
 		assert.True(t, bob2.Init(bob.UserID).Resumed)
 		bob2.Say("same node now")
@@ -330,7 +345,7 @@ func TestClusterShutdownHandsOver(t *testing.T) {
 		bob.Init("")
 		match(t, alice, bob)
 
-		alice.Close()
+		n1.leave(t, alice)
 		bob.Say("held on n1")
 		bob.Sync()
 		ctx, cancel := context.WithTimeout(context.Background(), stopWait)

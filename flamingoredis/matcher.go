@@ -354,7 +354,7 @@ func (m *Matcher) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return errors.Join(append(errs, fmt.Errorf("flamingoredis: stop: waiting for the reader: %w", ctx.Err()))...)
 	}
-	if len(errs) == 0 {
+	if len(errs) == 0 && !m.clustered { // (a Cluster's inbox expires on its own)
 		if err := m.client.Del(ctx, m.keys.nodePairs).Err(); err != nil {
 			errs = append(errs, fmt.Errorf("flamingoredis: stop: delete pair stream: %w", err))
 		}
