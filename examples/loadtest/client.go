@@ -29,6 +29,7 @@ type event struct {
 // client is one load connection.
 type client struct {
 	id     int
+	node   int // the cluster node it is connected to (0 for other servers)
 	run    *runner
 	conn   *websocket.Conn
 	events chan event // control events for the phase driver; capacity 16
@@ -95,7 +96,7 @@ func (c *client) readLoop() {
 			return
 		}
 		if i := bytes.Index(buf, contentKey); i >= 0 {
-			r.onMessage(buf[i+len(contentKey):])
+			r.onMessage(c, buf[i+len(contentKey):])
 			continue
 		}
 		ev := event{at: time.Now()}
@@ -123,19 +124,33 @@ func (c *client) readLoop() {
 	}
 }
 
-// onMessage handles the content of a chat message: "i=<sender> t=<ns> ...".
-func (r *runner) onMessage(b []byte) {
+// onMessage handles the content of a chat message that to received: "i=<sender>
+// t=<ns> ...".
+func (r *runner) onMessage(to *client, b []byte) {
 	sender, b := parseUint(b)
 	b = bytes.TrimPrefix(b, []byte(" t="))
 	sent, _ := parseUint(b)
+	d := time.Duration(now() - int64(sent))
 	if h := r.hist.Load(); h != nil {
-		h.record(time.Duration(now() - int64(sent)))
+		h.record(d)
 	}
 	r.recv.Add(1)
 	if int(sender) < len(r.clients) {
+		from := r.clients[sender]
 		select {
-		case <-r.clients[sender].window:
+		case <-from.window:
 		default:
+		}
+		if r.nodeRecv != nil {
+			r.nodeRecv[to.node].Add(1)
+			h := r.histSame.Load()
+			if from.node != to.node {
+				r.crossRecv.Add(1)
+				h = r.histCross.Load()
+			}
+			if h != nil {
+				h.record(d)
+			}
 		}
 	}
 }

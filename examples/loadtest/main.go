@@ -1,5 +1,6 @@
 // Command loadtest measures a flamingo server over real WebSockets on loopback and
-// compares every figure with a bare coder/websocket relay measured in the same run.
+// compares every figure with a bare coder/websocket relay measured in the same run
+// (and, with -redis, a cluster of flamingo nodes on Redis).
 //
 // It starts two servers, the baseline first: the baseline (a minimal relay that pairs
 // connections in arrival order and copies frames between them, with no engine) and
@@ -28,6 +29,26 @@
 //     message carries its scheduled send time; the receiver takes the difference);
 //   - flamingo only: churn: a -churn fraction of pairs leave their chat and queue
 //     again, to measure re-matching.
+//
+// With -redis, a third server takes its turn beside the other two: a cluster of
+// -nodes flamingo nodes sharing one Redis (flamingoredis.Cluster as each engine's
+// Matcher and Broker, the same raised limits), whose clients go through flamingo's
+// phases. The tool builds the node (examples/cluster/loadnode, in the nested module
+// that may depend on go-redis) once into a temporary directory, starts each node as a
+// child process on one fresh random key prefix, and connects client i to node i mod
+// N. Left to themselves, simultaneous joins would pair mostly users of one node (each
+// node's joins reach Redis in bursts), so the genders and preferences of the
+// cluster's clients steer a -cross fraction of the pairs across nodes (see
+// clusterProfile); the report counts the pairs and the messages that crossed. A
+// message between partners on the same node never touches Redis; one across nodes is
+// one Redis script call from the sender's node (pipelined) and a stream read by the
+// partner's node. The cluster's CPU and memory are the sums over its nodes (also
+// given per node); each node's messages per CPU-second counts the messages its
+// clients received; Redis's CPU time (INFO cpu) is reported apart, and added in the
+// "whole" figure. The report compares the cluster with flamingo on one node and with
+// the baseline. -redis auto starts a redis-server (without persistence) on a free
+// loopback port and stops it at the end; with an address, the run's keys are deleted
+// at the end.
 //
 // A progress line goes to stderr every second. Every phase is bounded in time, and the
 // whole run stops by itself. The report prints each flamingo figure beside the
@@ -60,7 +81,16 @@
 //	-sweep LIST    comma-separated total offered loads (messages/s) for the paced
 //	               phase, one paced phase each, instead of -rate
 //	-svg FILE      with -sweep, write a plot of p50 and p99 latency against load
-//	-cpuprofile P  write each child server's CPU profile to P.flamingo and P.baseline
+//	-cpuprofile P  write each child server's CPU profile to P.flamingo and
+//	               P.baseline (and each cluster node's to P.cluster0, P.cluster1...)
+//	-redis ADDR    also measure a cluster of flamingo nodes on the Redis at ADDR
+//	               ("auto": start redis-server on a free port, and stop it at the
+//	               end); at most 6333 connections interleaved; not with -inprocess
+//	-nodes N       with -redis: cluster nodes (default 2)
+//	-cross F       with -redis: fraction of the cluster's pairs steered across
+//	               nodes by their genders and preferences (default 0.5); the
+//	               others are "other" accepting anyone, so the cluster's matching
+//	               figures use another mix of profiles than flamingo's
 //	-serve KIND    internal: run one server ("flamingo" or "baseline") as a child
 package main
 
@@ -69,6 +99,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -76,10 +107,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/flamingochat/flamingo/internal/loadserve"
 )
 
 // config holds the flags.
 type config struct {
+	redis      string // -redis: "", an address, or "auto"
+	nodes      int
+	cross      float64     // fraction of the cluster's pairs steered across nodes
+	cluster    *clusterEnv // with -redis
 	conns      int
 	duration   time.Duration
 	rate       float64
@@ -113,7 +150,10 @@ func main() {
 	flag.StringVar(&sweep, "sweep", "", "comma-separated total offered loads (msgs/s) for paced phases")
 	flag.StringVar(&cfg.svg, "svg", "", "with -sweep: write a latency plot (SVG) to this file")
 	flag.StringVar(&serve, "serve", "", "internal: run one server as a child process")
-	flag.StringVar(&cpuProfile, "cpuprofile", "", "write each child server's CPU profile to this path plus .flamingo or .baseline")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write each child server's CPU profile to this path plus .flamingo, .baseline or .clusterN")
+	flag.StringVar(&cfg.redis, "redis", "", "also measure a cluster of flamingo nodes on the Redis at this address (\"auto\": start one)")
+	flag.IntVar(&cfg.nodes, "nodes", 2, "with -redis: cluster nodes")
+	flag.Float64Var(&cfg.cross, "cross", 0.5, "with -redis: fraction of the cluster's pairs steered across nodes")
 	flag.Parse()
 
 	if serve != "" {
@@ -129,18 +169,40 @@ func main() {
 		os.Exit(2)
 	}
 
+	kinds := []string{kindBaseline, kindFlamingo}
+	if cfg.redis != "" {
+		env, err := setupCluster(cfg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest: cluster:", err)
+			os.Exit(1)
+		}
+		cfg.cluster = env
+		defer env.close()
+		kinds = append(kinds, kindCluster)
+	}
+	// exit stops what the run started outside its child servers (which stop when the
+	// tool's end closes their stdin) and exits.
+	exit := func(code int) {
+		if cfg.cluster != nil {
+			cfg.cluster.close()
+		}
+		os.Exit(code)
+	}
+
 	// Every phase has its own time bound; this is the backstop.
-	limit := 2*cfg.duration + time.Duration(len(cfg.sweep))*cfg.duration + 3*time.Minute
+	limit := time.Duration(len(kinds))*cfg.duration + time.Duration(len(cfg.sweep))*cfg.duration + 3*time.Minute
+	if cfg.cluster != nil {
+		limit += time.Minute // building the node, starting Redis and the nodes
+	}
 	time.AfterFunc(limit, func() {
 		fmt.Fprintf(os.Stderr, "loadtest: run exceeded %v, giving up\n", limit)
-		os.Exit(3)
+		exit(3)
 	})
 
-	kinds := []string{kindBaseline, kindFlamingo}
 	var results []*result
 	fail := func(kind string, err error) {
 		fmt.Fprintf(os.Stderr, "loadtest: %s: %v\n", kind, err)
-		os.Exit(1)
+		exit(1)
 	}
 	if cfg.interleave {
 		var rs []*runner
@@ -168,11 +230,15 @@ func main() {
 			results = append(results, res)
 		}
 	}
-	rep := makeReport(cfg, results[1], results[0])
+	var cl *result
+	if len(results) > 2 {
+		cl = results[2]
+	}
+	rep := makeReport(cfg, results[1], results[0], cl)
 	if cfg.svg != "" {
 		if err := writeSVG(cfg.svg, rep); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest: svg:", err)
-			os.Exit(1)
+			exit(1)
 		}
 	}
 	if cfg.json {
@@ -184,11 +250,25 @@ func main() {
 
 func (cfg *config) check(sweep string) error {
 	cfg.conns &^= 1
+	if cfg.redis != "" {
+		if cfg.inProcess {
+			return errors.New("-redis cannot be combined with -inprocess (the cluster's nodes run in child processes)")
+		}
+		if cfg.nodes < 1 || cfg.nodes > 16 {
+			return errors.New("-nodes must be between 1 and 16")
+		}
+		if cfg.cross < 0 || cfg.cross > 1 {
+			return errors.New("-cross must be within [0, 1]")
+		}
+	}
 	// One process holds about 19k sockets: the tool holds one end of each
 	// connection to each server that is up at once, and -inprocess the other end too.
 	ends := 1
 	if cfg.interleave {
 		ends *= 2
+		if cfg.redis != "" {
+			ends = 3
+		}
 	}
 	if cfg.inProcess {
 		ends *= 2
@@ -248,6 +328,19 @@ type phaseResult struct {
 	ServerCPUShare  float64 `json:"server_cpu_cores"` // server CPU-seconds per second
 	ClientCPUShare  float64 `json:"client_cpu_cores"`
 	SendersFinished int     `json:"senders"`
+
+	// Undelivered counts the messages sent in a slice and not received within 5 s of
+	// its end.
+	Undelivered uint64 `json:"undelivered,omitempty"`
+
+	// The cluster only.
+	RedisCPUSec       float64   `json:"redis_cpu_sec,omitempty"`
+	NodeMsgs          []uint64  `json:"node_msgs,omitempty"` // received by each node's clients
+	NodeCPUSec        []float64 `json:"node_cpu_sec,omitempty"`
+	NodeMsgsPerCPUSec []float64 `json:"node_msgs_per_cpu_sec,omitempty"`
+	CrossMsgs         uint64    `json:"cross_node_msgs,omitempty"` // between clients of different nodes
+	SameNodeLatency   *latency  `json:"same_node_latency,omitempty"`
+	CrossNodeLatency  *latency  `json:"cross_node_latency,omitempty"`
 }
 
 // memFigures are per-connection memory and goroutine figures.
@@ -276,6 +369,11 @@ type result struct {
 	Paced          []phaseResult `json:"paced"`
 	Errors         uint64        `json:"error_events"`
 	Dropped        uint64        `json:"dropped_events"`
+
+	// The cluster only.
+	Nodes      int          `json:"nodes,omitempty"`
+	CrossPairs int          `json:"cross_node_pairs,omitempty"` // pairs whose users are on different nodes
+	NodeIdle   []memFigures `json:"node_idle,omitempty"`        // each node, per connection of that node
 }
 
 // runner drives the clients against one server.
@@ -283,7 +381,7 @@ type runner struct {
 	cfg     config
 	kind    string
 	srv     *server
-	base    serverStats // before the first connection
+	base    loadserve.Stats // before the first connection
 	clients []*client
 	senders []*client // the clients in a chat, partners next to each other
 
@@ -299,7 +397,24 @@ type runner struct {
 	phase      string
 	phaseStart time.Time
 	progress   atomic.Uint64 // phase-specific count for the progress line
+
+	// The cluster only: messages received by each node's clients, those that crossed
+	// nodes, and their latencies split by path.
+	nodeRecv  []paddedCounter
+	crossRecv atomic.Uint64
+	histSame  atomic.Pointer[hist]
+	histCross atomic.Pointer[hist]
 }
+
+// paddedCounter is a counter on a cache line of its own.
+type paddedCounter struct {
+	atomic.Uint64
+	_ [56]byte
+}
+
+// engine reports whether the runner's server is a flamingo engine (one node or a
+// cluster), which the clients must init and match.
+func (r *runner) engine() bool { return r.kind != kindBaseline }
 
 func (r *runner) setPhase(name string) {
 	r.phaseMu.Lock()
@@ -332,26 +447,35 @@ func (r *runner) report(stop <-chan struct{}) {
 // setup starts a server of kind, connects the clients, matches them (flamingo) and
 // measures the idle server. The caller must call shutdown.
 func setup(cfg config, kind string) (*runner, *result, error) {
-	srv, err := startServer(kind, cfg.inProcess)
+	srv, err := startServer(cfg, kind)
 	if err != nil {
 		return nil, nil, err
 	}
 	r := &runner{cfg: cfg, kind: kind, srv: srv, stopReport: make(chan struct{})}
 	go r.report(r.stopReport)
 	res := &result{Kind: kind}
-	r.base = srv.stats(true)
+	if kind == kindCluster {
+		r.nodeRecv = make([]paddedCounter, len(srv.addrs))
+		res.Nodes = len(srv.addrs)
+	}
+	nodeBase := srv.nodeStats(true)
+	r.base = sumStats(nodeBase)
 
 	r.setPhase("connect")
 	hcs := dialers(cfg.srcAddrs)
-	url := "ws://" + srv.addr + "/"
+	urls := make([]string, len(srv.addrs))
+	for i, a := range srv.addrs {
+		urls[i] = "ws://" + a + "/"
+	}
 	all := make([]*client, cfg.conns)
 	var failed atomic.Int64
 	t0 := time.Now()
 	parallel(cfg.conns, 64, func(i int) {
-		c := &client{id: i, run: r}
+		// Clients alternate between the nodes of a cluster.
+		c := &client{id: i, run: r, node: i % len(urls)}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := c.dial(ctx, hcs[i%len(hcs)], url); err != nil {
+		if err := c.dial(ctx, hcs[i%len(hcs)], urls[c.node]); err != nil {
 			if failed.Add(1) == 1 {
 				fmt.Fprintln(os.Stderr, "loadtest: dial:", err)
 			}
@@ -373,10 +497,15 @@ func setup(cfg config, kind string) (*runner, *result, error) {
 	}
 
 	r.senders = r.clients
-	if kind == kindFlamingo {
+	if r.engine() {
 		r.senders, err = r.initAndMatch(res)
 		if err != nil {
 			return r, nil, err
+		}
+		for i := 0; i+1 < len(r.senders); i += 2 {
+			if r.senders[i].node != r.senders[i+1].node {
+				res.CrossPairs++
+			}
 		}
 	} else {
 		res.Pairs = res.Conns / 2
@@ -384,7 +513,17 @@ func setup(cfg config, kind string) (*runner, *result, error) {
 	}
 
 	r.setPhase("idle")
-	res.Idle = perConn(r.base, r.settle(), res.Conns)
+	idle := r.settle()
+	res.Idle = perConn(r.base, sumStats(idle), res.Conns)
+	if kind == kindCluster {
+		perNode := make([]int, len(idle))
+		for _, c := range r.clients {
+			perNode[c.node]++
+		}
+		for i := range idle {
+			res.NodeIdle = append(res.NodeIdle, perConn(nodeBase[i], idle[i], max(perNode[i], 1)))
+		}
+	}
 	return r, res, nil
 }
 
@@ -415,8 +554,14 @@ func runChats(cfg config, rs []*runner, results []*result) {
 	}
 	for pi, ph := range phases {
 		accs := make([]*phaseAcc, len(rs))
-		for i := range accs {
+		for i, r := range rs {
 			accs[i] = &phaseAcc{load: ph.load, h: new(hist)}
+			if n := len(r.nodeRecv); n > 0 {
+				a := accs[i]
+				a.hSame, a.hCross = new(hist), new(hist)
+				a.nodeMsgs, a.nodeCPU = make([]uint64, n), make([]float64, n)
+				a.redisOK = r.srv.redis != nil
+			}
 		}
 		slice := ph.dur / time.Duration(cfg.slices)
 		for s := range cfg.slices {
@@ -439,9 +584,9 @@ func runChats(cfg config, rs []*runner, results []*result) {
 	}
 }
 
-// finish runs the churn phase (flamingo) and collects the error counts.
+// finish runs the churn phase (flamingo and the cluster) and collects the error counts.
 func (r *runner) finish(res *result) {
-	if r.kind == kindFlamingo && r.cfg.churn > 0 {
+	if r.engine() && r.cfg.churn > 0 {
 		r.rematch(res, r.senders)
 	}
 	res.Errors, res.Dropped = r.errors.Load(), r.dropped.Load()
@@ -455,7 +600,7 @@ func (r *runner) shutdown() {
 }
 
 // perConn divides the growth from base to st among n connections.
-func perConn(base, st serverStats, n int) memFigures {
+func perConn(base, st loadserve.Stats, n int) memFigures {
 	d := func(a, b uint64) float64 { return (float64(b) - float64(a)) / float64(n) }
 	return memFigures{
 		RSSKiB:     d(base.RSS, st.RSS) / 1024,
@@ -465,8 +610,8 @@ func perConn(base, st serverStats, n int) memFigures {
 }
 
 // settle waits (at most 3 s) until the server's goroutine count stops changing, as
-// writers exit and handshakes finish, then measures it after a GC.
-func (r *runner) settle() serverStats {
+// writers exit and handshakes finish, then measures each of its processes after a GC.
+func (r *runner) settle() []loadserve.Stats {
 	deadline := time.Now().Add(3 * time.Second)
 	last := r.srv.stats(false).Goroutines
 	for time.Now().Before(deadline) {
@@ -477,7 +622,7 @@ func (r *runner) settle() serverStats {
 		}
 		last = g
 	}
-	return r.srv.stats(true)
+	return r.srv.nodeStats(true)
 }
 
 // profile is a client's gender and preference: mostly "any", one in five asks for the
@@ -491,6 +636,25 @@ func profile(i int) (gender, pref string) {
 		return "female", "male"
 	}
 	return genders[i%3], "any"
+}
+
+// clusterProfile is the gender and preference of the cluster's client i. The two
+// clients of a -cross fraction of the pair slots (clients 2k and 2k+1, which are on
+// different nodes) are steered across nodes: the first is male and asks for a female,
+// the second the reverse; with two nodes all the former are on node 0 and all the
+// latter on node 1, so that they can only meet across nodes. Everyone else is "other"
+// and accepts anyone, which the steered clients do not accept, and meets whoever
+// comes first: mostly a user of the same node, as each node's joins reach Redis in
+// bursts.
+func clusterProfile(i int, cross float64) (gender, pref string) {
+	k := float64(i / 2)
+	if math.Floor((k+1)*cross) > math.Floor(k*cross) {
+		if i%2 == 0 {
+			return "male", "female"
+		}
+		return "female", "male"
+	}
+	return "other", "any"
 }
 
 // initAndMatch sends init on every connection, then queues everyone, and returns the
@@ -521,7 +685,11 @@ func (r *runner) initAndMatch(res *result) ([]*client, error) {
 	t0 = time.Now()
 	parallel(len(r.clients), 0, func(i int) {
 		c := r.clients[i]
-		c.gender, c.pref = profile(i)
+		if r.kind == kindCluster {
+			c.gender, c.pref = clusterProfile(i, r.cfg.cross)
+		} else {
+			c.gender, c.pref = profile(i)
+		}
 		start := time.Now()
 		ev, first, ok := c.joinAndMatch(r.cfg.matchWait)
 		if !ok {
@@ -584,6 +752,16 @@ type phaseAcc struct {
 	mallocs  uint64
 	senders  int
 	finished int
+
+	undelivered uint64
+
+	// The cluster only.
+	hSame, hCross *hist
+	nodeMsgs      []uint64
+	nodeCPU       []float64
+	cross         uint64
+	redisCPU      float64
+	redisOK       bool // Redis CPU could be read for every slice
 }
 
 func (a *phaseAcc) result() phaseResult {
@@ -600,6 +778,18 @@ func (a *phaseAcc) result() phaseResult {
 		ServerCPUShare:  ratio(a.srvCPU, a.secs),
 		ClientCPUShare:  ratio(a.cliCPU, a.secs),
 		SendersFinished: a.finished,
+		Undelivered:     a.undelivered,
+	}
+	if a.hCross != nil {
+		same, cross := a.hSame.summary(), a.hCross.summary()
+		pr.SameNodeLatency, pr.CrossNodeLatency = &same, &cross
+		pr.NodeMsgs, pr.NodeCPUSec, pr.CrossMsgs = a.nodeMsgs, a.nodeCPU, a.cross
+		for i := range a.nodeMsgs {
+			pr.NodeMsgsPerCPUSec = append(pr.NodeMsgsPerCPUSec, ratio(float64(a.nodeMsgs[i]), a.nodeCPU[i]))
+		}
+		if a.redisOK {
+			pr.RedisCPUSec = a.redisCPU
+		}
 	}
 	return pr
 }
@@ -614,10 +804,18 @@ func (r *runner) chat(senders []*client, load float64, dur time.Duration, mid fu
 	}
 	r.setPhase(name)
 	sent0, recv0 := r.sent.Load(), r.recv.Load()
-	st0 := r.srv.stats(false)
-	cl0 := processCPU()
+	nodes0 := r.srv.nodeStats(false)
+	st0 := sumStats(nodes0)
+	nodeRecv0 := r.nodeCounts()
+	cross0 := r.crossRecv.Load()
+	redis0, redisOK0 := r.srv.redisCPU()
+	cl0 := loadserve.ProcessCPU()
 	t0 := time.Now()
 	r.hist.Store(acc.h)
+	if acc.hCross != nil {
+		r.histSame.Store(acc.hSame)
+		r.histCross.Store(acc.hCross)
+	}
 	stop := make(chan struct{})
 	timer := time.AfterFunc(dur, func() { close(stop) })
 	defer timer.Stop()
@@ -645,15 +843,33 @@ func (r *runner) chat(senders []*client, load float64, dur time.Duration, mid fu
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Since(t0)
-	st1 := r.srv.stats(false)
-	cl1 := processCPU()
+	nodes1 := r.srv.nodeStats(false)
+	st1 := sumStats(nodes1)
+	redis1, redisOK1 := r.srv.redisCPU()
+	cl1 := loadserve.ProcessCPU()
 	r.hist.Store(nil)
+	r.histSame.Store(nil)
+	r.histCross.Store(nil)
+	sent, recv := r.sent.Load()-sent0, r.recv.Load()-recv0
+	if sent > recv {
+		acc.undelivered += sent - recv
+	}
+	if acc.hCross != nil {
+		nodeRecv1 := r.nodeCounts()
+		for i := range acc.nodeMsgs {
+			acc.nodeMsgs[i] += nodeRecv1[i] - nodeRecv0[i]
+			acc.nodeCPU[i] += float64(nodes1[i].CPUNanos-nodes0[i].CPUNanos) / 1e9
+		}
+		acc.cross += r.crossRecv.Load() - cross0
+		acc.redisCPU += redis1 - redis0
+		acc.redisOK = acc.redisOK && redisOK0 && redisOK1
+	}
 	for _, c := range senders { // empty the windows for the next slice
 		for len(c.window) > 0 {
 			<-c.window
 		}
 	}
-	acc.msgs += r.recv.Load() - recv0
+	acc.msgs += recv
 	acc.secs += elapsed.Seconds()
 	acc.srvCPU += float64(st1.CPUNanos-st0.CPUNanos) / 1e9
 	acc.cliCPU += float64(cl1-cl0) / 1e9
@@ -763,4 +979,14 @@ func (r *runner) closeAll() {
 			return
 		}
 	}
+}
+
+// nodeCounts returns the messages received so far by each node's clients (the
+// cluster only).
+func (r *runner) nodeCounts() []uint64 {
+	out := make([]uint64, len(r.nodeRecv))
+	for i := range r.nodeRecv {
+		out[i] = r.nodeRecv[i].Load()
+	}
+	return out
 }

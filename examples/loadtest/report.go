@@ -67,6 +67,88 @@ type report struct {
 	Sweep    []sweepPoint `json:"sweep,omitempty"`
 	Flamingo *result      `json:"flamingo"`
 	Baseline *result      `json:"baseline"`
+
+	// Cluster compares the cluster with flamingo and the baseline (with -redis).
+	Cluster *clusterReport `json:"cluster,omitempty"`
+}
+
+// clusterReport is the cluster's side of the summary: its figures and their ratios to
+// flamingo on one node ("Ratio") and to the baseline ("BaselineRatio"). CPU and
+// memory are summed over the nodes; "per node" figures divide by the nodes.
+type clusterReport struct {
+	Redis          string  `json:"redis"`
+	Nodes          int     `json:"nodes"`
+	Pairs          int     `json:"pairs"`
+	SteeredCross   float64 `json:"steered_cross_share"` // -cross
+	CrossNodePairs int     `json:"cross_node_pairs"`
+
+	// Flat is the closed-loop phase; Paced the first paced phase, if any.
+	Flat  clusterPhase  `json:"flat"`
+	Paced *clusterPhase `json:"paced,omitempty"`
+
+	// Latency of the same phase as the report's.
+	P50              float64  `json:"p50_ms"`
+	P90              float64  `json:"p90_ms"`
+	P99              float64  `json:"p99_ms"`
+	Max              float64  `json:"max_ms"`
+	P50Delta         float64  `json:"p50_delta_ms"`          // cluster − flamingo
+	P50BaselineDelta float64  `json:"p50_baseline_delta_ms"` // cluster − baseline
+	P99Ratio         float64  `json:"p99_ratio"`
+	P99BaselineRatio float64  `json:"p99_baseline_ratio"`
+	SameNodeLatency  *latency `json:"same_node_latency,omitempty"`
+	CrossNodeLatency *latency `json:"cross_node_latency,omitempty"`
+	FlatP50          float64  `json:"flat_p50_ms"`
+	FlatP99          float64  `json:"flat_p99_ms"`
+
+	KiBPerConn        float64 `json:"kib_per_conn"` // idle RSS of the nodes, summed
+	HeapKiBPerConn    float64 `json:"heap_kib_per_conn"`
+	GoroutinesPerConn float64 `json:"goroutines_per_conn"`
+	IdleRSSMiBPerNode float64 `json:"idle_rss_mib_per_node"` // growth from before the first connection
+
+	ConnsPerSec     float64 `json:"conns_per_sec"`
+	MatchesPerSec   float64 `json:"matches_per_sec"`
+	MatchP50        float64 `json:"match_p50_ms"`
+	MatchP99        float64 `json:"match_p99_ms"`
+	RematchesPerSec float64 `json:"rematches_per_sec"`
+	RematchP50      float64 `json:"rematch_p50_ms"`
+
+	Undelivered uint64 `json:"undelivered"` // all phases
+	Errors      uint64 `json:"error_events"`
+	Dropped     uint64 `json:"dropped_events"`
+
+	Result *result `json:"result"`
+}
+
+// clusterPhase is the cluster's throughput and CPU in one chat phase, beside
+// flamingo's and the baseline's.
+type clusterPhase struct {
+	CrossMsgShare float64 `json:"cross_node_msg_share"`
+
+	MsgsPerSec              float64 `json:"msgs_per_sec"`
+	MsgsPerSecPerNode       float64 `json:"msgs_per_sec_per_node"`
+	ThroughputRatio         float64 `json:"throughput_ratio"`
+	BaselineThroughputRatio float64 `json:"baseline_throughput_ratio"`
+
+	// Messages per CPU-second of the nodes, summed.
+	MsgsPerCPU         float64 `json:"msgs_per_server_cpu_sec"`
+	RelayRatio         float64 `json:"relay_ratio"`
+	BaselineRelayRatio float64 `json:"baseline_relay_ratio"`
+	// Per node: the messages a node's clients received per CPU-second of that node,
+	// each node's figure and their mean.
+	NodeMsgsPerCPU            []float64 `json:"node_msgs_per_server_cpu_sec"`
+	PerNodeMsgsPerCPU         float64   `json:"per_node_msgs_per_server_cpu_sec"`
+	PerNodeRelayRatio         float64   `json:"per_node_relay_ratio"`
+	PerNodeBaselineRelayRatio float64   `json:"per_node_baseline_relay_ratio"`
+	// The whole cluster: the nodes and Redis (when Redis's CPU time could be read).
+	WholeMsgsPerCPU         float64 `json:"whole_msgs_per_cpu_sec,omitempty"`
+	WholeRelayRatio         float64 `json:"whole_relay_ratio,omitempty"`
+	WholeBaselineRelayRatio float64 `json:"whole_baseline_relay_ratio,omitempty"`
+
+	ServerCPUCores        float64 `json:"server_cpu_cores"` // the nodes, summed
+	ServerCPUCoresPerNode float64 `json:"server_cpu_cores_per_node"`
+	RedisCPUCores         float64 `json:"redis_cpu_cores,omitempty"`
+	RedisCPUPerKMsg       float64 `json:"redis_cpu_ms_per_1k_msgs,omitempty"`
+	AllocsPerMsg          float64 `json:"allocs_per_msg"`
 }
 
 // sweepPoint is the latency of both servers at one offered load.
@@ -83,7 +165,8 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-func makeReport(cfg config, f, b *result) report {
+// makeReport summarises a run; c, the cluster, may be nil.
+func makeReport(cfg config, f, b, c *result) report {
 	mode := "child process (server CPU and memory measured in the server process alone)"
 	if cfg.inProcess {
 		mode = "in process (server CPU and memory include the load clients)"
@@ -129,7 +212,85 @@ func makeReport(cfg config, f, b *result) report {
 			}
 		}
 	}
+	if c != nil {
+		rep.Cluster = makeClusterReport(cfg, f, b, c)
+	}
 	return rep
+}
+
+// latencyPhase returns the phase whose latency the report gives: the first paced
+// phase if there is one, else the flat phase.
+func latencyPhase(r *result) phaseResult {
+	if len(r.Paced) > 0 {
+		return r.Paced[0]
+	}
+	return r.Flat
+}
+
+func makeClusterPhase(nodes int, c, f, b phaseResult) clusterPhase {
+	n := float64(nodes)
+	cp := clusterPhase{
+		CrossMsgShare: ratio(float64(c.CrossMsgs), float64(c.Msgs)),
+
+		MsgsPerSec: c.MsgsPerSec, MsgsPerSecPerNode: c.MsgsPerSec / n,
+		ThroughputRatio:         ratio(c.MsgsPerSec, f.MsgsPerSec),
+		BaselineThroughputRatio: ratio(c.MsgsPerSec, b.MsgsPerSec),
+
+		MsgsPerCPU:         c.MsgsPerCPUSec,
+		RelayRatio:         ratio(c.MsgsPerCPUSec, f.MsgsPerCPUSec),
+		BaselineRelayRatio: ratio(c.MsgsPerCPUSec, b.MsgsPerCPUSec),
+		NodeMsgsPerCPU:     c.NodeMsgsPerCPUSec,
+
+		ServerCPUCores: c.ServerCPUShare, ServerCPUCoresPerNode: c.ServerCPUShare / n,
+		AllocsPerMsg: c.AllocsPerMsg,
+	}
+	for _, v := range c.NodeMsgsPerCPUSec {
+		cp.PerNodeMsgsPerCPU += v / float64(len(c.NodeMsgsPerCPUSec))
+	}
+	cp.PerNodeRelayRatio = ratio(cp.PerNodeMsgsPerCPU, f.MsgsPerCPUSec)
+	cp.PerNodeBaselineRelayRatio = ratio(cp.PerNodeMsgsPerCPU, b.MsgsPerCPUSec)
+	if c.RedisCPUSec > 0 {
+		cp.WholeMsgsPerCPU = ratio(float64(c.Msgs), c.ServerCPUSec+c.RedisCPUSec)
+		cp.WholeRelayRatio = ratio(cp.WholeMsgsPerCPU, f.MsgsPerCPUSec)
+		cp.WholeBaselineRelayRatio = ratio(cp.WholeMsgsPerCPU, b.MsgsPerCPUSec)
+		cp.RedisCPUCores = ratio(c.RedisCPUSec, c.Seconds)
+		cp.RedisCPUPerKMsg = 1e6 * ratio(c.RedisCPUSec, float64(c.Msgs))
+	}
+	return cp
+}
+
+func makeClusterReport(cfg config, f, b, c *result) *clusterReport {
+	cr := &clusterReport{
+		Redis: cfg.cluster.describe(), Nodes: c.Nodes, Pairs: c.Pairs, CrossNodePairs: c.CrossPairs, SteeredCross: cfg.cross,
+
+		Flat: makeClusterPhase(c.Nodes, c.Flat, f.Flat, b.Flat),
+
+		FlatP50: c.Flat.Latency.P50, FlatP99: c.Flat.Latency.P99,
+
+		KiBPerConn: c.Idle.RSSKiB, HeapKiBPerConn: c.Idle.HeapKiB, GoroutinesPerConn: c.Idle.Goroutines,
+		IdleRSSMiBPerNode: c.Idle.RSSKiB * float64(c.Conns) / float64(c.Nodes) / 1024,
+
+		ConnsPerSec: c.ConnsPerSec, MatchesPerSec: c.MatchesPerSec,
+		MatchP50: c.MatchLatency.P50, MatchP99: c.MatchLatency.P99,
+		RematchesPerSec: c.RematchPerSec, RematchP50: c.RematchLatency.P50,
+
+		Errors: c.Errors, Dropped: c.Dropped,
+		Result: c,
+	}
+	if len(c.Paced) > 0 && len(f.Paced) > 0 && len(b.Paced) > 0 {
+		p := makeClusterPhase(c.Nodes, c.Paced[0], f.Paced[0], b.Paced[0])
+		cr.Paced = &p
+	}
+	cl, fl, bl := latencyPhase(c), latencyPhase(f), latencyPhase(b)
+	cr.P50, cr.P90, cr.P99, cr.Max = cl.Latency.P50, cl.Latency.P90, cl.Latency.P99, cl.Latency.Max
+	cr.P50Delta, cr.P50BaselineDelta = cl.Latency.P50-fl.Latency.P50, cl.Latency.P50-bl.Latency.P50
+	cr.P99Ratio, cr.P99BaselineRatio = ratio(cl.Latency.P99, fl.Latency.P99), ratio(cl.Latency.P99, bl.Latency.P99)
+	cr.SameNodeLatency, cr.CrossNodeLatency = cl.SameNodeLatency, cl.CrossNodeLatency
+	cr.Undelivered = c.Flat.Undelivered
+	for _, p := range c.Paced {
+		cr.Undelivered += p.Undelivered
+	}
+	return cr
 }
 
 func printJSON(rep report) {
@@ -195,6 +356,90 @@ func printTable(cfg config, rep report) {
 	fmt.Printf("\npairs %d, relaxed matches %d, re-matched pairs %d, error events %d (baseline %d), dropped events %d\n",
 		f.Pairs, f.Relaxed, f.Rematches, f.Errors, b.Errors, f.Dropped)
 	fmt.Println("allocs per msg count every allocation in the server process (websocket, net/http, runtime) divided by relayed messages.")
+	if rep.Cluster != nil {
+		printCluster(rep)
+	}
+}
+
+// printCluster prints the cluster beside flamingo and the baseline.
+func printCluster(rep report) {
+	cr, c, f, b := rep.Cluster, rep.Cluster.Result, rep.Flamingo, rep.Baseline
+	fmt.Printf("\ncluster: %d flamingo nodes on Redis at %s; clients alternate between the nodes\n", cr.Nodes, cr.Redis)
+	fmt.Println()
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "metric\tcluster\tflamingo\tbaseline\t×flamingo\t×baseline\t")
+	row := func(name string, cv, fv, bv float64, format string) {
+		cell := func(v float64) string {
+			if math.IsNaN(v) {
+				return "n/a"
+			}
+			return fmt.Sprintf(format, v)
+		}
+		rcell := func(v float64) string {
+			if math.IsNaN(v) || math.IsNaN(cv) {
+				return ""
+			}
+			return fmt.Sprintf("%.2f×", ratio(cv, v))
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t\n", name, cell(cv), cell(fv), cell(bv), rcell(fv), rcell(bv))
+	}
+	na := math.NaN()
+	phase := func(tag string, cp *clusterPhase, fp, bp phaseResult) {
+		row(tag+"relayed msgs/s", cp.MsgsPerSec, fp.MsgsPerSec, bp.MsgsPerSec, "%.0f")
+		row(tag+"msgs per server CPU-s (nodes)", cp.MsgsPerCPU, fp.MsgsPerCPUSec, bp.MsgsPerCPUSec, "%.0f")
+		row(tag+"  per node (mean)", cp.PerNodeMsgsPerCPU, fp.MsgsPerCPUSec, bp.MsgsPerCPUSec, "%.0f")
+		for i, v := range cp.NodeMsgsPerCPU {
+			row(fmt.Sprintf("%s  node %d", tag, i), v, fp.MsgsPerCPUSec, bp.MsgsPerCPUSec, "%.0f")
+		}
+		if cp.WholeMsgsPerCPU > 0 {
+			row(tag+"  whole (nodes + Redis)", cp.WholeMsgsPerCPU, fp.MsgsPerCPUSec, bp.MsgsPerCPUSec, "%.0f")
+		}
+		row(tag+"server CPU cores used", cp.ServerCPUCores, fp.ServerCPUShare, bp.ServerCPUShare, "%.2f")
+		row(tag+"  per node", cp.ServerCPUCoresPerNode, fp.ServerCPUShare, bp.ServerCPUShare, "%.2f")
+		if cp.RedisCPUCores > 0 {
+			row(tag+"Redis CPU cores used", cp.RedisCPUCores, na, na, "%.2f")
+			row(tag+"Redis CPU ms per 1k msgs", cp.RedisCPUPerKMsg, na, na, "%.2f")
+		}
+		row(tag+"msgs across nodes %", 100*cp.CrossMsgShare, na, na, "%.0f")
+	}
+	phase("flat ", &cr.Flat, f.Flat, b.Flat)
+	if cr.Paced != nil {
+		phase(fmt.Sprintf("@%.0f/s ", c.Paced[0].Offered), cr.Paced, f.Paced[0], b.Paced[0])
+	}
+	row("server allocs per msg (flat)", cr.Flat.AllocsPerMsg, f.Flat.AllocsPerMsg, b.Flat.AllocsPerMsg, "%.2f")
+	row("flat p50 latency ms", cr.FlatP50, f.Flat.Latency.P50, b.Flat.Latency.P50, "%.3f")
+	row("flat p99 latency ms", cr.FlatP99, f.Flat.Latency.P99, b.Flat.Latency.P99, "%.3f")
+	fl, bl := latencyPhase(f).Latency, latencyPhase(b).Latency
+	tag := "flat "
+	if len(c.Paced) > 0 {
+		tag = fmt.Sprintf("@%.0f/s ", c.Paced[0].Offered)
+	}
+	row(tag+"p50 latency ms", cr.P50, fl.P50, bl.P50, "%.3f")
+	row(tag+"p90 latency ms", cr.P90, fl.P90, bl.P90, "%.3f")
+	row(tag+"p99 latency ms", cr.P99, fl.P99, bl.P99, "%.3f")
+	row(tag+"max latency ms", cr.Max, fl.Max, bl.Max, "%.3f")
+	if s, x := cr.SameNodeLatency, cr.CrossNodeLatency; s != nil && x != nil {
+		row(tag+"p50 ms, same node", s.P50, fl.P50, bl.P50, "%.3f")
+		row(tag+"p50 ms, across nodes", x.P50, fl.P50, bl.P50, "%.3f")
+		row(tag+"p99 ms, same node", s.P99, fl.P99, bl.P99, "%.3f")
+		row(tag+"p99 ms, across nodes", x.P99, fl.P99, bl.P99, "%.3f")
+	}
+	row("idle RSS KiB/conn (nodes)", cr.KiBPerConn, f.Idle.RSSKiB, b.Idle.RSSKiB, "%.1f")
+	row("idle heap+stack KiB/conn", cr.HeapKiBPerConn, f.Idle.HeapKiB, b.Idle.HeapKiB, "%.1f")
+	row("idle goroutines/conn", cr.GoroutinesPerConn, f.Idle.Goroutines, b.Idle.Goroutines, "%.2f")
+	row("connections/s", cr.ConnsPerSec, f.ConnsPerSec, b.ConnsPerSec, "%.0f")
+	row("matches/s", cr.MatchesPerSec, f.MatchesPerSec, na, "%.0f")
+	row("match latency p50 ms", cr.MatchP50, f.MatchLatency.P50, na, "%.2f")
+	row("match latency p99 ms", cr.MatchP99, f.MatchLatency.P99, na, "%.2f")
+	row("re-matches/s (churn)", cr.RematchesPerSec, f.RematchPerSec, na, "%.0f")
+	row("re-match latency p50 ms", cr.RematchP50, f.RematchLatency.P50, na, "%.2f")
+	_ = w.Flush()
+	fmt.Printf("\npairs %d, across nodes %d (%.0f%%; %.0f%% steered), relaxed matches %d, re-matched pairs %d\n",
+		cr.Pairs, cr.CrossNodePairs, 100*ratio(float64(cr.CrossNodePairs), float64(cr.Pairs)), 100*cr.SteeredCross, c.Relaxed, c.Rematches)
+	fmt.Printf("error events %d, dropped events %d, messages not delivered within 5 s of a slice's end %d\n",
+		cr.Errors, cr.Dropped, cr.Undelivered)
+	fmt.Println("cluster CPU and memory are summed over its nodes; a node's msgs per CPU-s counts the messages its clients received.")
+	fmt.Println("in the closed loop, pairs across nodes relay fewer messages (a longer round trip): the paced phase weighs them by their share of pairs.")
 }
 
 // writeSVG plots p50 and p99 latency of both servers against offered load, with a

@@ -1,87 +1,26 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
-	"runtime/pprof"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/coder/websocket"
 	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/internal/loadserve"
 )
 
-// The two servers a run compares.
+// The servers a run compares: always the baseline and flamingo, and with -redis a
+// cluster of flamingo nodes on Redis.
 const (
 	kindFlamingo = "flamingo"
 	kindBaseline = "baseline"
+	kindCluster  = "cluster"
 )
-
-// serverStats is what a server process reports about itself.
-type serverStats struct {
-	CPUNanos   int64  `json:"cpu_ns"` // user + system CPU time of the process
-	Mallocs    uint64 `json:"mallocs"`
-	HeapInuse  uint64 `json:"heap_inuse"`
-	StackInuse uint64 `json:"stack_inuse"`
-	RSS        uint64 `json:"rss"`
-	Goroutines int    `json:"goroutines"`
-}
-
-// readStats measures this process. With gc set it collects garbage first, so that
-// heap figures count live memory only.
-func readStats(gc bool) serverStats {
-	if gc {
-		runtime.GC()
-	}
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return serverStats{
-		CPUNanos:   processCPU(),
-		Mallocs:    ms.Mallocs,
-		HeapInuse:  ms.HeapInuse,
-		StackInuse: ms.StackInuse,
-		RSS:        rss(),
-		Goroutines: runtime.NumGoroutine(),
-	}
-}
-
-// processCPU returns the user and system CPU time this process has used.
-func processCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
-
-// rss returns the resident set size from /proc/self/statm, or 0 where there is none.
-func rss() uint64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, err := strconv.ParseUint(f[1], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return pages * uint64(os.Getpagesize())
-}
 
 // newHandler returns the WebSocket handler of a server kind and a function that stops
 // what it started.
@@ -90,19 +29,11 @@ func newHandler(kind string) (http.Handler, func(), error) {
 	case kindFlamingo:
 		// The load is many times what people type, from a few addresses: the limits
 		// are raised out of its way but stay in the path, so their cost is measured.
-		high := flamingo.RateLimit{Rate: 1e9, Burst: 1e9}
-		e, err := flamingo.New(flamingo.Config{
-			EventRate: high, MessageRate: high, JoinRate: high, InitRate: high,
-		})
+		e, err := flamingo.New(loadserve.EngineConfig())
 		if err != nil {
 			return nil, nil, err
 		}
-		stop := func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = e.Shutdown(ctx)
-		}
-		return flamingo.NewWebSocketHandler(e, &flamingo.WebSocketOptions{MaxConns: -1, MaxConnsPerIP: -1}), stop, nil
+		return loadserve.Handler(e), func() { _ = loadserve.Shutdown(e) }, nil
 	case kindBaseline:
 		r := &relay{}
 		return r, r.closeAll, nil
@@ -215,88 +146,64 @@ func listen(kind string) (addr string, stop func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stopHTTP, err := loadserve.Listen(h)
 	if err != nil {
 		stopHandler()
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return ln.Addr().String(), func() {
-		_ = srv.Close()
+	return addr, func() {
+		stopHTTP()
 		stopHandler()
 	}, nil
 }
 
-// serveChild is the -serve mode: it runs one server, prints "addr HOST:PORT" on
-// stdout, then answers each "stats" or "stats gc" line on stdin with one JSON line,
-// and exits when stdin ends (so it never outlives the tool).
 // cpuProfile is the -cpuprofile flag: where child servers write their CPU profiles.
 var cpuProfile string
 
+// serveChild is the -serve mode: it runs one server and speaks the child protocol of
+// internal/loadserve on stdin and stdout: it prints "addr HOST:PORT", then answers
+// each "stats" or "stats gc" line with one JSON line, and exits when stdin ends (so
+// it never outlives the tool).
 func serveChild(kind string) error {
+	profile := ""
 	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile + "." + kind)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		profile = cpuProfile + "." + kind
 	}
-	addr, stop, err := listen(kind)
+	stopProfile, err := loadserve.StartCPUProfile(profile)
 	if err != nil {
 		return err
 	}
-	defer stop()
-	out := bufio.NewWriter(os.Stdout)
-	fmt.Fprintf(out, "addr %s\n", addr)
-	if err := out.Flush(); err != nil {
+	defer stopProfile()
+	h, stopHandler, err := newHandler(kind)
+	if err != nil {
 		return err
 	}
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		switch strings.TrimSpace(in.Text()) {
-		case "stats":
-			err = json.NewEncoder(out).Encode(readStats(false))
-		case "stats gc":
-			err = json.NewEncoder(out).Encode(readStats(true))
-		default:
-			err = errors.New("unknown command")
-		}
-		if err == nil {
-			err = out.Flush()
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	defer stopHandler()
+	return loadserve.Serve(h, os.Stdin, os.Stdout)
 }
 
-// server is a running server under test, in this process or in a child.
+// server is a running server under test: in this process, in a child process, or
+// (the cluster) in one child process per node.
 type server struct {
-	kind  string
-	addr  string
-	child bool
-
-	mu    sync.Mutex // serialises stats requests to the child
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	out   *bufio.Reader
-	stopF func()
+	kind     string
+	addrs    []string           // where clients connect: one address per node
+	children []*loadserve.Child // nil in process
+	stopF    func()             // in process
+	redis    *redisInfo         // the cluster's Redis, for its CPU time; nil otherwise
 }
 
-// startServer starts a server of kind, in a child process unless inProcess is set.
-func startServer(kind string, inProcess bool) (*server, error) {
-	if inProcess {
+// startServer starts a server of kind, in a child process unless cfg.inProcess is
+// set; the cluster's nodes are always child processes.
+func startServer(cfg config, kind string) (*server, error) {
+	if kind == kindCluster {
+		return startCluster(cfg)
+	}
+	if cfg.inProcess {
 		addr, stop, err := listen(kind)
 		if err != nil {
 			return nil, err
 		}
-		return &server{kind: kind, addr: addr, stopF: stop}, nil
+		return &server{kind: kind, addrs: []string{addr}, stopF: stop}, nil
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -306,68 +213,66 @@ func startServer(kind string, inProcess bool) (*server, error) {
 	if cpuProfile != "" {
 		args = append(args, "-cpuprofile", cpuProfile)
 	}
-	cmd := exec.Command(exe, args...)
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	ch, err := loadserve.Start(exec.Command(exe, args...))
 	if err != nil {
 		return nil, err
 	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &server{kind: kind, child: true, cmd: cmd, in: in, out: bufio.NewReader(outPipe)}
-	line, err := s.out.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "addr ") {
-		s.stop()
-		return nil, fmt.Errorf("child server did not start: %q %v", line, err)
-	}
-	s.addr = strings.TrimSpace(strings.TrimPrefix(line, "addr "))
-	return s, nil
+	return &server{kind: kind, addrs: []string{ch.Addr}, children: []*loadserve.Child{ch}}, nil
 }
 
-// stats measures the server; with gc set, after a garbage collection. In process, the
-// figures include the load clients.
-func (s *server) stats(gc bool) serverStats {
-	if !s.child {
-		return readStats(gc)
+// nodeStats measures each process of the server (all at once); with gc set, after a
+// garbage collection. In process, the figures include the load clients.
+func (s *server) nodeStats(gc bool) []loadserve.Stats {
+	if s.children == nil {
+		return []loadserve.Stats{loadserve.ReadStats(gc)}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cmd := "stats\n"
-	if gc {
-		cmd = "stats gc\n"
+	out := make([]loadserve.Stats, len(s.children))
+	if len(s.children) == 1 {
+		out[0] = s.children[0].Stats(gc)
+		return out
 	}
-	var st serverStats
-	if _, err := io.WriteString(s.in, cmd); err != nil {
-		return st
+	var wg sync.WaitGroup
+	for i, ch := range s.children {
+		wg.Go(func() { out[i] = ch.Stats(gc) })
 	}
-	line, err := s.out.ReadBytes('\n')
-	if err == nil {
-		_ = json.Unmarshal(line, &st)
-	}
-	return st
+	wg.Wait()
+	return out
 }
 
-// stop ends the server and, for a child, waits for it to exit (killing it after 5 s).
+// stats measures the server, summed over its processes.
+func (s *server) stats(gc bool) loadserve.Stats {
+	return sumStats(s.nodeStats(gc))
+}
+
+func sumStats(sts []loadserve.Stats) loadserve.Stats {
+	var sum loadserve.Stats
+	for _, st := range sts {
+		sum = sum.Add(st)
+	}
+	return sum
+}
+
+// redisCPU returns the CPU time of the cluster's Redis in seconds, or false when it
+// cannot be read (or the server has no Redis).
+func (s *server) redisCPU() (float64, bool) {
+	if s.redis == nil {
+		return 0, false
+	}
+	return s.redis.cpu()
+}
+
+// stop ends the server and waits for its processes to exit (each killed after 5 s).
 func (s *server) stop() {
-	if !s.child {
+	if s.children == nil {
 		s.stopF()
 		return
 	}
-	_ = s.in.Close()
-	done := make(chan struct{})
-	go func() {
-		_ = s.cmd.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
+	var wg sync.WaitGroup
+	for _, ch := range s.children {
+		wg.Go(ch.Stop)
+	}
+	wg.Wait()
+	if s.redis != nil {
+		s.redis.close()
 	}
 }
