@@ -187,6 +187,7 @@ func benchmarkMessage(b *testing.B, client redis.UniversalClient, cross bool) {
 	realServer := isRedis && client.ConfigResetStat(b.Context()).Err() == nil && hasCommandStats(b, client)
 	content := strings.Repeat("x", 64)
 
+	b.ReportAllocs()
 	b.ResetTimer()
 	const window = 64
 	for sent := 0; sent < b.N; sent += window {

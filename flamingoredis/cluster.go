@@ -69,6 +69,9 @@ type Cluster struct {
 	wake       chan struct{}       // nudges the writer; capacity 1
 	waiters    map[string]chan handover
 
+	// args are script arguments that never change, boxed once.
+	args struct{ base, maxHeld, ttl any }
+
 	others   atomic.Pointer[flamingo.Stats] // the other live nodes' counts
 	cancel   context.CancelFunc             // ends the writer
 	hbCancel context.CancelFunc             // ends the heartbeat
@@ -117,6 +120,7 @@ func NewCluster(client redis.UniversalClient, opts ClusterOptions) *Cluster {
 		drained: make(chan struct{}),
 	}
 	c.others.Store(&flamingo.Stats{})
+	c.args.base, c.args.maxHeld, c.args.ttl = c.base, opts.MaxHeld, tombstoneTTL.Milliseconds()
 	m.inbound = c.inbound
 	return c
 }
@@ -354,7 +358,7 @@ func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionS
 		}
 		switch kind := str("k"); kind {
 		case "f", "m", "e":
-			if ev, ok := decodeEvent(kind + str("c") + "\x00" + str("p")); ok {
+			if ev, ok := makeEvent(kind, str("c"), str("p")); ok {
 				evs = append(evs, ev)
 				ids = append(ids, msg.ID)
 			}
@@ -380,7 +384,7 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 	}
 	switch kind := str("k"); kind {
 	case "f", "m", "e":
-		ev, ok := decodeEvent(kind + str("c") + "\x00" + str("p"))
+		ev, ok := makeEvent(kind, str("c"), str("p"))
 		if !ok {
 			c.log.Error("flamingoredis: skipping a malformed event", "node", c.m.node, "id", id)
 			return
@@ -437,18 +441,27 @@ func (c *Cluster) forward(user string, evs []flamingo.ClusterEvent) {
 	}
 }
 
-func encodeEvent(ev flamingo.ClusterEvent) string {
-	var kind string
-	var payload string
-	switch ev.Kind {
+// kindLetter names an event kind in Redis: f frame, m message, e chat ended.
+func kindLetter(k flamingo.ClusterEventKind) string {
+	switch k {
 	case flamingo.KindFrame:
-		kind, payload = "f", string(ev.Frame)
+		return "f"
 	case flamingo.KindMessage:
-		kind, payload = "m", string(ev.Frame)
+		return "m"
 	case flamingo.KindChatEnded:
-		kind, payload = "e", string(ev.Reason)
+		return "e"
 	}
-	return kind + ev.ChatID + "\x00" + payload
+	return "?"
+}
+
+// encodeEvent encodes an event for a held list or a handover: the kind letter, the
+// chat id, a NUL byte and the payload.
+func encodeEvent(ev flamingo.ClusterEvent) string {
+	payload := string(ev.Frame)
+	if ev.Kind == flamingo.KindChatEnded {
+		payload = string(ev.Reason)
+	}
+	return kindLetter(ev.Kind) + ev.ChatID + "\x00" + payload
 }
 
 func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
@@ -456,13 +469,17 @@ func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
 	if len(s) < 1 || sep < 1 {
 		return flamingo.ClusterEvent{}, false
 	}
-	chat, payload := s[1:sep], s[sep+1:]
-	switch s[0] {
-	case 'f':
+	return makeEvent(s[:1], s[1:sep], s[sep+1:])
+}
+
+// makeEvent builds an event from its kind letter, chat id and payload.
+func makeEvent(kind, chat, payload string) (flamingo.ClusterEvent, bool) {
+	switch kind {
+	case "f":
 		return flamingo.ClusterEvent{Kind: flamingo.KindFrame, ChatID: chat, Frame: []byte(payload)}, true
-	case 'm':
+	case "m":
 		return flamingo.ClusterEvent{Kind: flamingo.KindMessage, ChatID: chat, Frame: []byte(payload)}, true
-	case 'e':
+	case "e":
 		return flamingo.ClusterEvent{Kind: flamingo.KindChatEnded, ChatID: chat, Reason: flamingo.EndReason(payload)}, true
 	}
 	return flamingo.ClusterEvent{}, false
@@ -697,10 +714,15 @@ func (c *Cluster) queue(ctx context.Context, pipe redis.Pipeliner, op flamingo.B
 	case flamingo.OpForget:
 		return pipe.EvalSha(ctx, forgetScript.Hash(), []string{c.base + "sess:" + op.User}, c.base, c.m.node, op.User)
 	case flamingo.OpSend:
-		enc := encodeEvent(op.Event)
-		sep := strings.IndexByte(enc, 0)
+		// The hot path of a message across nodes: the constant arguments were boxed
+		// once, and the frame goes as it is.
+		ev := op.Event
+		var payload any = ev.Frame
+		if ev.Kind == flamingo.KindChatEnded {
+			payload = string(ev.Reason)
+		}
 		return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.base + "sess:" + op.User},
-			c.base, op.User, enc[:1], op.Event.ChatID, enc[sep+1:], c.opts.MaxHeld, ttl)
+			c.args.base, op.User, kindLetter(ev.Kind), ev.ChatID, payload, c.args.maxHeld, c.args.ttl)
 	case flamingo.OpEndChat:
 		return pipe.EvalSha(ctx, endChatScript.Hash(), []string{c.base + "ended:" + op.ChatID},
 			c.base, op.ChatID, op.Users[0], op.Users[1], op.Notify, string(op.Reason), c.opts.MaxHeld, ttl)
