@@ -145,7 +145,8 @@ type Config struct {
 	// called it. Hooks for one chat may run on different goroutines: OnChatEnd can
 	// begin before an OnMatch for the same chat has returned. A panicking hook is
 	// recovered; if it ran for one connection's event, that connection is closed with
-	// [CloseInternalError].
+	// [CloseInternalError]. With a [Broker], OnMatch runs on the node of the user who
+	// waited longer and OnChatEnd on the node that ended the chat (SCALING.md).
 }
 
 func (c Config) withDefaults() Config {
