@@ -126,6 +126,10 @@ type conn struct {
 	slack, slackBytes int
 }
 
+// writtenHalt, stored in conn.written when the connection is detached from its
+// session, stops the writer before its next frame.
+const writtenHalt = 1 << 40
+
 // keepQueueCap is the largest queue slice kept for reuse; a larger one (after a
 // burst) is left to the garbage collector so that idle connections stay small.
 const keepQueueCap = 8
@@ -350,7 +354,8 @@ func (e *Engine) detachLocked(c *conn, away bool) {
 	c.sess = nil
 	s.conn = nil
 	e.online--
-	unwritten := c.inflight[min(int(c.written.Load()), len(c.inflight)):]
+	// The writer stops before its next frame: those from here on are held, once.
+	unwritten := c.inflight[min(int(c.written.Swap(writtenHalt)), len(c.inflight)):]
 	for _, q := range [][]outFrame{unwritten, c.queue} {
 		for _, f := range q {
 			if f.keep {
@@ -429,22 +434,51 @@ func (e *Engine) joinQueueLocked(c *conn, s *session, ev clientEvent) {
 	e.enqueue(t)
 }
 
-// enqueue hands t to the matcher; if that fails, the user is told and leaves the queue.
+// enqueue hands t to the matcher; if that fails, the user is told and leaves the
+// queue. The user may leave the queue while the call is under way (a takeover, a
+// disconnect): the cancel, made on another goroutine, may then have reached the
+// matcher first, so the ticket is taken out again here; and a stale ticket of the
+// user that such a race left waiting earlier is replaced by t.
 func (e *Engine) enqueue(t Ticket) {
-	err := e.matcher.Enqueue(context.Background(), t)
-	if err == nil || errors.Is(err, ErrAlreadyQueued) {
-		return // (already queued: a Resync found the ticket still waiting)
-	}
-	e.log.Error("flamingo: matcher enqueue failed", slog.String("user", t.User), slog.Any("err", err))
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s := e.sessions[t.User]
-	if s == nil || !s.queued || !s.ticket.JoinedAt.Equal(t.JoinedAt) {
+	ctx := context.Background()
+	err := e.matcher.Enqueue(ctx, t)
+	for retried := false; ; retried = true {
+		e.mu.Lock()
+		s := e.sessions[t.User]
+		waiting := s != nil && s.queued && s.ticket.JoinedAt.Equal(t.JoinedAt)
+		switch {
+		case err == nil:
+			if s == nil || !s.queued {
+				// Rare, so done under the lock: ordered before any later join.
+				e.cancelTicketLocked(ctx, t.User)
+			}
+			e.mu.Unlock()
+			return
+		case errors.Is(err, ErrAlreadyQueued) && waiting && !retried:
+			// A ticket of this user is waiting: a stale one, or t itself (a Resync
+			// after the cluster lost nothing). Either way t takes its place.
+			e.cancelTicketLocked(ctx, t.User)
+			e.mu.Unlock()
+			err = e.matcher.Enqueue(ctx, t)
+			continue
+		}
+		if waiting {
+			e.log.Error("flamingo: matcher enqueue failed", slog.String("user", t.User), slog.Any("err", err))
+			e.dequeueLocked(s)
+			if s.conn != nil {
+				e.sendErrorLocked(s.conn, CodeInternal, "could not join the queue, try again", EventJoinQueue)
+			}
+		}
+		e.mu.Unlock()
 		return
 	}
-	e.dequeueLocked(s)
-	if s.conn != nil {
-		e.sendErrorLocked(s.conn, CodeInternal, "could not join the queue, try again", EventJoinQueue)
+}
+
+// cancelTicketLocked cancels user's ticket while e.mu is held (Cancel never reports a
+// pair, so it cannot call back into the engine).
+func (e *Engine) cancelTicketLocked(ctx context.Context, user string) {
+	if _, err := e.matcher.Cancel(ctx, user); err != nil {
+		e.log.Error("flamingo: matcher cancel failed", slog.String("user", user), slog.Any("err", err))
 	}
 }
 
@@ -758,11 +792,15 @@ func (c *conn) writeLoop() {
 		e.mu.Unlock()
 
 		for _, f := range batch {
-			c.writeSince.Store(time.Now().UnixNano())
 			// Counted as written before the write, so that a disconnect seen by the
 			// reader meanwhile does not hold (and later repeat) a frame the client
-			// may already have; if the write fails, it is held after all.
-			c.written.Add(1)
+			// may already have; if the write fails, it is held after all. Once c
+			// has been detached (writtenHalt), what is left of the batch is held
+			// for the user and must not be written here too.
+			if c.written.Add(1) > int64(len(batch)) {
+				break
+			}
+			c.writeSince.Store(time.Now().UnixNano())
 			err := c.t.Write(ctx, f.b)
 			c.writeSince.Store(0)
 			if err != nil {
