@@ -134,6 +134,16 @@ func (n *clusterNode) leave(t testing.TB, c *flamingotest.Client) {
 	}, 5*time.Second, 5*time.Millisecond, "%s seen away", c.UserID)
 }
 
+// chat connects a new user to each of na and nb and matches them.
+func chat(t testing.TB, na, nb *clusterNode) (a, b *flamingotest.Client) {
+	t.Helper()
+	a, b = na.dial(), nb.dial()
+	a.Init("")
+	b.Init("")
+	match(t, a, b)
+	return a, b
+}
+
 // match queues a and b (connected to any nodes) and waits until both are matched.
 func match(t testing.TB, a, b *flamingotest.Client) {
 	t.Helper()
@@ -151,10 +161,7 @@ func TestClusterCrossNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
 		prefix := freshPrefix(t, client)
 		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
-		alice, bob := n1.dial(), n2.dial()
-		alice.Init("")
-		bob.Init("")
-		match(t, alice, bob)
+		alice, bob := chat(t, n1, n2)
 		for i := range 20 {
 			alice.Say("a" + string(rune('a'+i)))
 			bob.Say("b" + string(rune('a'+i)))
@@ -190,10 +197,7 @@ func TestClusterResumeOnOtherNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
 		prefix := freshPrefix(t, client)
 		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
-		alice, bob := n1.dial(), n2.dial()
-		alice.Init("")
-		bob.Init("")
-		match(t, alice, bob)
+		alice, bob := chat(t, n1, n2)
 		alice.Say("before")
 		assert.Equal(t, "before", bob.ExpectMessage().Content)
 
@@ -352,10 +356,7 @@ func TestClusterShutdownHandsOver(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
 		prefix := freshPrefix(t, client)
 		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
-		alice, bob := n1.dial(), n2.dial()
-		alice.Init("")
-		bob.Init("")
-		match(t, alice, bob)
+		alice, bob := chat(t, n1, n2)
 
 		n1.leave(t, alice)
 		bob.Say("held on n1")
