@@ -272,10 +272,7 @@ func (c *Cluster) Claim(ctx context.Context, user string, digest [32]byte) (flam
 	}
 	prev, alive := res[0], res[1] == "1"
 	st := flamingo.SessionState{Found: true, User: user, Digest: digest, Gender: flamingo.Gender(res[2])}
-	if res[3] != "" {
-		ms, _ := strconv.ParseInt(res[6], 10, 64)
-		st.Chat = &flamingo.ChatState{ID: res[3], Peer: res[4], PeerGender: flamingo.Gender(res[5]), StartedAt: time.UnixMilli(ms)}
-	}
+	st.Chat = chatState(res[3], res[4], res[5], res[6])
 	for _, s := range res[7:] {
 		if ev, ok := decodeEvent(s); ok {
 			st.Events = append(st.Events, ev)
@@ -352,7 +349,7 @@ func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionS
 		ids []string
 	)
 	for _, msg := range msgs {
-		str := func(k string) string { s, _ := msg.Values[k].(string); return s }
+		str := func(k string) string { return field(msg.Values, k) }
 		if str("u") != st.User {
 			continue
 		}
@@ -377,7 +374,7 @@ func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionS
 // inbound handles an entry of the node's stream that is not a pair. It runs on the
 // Matcher's reader goroutine, in stream order.
 func (c *Cluster) inbound(id string, v map[string]any) {
-	str := func(k string) string { s, _ := v[k].(string); return s }
+	str := func(k string) string { return field(v, k) }
 	host := c.host
 	if host == nil {
 		return
@@ -400,10 +397,7 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 		ch := c.waiters[str("id")]
 		c.mu.Unlock()
 		st := flamingo.SessionState{Found: str("found") == "1", Gender: flamingo.Gender(str("g"))}
-		if chat := str("chat"); chat != "" {
-			ms, _ := strconv.ParseInt(str("started"), 10, 64)
-			st.Chat = &flamingo.ChatState{ID: chat, Peer: str("peer"), PeerGender: flamingo.Gender(str("pg")), StartedAt: time.UnixMilli(ms)}
-		}
+		st.Chat = chatState(str("chat"), str("peer"), str("pg"), str("started"))
 		n, _ := strconv.Atoi(str("n"))
 		for i := range n {
 			if ev, ok := decodeEvent(str("e" + strconv.Itoa(i))); ok {
@@ -439,6 +433,21 @@ func (c *Cluster) forward(user string, evs []flamingo.ClusterEvent) {
 	for _, ev := range evs {
 		c.Publish(flamingo.BrokerOp{Kind: flamingo.OpSend, User: user, Event: ev})
 	}
+}
+
+// field returns the string value of k in a stream entry, or "".
+func field(v map[string]any, k string) string {
+	s, _ := v[k].(string)
+	return s
+}
+
+// chatState reads a chat as Redis keeps it (started in Unix ms); nil if there is none.
+func chatState(id, peer, peerGender, started string) *flamingo.ChatState {
+	if id == "" {
+		return nil
+	}
+	ms, _ := strconv.ParseInt(started, 10, 64)
+	return &flamingo.ChatState{ID: id, Peer: peer, PeerGender: flamingo.Gender(peerGender), StartedAt: time.UnixMilli(ms)}
 }
 
 // kindLetter names an event kind in Redis: f frame, m message, e chat ended.

@@ -116,8 +116,8 @@ func contents(t testing.TB, evs []flamingotest.Event) (msgs []string, replaced b
 // there; the tab on n2 is told it was replaced.
 func TestClusterClaimWhileClaimed(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
-		prefix := freshPrefix(t, client)
-		n1, n2, n3 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		n := startNodes(t, client, 3)
+		n1, n2, n3 := n[0], n[1], n[2]
 		alice, bob := chat(t, n1, n1)
 		n1.waitSaved(t, alice, bob)
 		n1.leave(t, alice)
@@ -171,8 +171,8 @@ func TestClusterClaimWhileClaimed(t *testing.T) {
 // second takes it over), neither gets a new identity.
 func TestClusterTwoTabsOneNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
-		prefix := freshPrefix(t, client)
-		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		n := startNodes(t, client, 2)
+		n1, n2 := n[0], n[1]
 		alice, bob := chat(t, n1, n1)
 		n1.waitSaved(t, alice, bob)
 		n1.leave(t, alice)
@@ -201,8 +201,8 @@ func TestClusterTwoTabsOneNode(t *testing.T) {
 // order: the one the stopping node held, one sent while it stopped, one after.
 func TestClusterShutdownWhileReconnecting(t *testing.T) {
 	client := realRedisClient(t)
-	prefix := freshPrefix(t, client)
-	n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+	n := startNodes(t, client, 2)
+	n1, n2 := n[0], n[1]
 	alice, bob := chat(t, n1, n2)
 	n1.leave(t, alice)
 	bob.Say("1")

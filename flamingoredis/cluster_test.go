@@ -2,8 +2,6 @@ package flamingoredis
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -66,6 +64,17 @@ func startClusterNode(t testing.TB, client redis.UniversalClient, prefix string)
 	return n
 }
 
+// startNodes starts count nodes of one cluster, on a key prefix of the test's own.
+func startNodes(t testing.TB, client redis.UniversalClient, count int) []*clusterNode {
+	t.Helper()
+	prefix := freshPrefix(t, client)
+	nodes := make([]*clusterNode, count)
+	for i := range nodes {
+		nodes[i] = startClusterNode(t, client, prefix)
+	}
+	return nodes
+}
+
 // dial connects a new client to n.
 func (n *clusterNode) dial() *flamingotest.Client {
 	n.t.Helper()
@@ -111,8 +120,7 @@ func (n *clusterNode) crash() {
 func (n *clusterNode) waitSaved(t testing.TB, clients ...*flamingotest.Client) {
 	t.Helper()
 	for _, c := range clients {
-		d := sha256.Sum256([]byte(c.UserID))
-		key := n.cl.base + "sess:" + hex.EncodeToString(d[:16])
+		key := n.cl.base + "sess:" + handleOf(c.UserID)
 		require.Eventually(t, func() bool {
 			chat, err := n.cl.client.HGet(context.Background(), key, "chat").Result()
 			return err == nil && chat == c.ChatID
@@ -126,8 +134,7 @@ func (n *clusterNode) waitSaved(t testing.TB, clients ...*flamingotest.Client) {
 func (n *clusterNode) leave(t testing.TB, c *flamingotest.Client) {
 	t.Helper()
 	c.Close()
-	d := sha256.Sum256([]byte(c.UserID))
-	key := n.cl.base + "sess:" + hex.EncodeToString(d[:16])
+	key := n.cl.base + "sess:" + handleOf(c.UserID)
 	require.Eventually(t, func() bool {
 		away, err := n.cl.client.HGet(context.Background(), key, "away").Result()
 		return err == nil && away == "1"
@@ -159,8 +166,8 @@ func match(t testing.TB, a, b *flamingotest.Client) {
 // cluster's counts, and one leaving ends the chat for both.
 func TestClusterCrossNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
-		prefix := freshPrefix(t, client)
-		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		n := startNodes(t, client, 2)
+		n1, n2 := n[0], n[1]
 		alice, bob := chat(t, n1, n2)
 		for i := range 20 {
 			alice.Say("a" + string(rune('a'+i)))
@@ -195,8 +202,8 @@ func TestClusterCrossNode(t *testing.T) {
 // A second tab on the other node takes the session over.
 func TestClusterResumeOnOtherNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
-		prefix := freshPrefix(t, client)
-		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		n := startNodes(t, client, 2)
+		n1, n2 := n[0], n[1]
 		alice, bob := chat(t, n1, n2)
 		alice.Say("before")
 		assert.Equal(t, "before", bob.ExpectMessage().Content)
@@ -249,8 +256,8 @@ func TestClusterResumeOnOtherNode(t *testing.T) {
 // comes back in time resumes on the live one.
 func TestClusterNodeKilled(t *testing.T) {
 	client := realRedisClient(t)
-	prefix := freshPrefix(t, client)
-	n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+	n := startNodes(t, client, 2)
+	n1, n2 := n[0], n[1]
 
 	alice, bob := n1.dial(), n2.dial()  // bob will lose alice
 	carol, dave := n1.dial(), n2.dial() // carol will come back
@@ -299,8 +306,8 @@ func TestClusterNodeKilled(t *testing.T) {
 // reaper does not expire them as orphans), so they can still move to another node.
 func TestClusterNodeTakenForDead(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
-		prefix := freshPrefix(t, client)
-		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		n := startNodes(t, client, 2)
+		n1, n2 := n[0], n[1]
 		alice, bob := n1.dial(), n2.dial()
 		carol, dave := n1.dial(), n1.dial()
 		for _, c := range []*flamingotest.Client{alice, bob, carol, dave} {
@@ -354,8 +361,8 @@ func TestClusterNodeTakenForDead(t *testing.T) {
 // node with everything, in order.
 func TestClusterShutdownHandsOver(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
-		prefix := freshPrefix(t, client)
-		n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+		n := startNodes(t, client, 2)
+		n1, n2 := n[0], n[1]
 		alice, bob := chat(t, n1, n2)
 
 		n1.leave(t, alice)

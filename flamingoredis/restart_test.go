@@ -76,8 +76,8 @@ func (r *redisProcess) kill() {
 func TestClusterRedisRestart(t *testing.T) {
 	rp := startRedis(t)
 	client := newClient(t, rp.addr())
-	prefix := freshPrefix(t, client)
-	n1, n2 := startClusterNode(t, client, prefix), startClusterNode(t, client, prefix)
+	n := startNodes(t, client, 2)
+	n1, n2 := n[0], n[1]
 
 	alice, bob := n1.dial(), n1.dial()  // a chat within n1
 	carol, dave := n1.dial(), n2.dial() // a chat across the nodes
