@@ -11,24 +11,30 @@ import (
 // connected elsewhere, keeps session and chat state where every node can read it, and
 // tells the Engine when a user's session moves to another node. Set it in
 // [Config.Broker]; an Engine without one keeps everything in memory and pays nothing
-// for this seam. Package flamingoredis provides a Broker on Redis; the interface exists
-// for it and may grow with it, so other implementations should expect changes.
+// for this seam.
+//
+// Experimental: Broker, [BrokerHost] and the types they carry ([SessionState],
+// [ChatState], [ClusterEvent]) exist for package flamingoredis, the one implementation,
+// and may change with it; other implementations should expect changes.
 //
 // # Contract
 //
 // The Engine calls Start once, from [New], before the matcher's Start, and Stop once,
-// from [Engine.Shutdown], after the matcher's Stop. Publish is called with an engine
-// lock held: it must not block, and it must apply the ops it is given in the order of
-// the calls, each one once (a Broker that retries after losing a reply may apply an op
-// twice; it must say so). Claim and Stats may be called from many goroutines at once.
+// from [Engine.Shutdown], after the matcher's Stop and after the last of the calls
+// below.
+//
+// Save, Forget, Send and EndChat are made from one goroutine at a time, never with an
+// engine lock held, in the order the Engine decided them. They must not block: a
+// Broker queues the work and applies it in the order of the calls, each call once (a
+// Broker that retries after losing a reply may apply one twice; it must say so).
+// Claim and Stats may be called from many goroutines at once; Stats must not block.
 //
 // A user's session lives on one node at a time, the one that last served them. The
-// Engine publishes that node's view of its sessions ([OpSave], [OpForget]), the events
-// for users it does not hold ([OpSend]) and the chats it ends ([OpEndChat]). When a user
-// comes back on another node with their user_id, that node calls Claim; the Broker then
-// asks the old node, if it is alive, to give the session up through
-// [BrokerHost.Release], and delivers whatever arrives for the user meanwhile to the new
-// node, in order.
+// Engine tells the Broker that node's view of its sessions (Save, Forget), the events
+// for users it does not hold (Send) and the chats it ends (EndChat). When a user comes
+// back on another node with their user_id, that node calls Claim; the Broker then asks
+// the old node, if it is alive, to give the session up through [BrokerHost.Release],
+// and delivers whatever arrives for the user meanwhile to the new node, in order.
 type Broker interface {
 	// Start prepares the broker and installs the host through which it reaches the
 	// Engine. A second call returns an error.
@@ -36,8 +42,19 @@ type Broker interface {
 	// NodeID names this node, unique in the cluster. The Engine puts it in the
 	// tickets it enqueues ([Ticket.Node]).
 	NodeID() string
-	// Publish queues op for the cluster. See the contract above.
-	Publish(op BrokerOp)
+	// Save records that this node holds the session st (and, if it is in a chat,
+	// the chat): a new session, a user going away or coming back, or a Resync.
+	// st.Events is empty.
+	Save(st SessionState)
+	// Forget deletes the session of user (a handle), which expired on this node.
+	Forget(user string)
+	// Send delivers ev to user, whose session is on another node (or away from one).
+	Send(user string, ev ClusterEvent)
+	// EndChat records that chat chatID between users ended on this node. If notify
+	// is one of users (on another node), that user is sent a chat_ended with
+	// reason, unless the chat had already ended elsewhere: of two nodes ending one
+	// chat at once, only the first notifies. An empty notify tells no one.
+	EndChat(chatID string, users [2]string, notify string, reason EndReason)
 	// Claim moves the session of user (a handle) to this node and returns its state.
 	// digest is the SHA-256 digest of the user_id presented, which must match the
 	// session's. It returns [ErrSessionNotFound] if no live session matches.
@@ -51,7 +68,7 @@ type Broker interface {
 }
 
 // BrokerHost is the Engine as its [Broker] sees it. Its methods are safe for
-// concurrent use.
+// concurrent use. Experimental, like [Broker].
 type BrokerHost interface {
 	// Deliver applies ev for user, a handle whose session is on this node (or being
 	// claimed by it). Events for one user must be delivered in the order they were
@@ -60,8 +77,9 @@ type BrokerHost interface {
 	// Release gives up the session of user because another node claimed it: a
 	// connection it has here is closed with [CloseSessionReplaced]. reply is called
 	// once with the session's state (Found false if this node does not hold it),
-	// with an engine lock held, so that it is ordered before any op the Engine
-	// publishes for the user afterwards; reply must not block.
+	// from the goroutine that makes the Broker's Save, Send and EndChat calls, in
+	// order with them: after every call decided before the release, before any
+	// decided after it. reply must not block.
 	Release(user string, reply func(SessionState))
 	// Resync tells the Engine that the cluster's shared state may have been lost (the
 	// broker's store restarted, or this node was taken for dead): it publishes every
@@ -79,9 +97,10 @@ type BrokerHost interface {
 }
 
 // ErrSessionNotFound is returned by [Broker.Claim] when no live session matches.
+// Experimental, like [Broker].
 var ErrSessionNotFound = errors.New("flamingo: session not found")
 
-// SessionState is a session as it moves between nodes.
+// SessionState is a session as it moves between nodes. Experimental, like [Broker].
 type SessionState struct {
 	// Found reports whether the session exists.
 	Found bool
@@ -98,7 +117,7 @@ type SessionState struct {
 	Events []ClusterEvent
 }
 
-// ChatState is one side's view of a chat.
+// ChatState is one side's view of a chat. Experimental, like [Broker].
 type ChatState struct {
 	ID         string
 	Peer       string // the partner's handle
@@ -106,7 +125,7 @@ type ChatState struct {
 	StartedAt  time.Time
 }
 
-// ClusterEventKind tells what a [ClusterEvent] does.
+// ClusterEventKind tells what a [ClusterEvent] does. Experimental, like [Broker].
 type ClusterEventKind uint8
 
 // The kinds of [ClusterEvent].
@@ -120,41 +139,11 @@ const (
 	KindChatEnded
 )
 
-// ClusterEvent is an event for one user, carried between nodes.
+// ClusterEvent is an event for one user, carried between nodes. Experimental, like
+// [Broker].
 type ClusterEvent struct {
 	Kind   ClusterEventKind
 	ChatID string
 	Frame  []byte    // KindFrame and KindMessage
 	Reason EndReason // KindChatEnded
-}
-
-// BrokerOpKind tells what a [BrokerOp] does.
-type BrokerOpKind uint8
-
-// The kinds of [BrokerOp].
-const (
-	// OpSave records that this node holds the session State (and, if it is in a
-	// chat, the chat): a new session, a user going away or coming back, or a Resync.
-	OpSave BrokerOpKind = iota + 1
-	// OpForget deletes the session User, which expired on this node.
-	OpForget
-	// OpSend delivers Event to User, who is on another node (or away from one).
-	OpSend
-	// OpEndChat records that chat ChatID ended on this node. If Notify is set, that
-	// user (on another node) is sent a chat_ended with Reason, unless the chat had
-	// already ended elsewhere: of two nodes ending one chat at once, only the first
-	// notifies.
-	OpEndChat
-)
-
-// BrokerOp is something the Engine publishes to its cluster.
-type BrokerOp struct {
-	Kind   BrokerOpKind
-	User   string        // OpForget, OpSend
-	State  *SessionState // OpSave
-	Event  ClusterEvent  // OpSend
-	ChatID string        // OpEndChat
-	Users  [2]string     // OpEndChat: the chat's two users
-	Notify string        // OpEndChat: one of Users, on another node, or empty
-	Reason EndReason     // OpEndChat
 }

@@ -1,7 +1,6 @@
 package flamingo
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,9 +11,10 @@ import (
 
 // This file is the Engine's side of the [Broker] seam. None of it runs on an Engine
 // without a Broker.
-
-// claimTimeout bounds a Broker.Claim made for an init.
-const claimTimeout = 5 * time.Second
+//
+// Broker calls decided under e.mu wait in e.outbox, in order, and one goroutine
+// (flushOutbox) makes them with no lock held: so the Broker sees each node's decisions
+// in the order they were made, and the engine never calls it under its lock.
 
 // claim is a session being claimed from another node: the events that arrive for
 // it meanwhile wait here, to follow the ones the claim returns, and so do the
@@ -25,15 +25,6 @@ type claim struct {
 	done     chan struct{} // closed when the claim is over
 }
 
-// claimResult is how claimLocked went.
-type claimResult int
-
-const (
-	claimed     claimResult = iota // the session is now on c
-	claimAbsent                    // there is no such session
-	claimFailed                    // the cluster could not be asked
-)
-
 // host is the Engine as its Broker sees it.
 type host struct{ e *Engine }
 
@@ -43,12 +34,66 @@ func (e *Engine) ownTicket(t Ticket) bool {
 	return t.Node == "" || t.Node == e.node
 }
 
-// saveLocked publishes s as this node holds it now.
-func (e *Engine) saveLocked(s *session) {
-	if e.broker == nil {
-		return
+// publishLocked queues a Broker call, made after the calls queued before it.
+func (e *Engine) publishLocked(call func()) {
+	e.outbox = append(e.outbox, call)
+	if len(e.outbox) == 1 {
+		select {
+		case e.flush <- struct{}{}:
+		default:
+		}
 	}
-	e.broker.Publish(BrokerOp{Kind: OpSave, State: e.stateLocked(s, false)})
+}
+
+// flushOutbox makes the queued Broker calls, in order, until Shutdown has no more
+// connections to wait for.
+func (e *Engine) flushOutbox() {
+	defer e.flusher.Done()
+	var batch []func()
+	for {
+		stopping := false
+		select {
+		case <-e.flush:
+		case <-e.flushStop:
+			stopping = true
+		}
+		for {
+			batch = e.takeOutbox(batch[:0])
+			if len(batch) == 0 {
+				break
+			}
+			for i, call := range batch {
+				call()
+				batch[i] = nil
+			}
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// takeOutbox returns the queued Broker calls and leaves spare in their place.
+func (e *Engine) takeOutbox(spare []func()) []func() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	calls := e.outbox
+	e.outbox = spare
+	return calls
+}
+
+// saveLocked tells the cluster about s as this node holds it now.
+func (e *Engine) saveLocked(s *session) {
+	if b := e.broker; b != nil {
+		st := e.stateLocked(s, false)
+		e.publishLocked(func() { b.Save(*st) })
+	}
+}
+
+// publishEndChatLocked tells the cluster that chat id ended here (see Broker.EndChat).
+func (e *Engine) publishEndChatLocked(id string, users [2]string, notify string, reason EndReason) {
+	b := e.broker
+	e.publishLocked(func() { b.EndChat(id, users, notify, reason) })
 }
 
 // stateLocked describes s for the cluster, with its held events if withHeld is set.
@@ -66,36 +111,37 @@ func (e *Engine) stateLocked(s *session, withHeld bool) *SessionState {
 	return st
 }
 
-// claimLocked asks the cluster for the session h, which this node does not hold, and
-// resumes it on c if it is found. e.mu is released during the claim.
-func (e *Engine) claimLocked(c *conn, h string, digest [sha256.Size]byte, userID string) claimResult {
-	cl := &claim{done: make(chan struct{})}
-	e.claims[h] = cl
-	e.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
-	st, err := e.broker.Claim(ctx, h, digest)
-	cancel()
+// claimed finishes the claim cl of session h for connection c, which Broker.Claim
+// answered with st and err: c resumes the session, gets a new one if there was none,
+// or is closed if the cluster could not be asked. Nodes that asked for the session
+// meanwhile get it then (or hear that it is not here).
+func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [sha256.Size]byte, st SessionState, err error) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	delete(e.claims, h)
 	defer close(cl.done)
-	// Nodes that asked for the session meanwhile get it once it is here (or hear
-	// that it is not).
 	defer func() {
 		for _, reply := range cl.releases {
 			e.releaseLocked(h, reply)
 		}
 	}()
-	if err != nil {
-		if errors.Is(err, ErrSessionNotFound) {
-			return claimAbsent
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
+		if !c.closed {
+			e.newSessionLocked(c, ev)
 		}
-		e.log.Error("flamingo: claiming a session failed", slog.String("user", h), slog.Any("err", err))
-		return claimFailed
-	}
-	if e.sessions[h] != nil || c.sess != nil || c.replaced {
+		return
+	case err == nil && (e.sessions[h] != nil || c.sess != nil || c.replaced):
 		// Cannot happen while claims[h] kept other inits of h from claiming.
-		e.log.Error("flamingo: claimed session already here", slog.String("user", h))
-		return claimFailed
+		err = errors.New("claimed session already here")
+	}
+	if err != nil {
+		// The session may exist, but could not be reached: the client should come
+		// back with the same user_id, not get a new one.
+		e.log.Error("flamingo: claiming a session failed", slog.String("user", h), slog.Any("err", err))
+		e.sendErrorLocked(c, CodeInternal, "could not resume the session, try again", EventInit)
+		e.closeConnLocked(c, CloseInternalError, "resume failed")
+		return
 	}
 	s := &session{handle: h, digest: digest, gender: st.Gender}
 	e.sessions[h] = s
@@ -110,7 +156,7 @@ func (e *Engine) claimLocked(c *conn, h string, digest [sha256.Size]byte, userID
 	}
 	e.attachLocked(c, s)
 	n := len(c.queue)
-	e.pushLocked(c, outFrame{b: appendReady(nil, userID, true, chatID)})
+	e.pushLocked(c, outFrame{b: appendReady(nil, ev.userID, true, chatID)})
 	for _, ev := range st.Events {
 		e.applyLocked(s, ev, true)
 	}
@@ -124,7 +170,6 @@ func (e *Engine) claimLocked(c *conn, h string, digest [sha256.Size]byte, userID
 	}
 	e.saveLocked(s)
 	e.log.Debug("flamingo: session claimed from another node", slog.String("user", s.handle))
-	return claimed
 }
 
 // applyLocked applies an event from another node to s. With replay set, it is part
@@ -142,9 +187,7 @@ func (e *Engine) applyLocked(s *session, ev ClusterEvent, replay bool) {
 		if ch == nil || ch.id != ev.ChatID || !ch.partner(s).remote {
 			return
 		}
-		delete(e.chats, ch)
-		s.chat = nil
-		e.inChat--
+		e.leaveChatLocked(s)
 		e.deliverClusterLocked(s, appendChatEnded(nil, ch.id, ev.Reason), replay, true)
 		e.saveLocked(s)
 	}
@@ -189,24 +232,20 @@ func (h host) Release(user string, reply func(SessionState)) {
 func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 	s := e.sessions[user]
 	if s == nil {
-		reply(SessionState{User: user})
+		e.publishLocked(func() { reply(SessionState{User: user}) })
 		return
 	}
 	if old := s.conn; old != nil {
 		e.replaceConnLocked(old, s)
 	}
-	if s.queued {
-		e.dequeueLocked(s)
-		e.goLocked(func() { e.cancelTicket(s.handle) })
-	}
+	e.leaveQueueLocked(s)
 	delete(e.sessions, user)
 	st := e.stateLocked(s, true)
 	st.Away = true
 	s.held, s.heldBytes = nil, 0
 	if ch := s.chat; ch != nil {
-		if p := ch.partner(s); p.remote {
-			delete(e.chats, ch)
-		} else {
+		e.leaveChatLocked(s)
+		if p := ch.partner(s); !p.remote {
 			// The partner stays here and talks to s through the cluster from now on.
 			stub := &session{handle: s.handle, gender: s.gender, remote: true}
 			if ch.users[0] == s {
@@ -215,20 +254,22 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 				ch.users[1] = stub
 			}
 		}
-		s.chat = nil
-		e.inChat--
 	}
 	e.log.Debug("flamingo: session released to another node", slog.String("user", user))
-	reply(*st)
+	e.publishLocked(func() { reply(*st) })
 }
 
 func (h host) Resync() {
-	e := h.e
+	ends, requeued := h.e.resync()
+	h.e.log.Warn("flamingo: resynchronised with the cluster", slog.Int("chats_ended", len(ends)), slog.Int("requeued", requeued))
+	h.e.callOnChatEnd(nil, ends...)
+}
+
+// resync publishes every session again, puts the waiting users back in the queue and
+// ends the chats with users on other nodes (see BrokerHost.Resync).
+func (e *Engine) resync() (ends []ChatEnd, requeued int) {
 	e.mu.Lock()
-	var (
-		tickets []Ticket
-		ends    []ChatEnd
-	)
+	defer e.mu.Unlock()
 	for _, s := range e.sessions {
 		if ch := s.chat; ch != nil {
 			if p := ch.partner(s); p.remote {
@@ -237,77 +278,20 @@ func (h host) Resync() {
 		}
 		e.saveLocked(s)
 		if s.queued {
-			tickets = append(tickets, s.ticket)
+			e.matcherOpLocked(s, matcherOp{ticket: s.ticket})
+			requeued++
 		}
 	}
-	closed := e.closed
-	e.mu.Unlock()
-	e.log.Warn("flamingo: resynchronised with the cluster", slog.Int("chats_ended", len(ends)), slog.Int("requeued", len(tickets)))
-	for _, end := range ends {
-		e.callOnChatEnd(nil, end)
-	}
-	if !closed {
-		for _, t := range tickets {
-			e.enqueue(t)
-		}
-	}
+	return ends, requeued
 }
 
 func (h host) LocalStats() Stats {
 	h.e.mu.Lock()
 	defer h.e.mu.Unlock()
-	return h.e.localStatsLocked()
+	return h.e.statsLocked(Stats{})
 }
 
 func (h host) Grace() time.Duration { return h.e.cfg.ResumeGrace }
-
-// onRemotePair starts the chat of a pair with one ticket of another node: each of the
-// two nodes starts its own side.
-func (e *Engine) onRemotePair(p Pair) {
-	mine, other, aMine := p.A, p.B, e.ownTicket(p.A)
-	if !aMine {
-		mine, other = other, mine
-	}
-	id := p.ChatID
-	if id == "" {
-		id = pairChatID(p)
-	}
-	e.mu.Lock()
-	s := e.waitingLocked(mine)
-	if s == nil {
-		// Our user left before the pair arrived (or this node is shutting down). The
-		// other node has started its side (its user may have seen match_found): it is
-		// told that the partner left.
-		e.broker.Publish(BrokerOp{Kind: OpEndChat, ChatID: id, Users: [2]string{p.A.User, p.B.User},
-			Notify: other.User, Reason: ReasonPartnerLeft})
-		e.mu.Unlock()
-		return
-	}
-	peer := &session{handle: other.User, gender: other.Gender, remote: true}
-	ch := &chat{id: id, users: [2]*session{s, peer}, started: time.Now()}
-	if !aMine {
-		ch.users = [2]*session{peer, s}
-	}
-	e.chats[ch] = struct{}{}
-	e.dequeueLocked(s)
-	s.chat = ch
-	e.inChat++
-	e.saveLocked(s)
-	e.deliverLocked(s, appendMatchFound(nil, ch.id, peer.gender), true)
-	info := ChatInfo{ChatID: ch.id, Users: [2]string{p.A.User, p.B.User}, Genders: [2]Gender{p.A.Gender, p.B.Gender}, StartedAt: ch.started}
-	e.mu.Unlock()
-	// OnMatch runs once per chat, on the node of A.
-	if e.cfg.OnMatch != nil && aMine {
-		e.callHook(nil, "OnMatch", func() { e.cfg.OnMatch(info) })
-	}
-}
-
-// pairChatID derives a chat id from the tickets of a pair whose matcher set none, so
-// that the nodes of its two users agree on it.
-func pairChatID(p Pair) string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s\x00%d", p.A.User, p.A.JoinedAt.UnixNano(), p.B.User, p.B.JoinedAt.UnixNano()))
-	return hex.EncodeToString(h[:16])
-}
 
 func (h host) Held() []SessionState {
 	e := h.e
@@ -318,4 +302,48 @@ func (h host) Held() []SessionState {
 		out = append(out, *e.stateLocked(s, true))
 	}
 	return out
+}
+
+// onRemotePair starts this node's side of the chat of a pair with one ticket of
+// another node: each of the two nodes starts its own side. OnMatch runs once per
+// chat, on the node of A.
+func (e *Engine) onRemotePair(p Pair) {
+	if info, ok := e.startRemotePair(p); ok && e.ownTicket(p.A) {
+		e.callOnMatch(info)
+	}
+}
+
+func (e *Engine) startRemotePair(p Pair) (ChatInfo, bool) {
+	mine, other, aMine := p.A, p.B, e.ownTicket(p.A)
+	if !aMine {
+		mine, other = other, mine
+	}
+	id := p.ChatID
+	if id == "" {
+		id = pairChatID(p)
+	}
+	others := e.otherStats()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.waitingLocked(mine)
+	if s == nil {
+		// Our user left before the pair arrived (or this node is shutting down). The
+		// other node has started its side (its user may have seen match_found): it is
+		// told that the partner left.
+		e.publishEndChatLocked(id, [2]string{p.A.User, p.B.User}, other.User, ReasonPartnerLeft)
+		return ChatInfo{}, false
+	}
+	peer := &session{handle: other.User, gender: other.Gender, remote: true}
+	users := [2]*session{s, peer}
+	if !aMine {
+		users = [2]*session{peer, s}
+	}
+	return e.startChatLocked(id, users, others).info(), true
+}
+
+// pairChatID derives a chat id from the tickets of a pair whose matcher set none, so
+// that the nodes of its two users agree on it.
+func pairChatID(p Pair) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%s\x00%d", p.A.User, p.A.JoinedAt.UnixNano(), p.B.User, p.B.JoinedAt.UnixNano()))
+	return hex.EncodeToString(h[:16])
 }

@@ -704,8 +704,9 @@ func TestLatePair_WithDepartedUser_RequeuesTheOther(t *testing.T) {
 	a.Sync()
 	b.Sync() // nobody was matched
 	assert.Equal(t, flamingo.Stats{Online: 2, InQueue: 1}, e.Stats())
+	// Matcher calls are made off the engine lock, on another goroutine.
+	require.Eventually(t, func() bool { return len(m.tickets()) == 3 }, 5*time.Second, time.Millisecond, "b's ticket is put back")
 	again := m.tickets()
-	require.Len(t, again, 3, "b's ticket is put back")
 	assert.Equal(t, tb, again[2], "with its original JoinedAt")
 
 	m.report(flamingo.Pair{A: tb, B: tb}) // a broken matcher pairing b with itself

@@ -5,58 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"reflect"
+	"runtime"
 	"sync"
 	"time"
-	"unicode/utf8"
-)
-
-// Transport is one client connection's message pipe: whole text messages in, whole
-// text messages out. It knows nothing of chat; [Engine.Serve] runs the protocol over it.
-//
-// The Engine calls Read from one goroutine only (the one running Serve). Write is
-// called from one goroutine at a time, but concurrently with Read. Close may be called
-// at any time from any goroutine, more than once; it must unblock a pending Read and
-// Write, and calls after the first may do nothing.
-//
-// The Engine never cancels the context it passes to Read; it unblocks a Read by calling
-// Close, which is cheaper for most transports. It bounds each Write with a timer that
-// calls Close rather than with a context deadline, for the same reason.
-type Transport interface {
-	// Read blocks until the next message arrives and returns it. The returned slice
-	// may be reused by the next Read call. Any error ends the connection.
-	Read(ctx context.Context) ([]byte, error)
-	// Write sends one message. The Engine does not touch p afterwards, and never
-	// modifies it.
-	Write(ctx context.Context, p []byte) error
-	// Close ends the connection, telling the peer code and reason where the
-	// transport can.
-	Close(code CloseCode, reason string) error
-}
-
-// Pinger is a [Transport] that can check that its peer is alive. When a Transport
-// implements it, the Engine calls Ping every [Config.HeartbeatInterval] and closes the
-// connection if no answer comes within [Config.HeartbeatTimeout]. Ping is called
-// concurrently with Read, never with another Ping.
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// CloseCode is a WebSocket close status code, as the engine uses them.
-type CloseCode int
-
-// Close codes the engine uses. A client should reconnect (and resume) after
-// CloseGoingAway, CloseSlowConsumer and abnormal closes, and not after
-// CloseSessionReplaced, which means the user opened the chat elsewhere.
-const (
-	CloseNormal          CloseCode = 1000 // the connection ended normally
-	CloseGoingAway       CloseCode = 1001 // the server is shutting down or lost the peer's heartbeat
-	CloseUnsupportedData CloseCode = 1003 // a binary frame arrived
-	CloseInvalidPayload  CloseCode = 1007 // a text frame was not valid UTF-8
-	ClosePolicyViolation CloseCode = 1008 // no init within Config.InitTimeout, or abuse
-	CloseMessageTooBig   CloseCode = 1009 // a frame over Config.MaxFrameBytes
-	CloseInternalError   CloseCode = 1011 // a hook panicked while handling this connection's event
-	CloseSessionReplaced CloseCode = 4001 // another connection took the session over
-	CloseSlowConsumer    CloseCode = 4002 // the client did not read its events fast enough
 )
 
 // Errors returned by the Engine.
@@ -65,135 +17,38 @@ var (
 	ErrEngineClosed = errors.New("flamingo: engine closed")
 )
 
-// Config configures an [Engine]. A zero Config is ready to use: each field's zero value
-// means the default its comment gives.
-type Config struct {
-	// Matcher pairs waiting users. Nil means a new [MemoryMatcher].
-	Matcher Matcher
-	// Broker, if set, joins the engine to a cluster of nodes (see [Broker]); its
-	// Matcher must then be one the nodes share. Nil means a single node.
-	Broker Broker
-	// Logger receives the engine's logs. Nil means no logging. Logs never hold
-	// message content or user_ids, only handles.
-	Logger *slog.Logger
-
-	// ResumeGrace is how long a disconnected user keeps their session and chat.
-	// Zero means 30 seconds.
-	ResumeGrace time.Duration
-	// MaxQueuedEvents bounds the events waiting to be written to one connection, and
-	// the events held for a user who is away. Zero means 256.
-	MaxQueuedEvents int
-	// MaxQueuedBytes bounds the same queues by size. Zero means 1 MiB.
-	MaxQueuedBytes int
-	// MaxFrameBytes is the largest frame a client may send; a larger one closes the
-	// connection with [CloseMessageTooBig]. Zero means 32 KiB.
-	MaxFrameBytes int
-	// MaxMessageBytes is the largest send_message content in bytes. Zero means 4096.
-	MaxMessageBytes int
-	// MaxMessageRunes is the largest send_message content in characters (Unicode
-	// code points). Zero means 1000.
-	MaxMessageRunes int
-
-	// EventRate limits every event of one connection. Zero means 20 per second with
-	// a burst of 40.
-	EventRate RateLimit
-	// MessageRate limits one connection's send_message. Zero means 5 per second
-	// with a burst of 20.
-	MessageRate RateLimit
-	// JoinRate limits one connection's join_queue. Zero means one every 2 seconds
-	// with a burst of 5.
-	JoinRate RateLimit
-	// InitRate limits, per remote address (see [Addresser]), init that makes a new
-	// identity. Resuming with a valid user_id is not limited. Zero means one per
-	// second with a burst of 10.
-	InitRate RateLimit
-	// ResumeGuessRate limits, per remote address, init with a user_id that matches
-	// no session: the cost of guessing ids. Zero means one per minute with a burst
-	// of 10. Over it, such an init gets rate_limited and no new identity.
-	ResumeGuessRate RateLimit
-	// ErrorBudget is how many error events a connection may earn: each one takes a
-	// token, and a connection with none left is closed with [ClosePolicyViolation].
-	// Zero means one per second with a burst of 20.
-	ErrorBudget RateLimit
-	// InitTimeout is how long a new connection may take to send init before it is
-	// closed with [ClosePolicyViolation]. Zero means 10 seconds.
-	InitTimeout time.Duration
-	// WriteTimeout bounds one write to a connection; a connection whose write takes
-	// longer is closed with [CloseSlowConsumer]. Zero means 10 seconds.
-	WriteTimeout time.Duration
-	// HeartbeatInterval is the time between pings to a transport that is a [Pinger].
-	// Zero means 25 seconds.
-	HeartbeatInterval time.Duration
-	// HeartbeatTimeout is how long a ping may go unanswered before the connection is
-	// closed. Zero means 10 seconds.
-	HeartbeatTimeout time.Duration
-	// InitTimeout, WriteTimeout and HeartbeatInterval are enforced by one engine
-	// goroutine that looks at every connection ten times per the shortest of the
-	// three (every second with the defaults), so each may run over by that much.
-
-	// OnMatch, if set, is called after two users are paired.
-	OnMatch func(ChatInfo)
-	// OnMessage, if set, is called before a message is delivered. A non-nil error
-	// refuses the message: the sender gets an error event with the code of an
-	// [*Error] (or [CodeMessageRejected] for any other error) and the partner gets
-	// nothing.
-	OnMessage func(Message) error
-	// OnChatEnd, if set, is called once after a chat ends.
-	OnChatEnd func(ChatEnd)
-	// The hooks are called on engine goroutines, never with an engine lock held, and
-	// must return quickly: a slow hook delays the connection (or the worker) that
-	// called it. Hooks for one chat may run on different goroutines: OnChatEnd can
-	// begin before an OnMatch for the same chat has returned. A panicking hook is
-	// recovered; if it ran for one connection's event, that connection is closed with
-	// [CloseInternalError]. With a [Broker], OnMatch runs on the node of the user who
-	// waited longer and OnChatEnd on the node that ended the chat (SCALING.md).
-}
-
-func (c Config) withDefaults() Config {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	defInt := func(n *int, v int) {
-		if *n <= 0 {
-			*n = v
-		}
-	}
-	def(&c.ResumeGrace, 30*time.Second)
-	def(&c.InitTimeout, 10*time.Second)
-	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.HeartbeatInterval, 25*time.Second)
-	def(&c.HeartbeatTimeout, 10*time.Second)
-	defInt(&c.MaxQueuedEvents, 256)
-	defInt(&c.MaxQueuedBytes, 1<<20)
-	defInt(&c.MaxFrameBytes, 32<<10)
-	defInt(&c.MaxMessageBytes, 4096)
-	defInt(&c.MaxMessageRunes, 1000)
-	c.EventRate = c.EventRate.or(20, 40)
-	c.MessageRate = c.MessageRate.or(5, 20)
-	c.JoinRate = c.JoinRate.or(0.5, 5)
-	c.InitRate = c.InitRate.or(1, 10)
-	c.ResumeGuessRate = c.ResumeGuessRate.or(1.0/60, 10)
-	c.ErrorBudget = c.ErrorBudget.or(1, 20)
-	if c.Matcher == nil {
-		c.Matcher = NewMemoryMatcher()
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return c
-}
-
 // Engine runs stranger chat: it serves connections, keeps sessions and chats, asks its
 // [Matcher] for pairs and enforces every protocol rule. Create one with [New]; its
 // methods are safe for concurrent use.
+//
+// # Locking
+//
+// One mutex, e.mu, guards the engine's state: the fields below it, and the fields of
+// sessions, chats and conns that say so. The rule, which each call site can be checked
+// against:
+//
+//   - A function that locks e.mu unlocks it before it returns, with a deferred Unlock
+//     right after the Lock. No function unlocks a lock that its caller took.
+//   - A function whose name ends in Locked is called with e.mu held and returns with it
+//     held.
+//   - With e.mu held the engine does no I/O and never calls the Matcher, the Broker or a
+//     hook. A decision made under the lock leaves its follow-up work where it runs after
+//     the unlock: frames in a connection's queue, written by that connection's writer
+//     goroutine (conn.go); matcher calls in the session's matcher queue, made in order
+//     by one goroutine per session (queue.go); broker calls in the broker outbox, made
+//     in order by one goroutine (cluster.go); and hook calls returned to the handler,
+//     which makes them once it has unlocked (hooks.go).
 type Engine struct {
 	cfg     Config
 	matcher Matcher
 	broker  Broker // nil on a single node
 	node    string // broker.NodeID()
 	log     *slog.Logger
+
+	// ctx bounds every Matcher call; it is cancelled when Shutdown's context ends, or
+	// when Shutdown returns.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu       sync.Mutex // guards everything below, and the state of sessions, chats and conns
 	closed   bool
@@ -208,35 +63,49 @@ type Engine struct {
 	absent   []absence // users away, in order of their grace deadline
 	lastJoin time.Time // the latest Ticket.JoinedAt given out
 	sweeps   int       // sweeps so far
-	// lastMsgID is the last message_id given out (see sendMessageLocked).
+	// lastMsgID is the last message_id given out (see startMessageLocked).
 	lastMsgID uint64
+	// outbox holds the Broker calls decided under the lock, in order (cluster.go).
+	outbox []func()
 
 	wake         chan struct{} // nudges the reaper; capacity 1
+	flush        chan struct{} // nudges the broker outbox's flusher; capacity 1
+	flushStop    chan struct{} // closed when the flusher is to empty the outbox and return
 	done         chan struct{} // closed when Shutdown begins
 	workers      sync.WaitGroup
 	serving      sync.WaitGroup
+	flusher      sync.WaitGroup
 	shutdownOnce sync.Once
+	stopErr      error // what stopping the broker and the matcher returned
 }
 
-// New returns a running Engine configured by cfg. It starts the matcher and the worker
-// that expires sessions; [Engine.Shutdown] stops them.
+// New returns a running Engine configured by cfg, or an error naming the first invalid
+// field of cfg. It starts the matcher and the worker that expires sessions;
+// [Engine.Shutdown] stops them.
 func New(cfg Config) (*Engine, error) {
-	cfg = cfg.withDefaults()
-	e := &Engine{
-		cfg:      cfg,
-		matcher:  cfg.Matcher,
-		log:      cfg.Logger,
-		sessions: make(map[string]*session),
-		chats:    make(map[*chat]struct{}),
-		claims:   make(map[string]*claim),
-		conns:    make(map[*conn]struct{}),
-		ips:      make(map[netip.Addr]*ipLimits),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+	cfg, err := cfg.resolve()
+	if err != nil {
+		return nil, err
 	}
+	e := &Engine{
+		cfg:       cfg,
+		matcher:   cfg.Matcher,
+		log:       cfg.Logger,
+		sessions:  make(map[string]*session),
+		chats:     make(map[*chat]struct{}),
+		claims:    make(map[string]*claim),
+		conns:     make(map[*conn]struct{}),
+		ips:       make(map[netip.Addr]*ipLimits),
+		wake:      make(chan struct{}, 1),
+		flush:     make(chan struct{}, 1),
+		flushStop: make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if b := cfg.Broker; b != nil {
 		e.broker, e.node = b, b.NodeID()
 		if err := b.Start(host{e}); err != nil {
+			e.cancel()
 			return nil, err
 		}
 	}
@@ -244,99 +113,40 @@ func New(cfg Config) (*Engine, error) {
 		if e.broker != nil {
 			_ = e.broker.Stop(context.Background())
 		}
+		e.cancel()
 		return nil, err
 	}
 	e.workers.Add(2)
 	go e.reaper()
 	go e.sweeper()
+	if e.broker != nil {
+		e.flusher.Add(1)
+		go e.flushOutbox()
+	}
 	return e, nil
 }
 
 // Stats returns the current counts of users on this engine; with a [Broker], of the
 // whole cluster (the other nodes' counts as the broker last saw them).
 func (e *Engine) Stats() Stats {
+	others := e.otherStats()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.statsLocked()
+	return e.statsLocked(others)
 }
 
-func (e *Engine) statsLocked() Stats {
-	st := e.localStatsLocked()
-	if e.broker != nil {
-		o := e.broker.Stats()
-		st.Online += o.Online
-		st.InQueue += o.InQueue
-		st.InChat += o.InChat
+// otherStats returns the counts of the cluster's other nodes, zero on a single node.
+// It calls the Broker, so it is called before locking.
+func (e *Engine) otherStats() Stats {
+	if e.broker == nil {
+		return Stats{}
 	}
-	return st
+	return e.broker.Stats()
 }
 
-func (e *Engine) localStatsLocked() Stats {
-	return Stats{Online: e.online, InQueue: e.inQueue, InChat: e.inChat}
-}
-
-// Serve runs the protocol over one connection and blocks until the connection ends: the
-// peer closes it, it fails, the engine closes it, ctx is done (the connection is closed
-// with [CloseGoingAway]) or the engine shuts down. It closes t before returning. It
-// returns [ErrEngineClosed] if Shutdown had begun before the call, nil otherwise.
-func (e *Engine) Serve(ctx context.Context, t Transport) error {
-	c := &conn{e: e, t: t, started: time.Now()}
-	c.pinger, _ = t.(Pinger)
-	if a, ok := t.(Addresser); ok {
-		c.addr = a.RemoteAddr()
-	}
-	c.limits.init(&e.cfg)
-	c.nextPing = c.started.Add(e.cfg.HeartbeatInterval)
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		_ = t.Close(CloseGoingAway, "server shutting down")
-		return ErrEngineClosed
-	}
-	e.conns[c] = struct{}{}
-	e.serving.Add(1)
-	e.mu.Unlock()
-	defer e.serving.Done()
-
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { e.closeConn(c, CloseGoingAway, "server shutting down") })
-		defer stop()
-	}
-
-	readCtx := context.WithoutCancel(ctx)
-	for {
-		b, err := t.Read(readCtx)
-		if err != nil {
-			break
-		}
-		if len(b) > e.cfg.MaxFrameBytes {
-			e.closeConn(c, CloseMessageTooBig, "frame too big")
-			break
-		}
-		if !utf8.Valid(b) {
-			e.closeConn(c, CloseInvalidPayload, "frame is not valid UTF-8")
-			break
-		}
-		e.handle(c, b)
-	}
-	e.disconnect(c)
-	return nil
-}
-
-// closeConn marks c closed and closes its transport on a worker goroutine, so that a
-// caller holding no lock is never blocked by a slow close handshake.
-func (e *Engine) closeConn(c *conn, code CloseCode, reason string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.closeConnLocked(c, code, reason)
-}
-
-func (e *Engine) closeConnLocked(c *conn, code CloseCode, reason string) {
-	if c.closed {
-		return
-	}
-	c.closed = true
-	e.goLocked(func() { _ = c.t.Close(code, reason) })
+// statsLocked adds this node's counts to others, what otherStats returned.
+func (e *Engine) statsLocked(others Stats) Stats {
+	return Stats{Online: e.online + others.Online, InQueue: e.inQueue + others.InQueue, InChat: e.inChat + others.InChat}
 }
 
 // goLocked runs f on a goroutine the engine waits for in Shutdown. Once Shutdown has
@@ -353,116 +163,28 @@ func (e *Engine) goLocked(f func()) {
 	}()
 }
 
-// sweeper enforces the deadlines of every connection: InitTimeout, WriteTimeout and
-// the heartbeat. One goroutine that looks at each connection every tenth of the
-// shortest of those durations costs less than three timers per connection, and the
-// per-frame timer it replaces was on the relay's hot path.
-func (e *Engine) sweeper() {
-	defer e.workers.Done()
-	every := min(e.cfg.InitTimeout, e.cfg.WriteTimeout, e.cfg.HeartbeatInterval) / 10
-	tick := time.NewTicker(max(every, 10*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-e.done:
-			return
-		case now := <-tick.C:
-			e.sweep(now)
-		}
-	}
-}
-
-func (e *Engine) sweep(now time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return
-	}
-	if e.sweeps++; e.sweeps%64 == 0 {
-		e.forgetIdleIPsLocked(now)
-	}
-	for c := range e.conns {
-		switch {
-		case c.closed:
-		case c.sess == nil && !c.replaced && now.Sub(c.started) >= e.cfg.InitTimeout:
-			e.closeConnLocked(c, ClosePolicyViolation, "init timeout")
-		case c.writeSince.Load() != 0 && now.Sub(time.Unix(0, c.writeSince.Load())) >= e.cfg.WriteTimeout:
-			e.dropSlowLocked(c, "write timeout")
-		case c.pinger != nil && !c.pinging && !now.Before(c.nextPing):
-			c.pinging = true
-			e.goLocked(func() { e.ping(c) })
-		}
-	}
-}
-
-// ping runs one heartbeat on c, closing c if it goes unanswered.
-func (e *Engine) ping(c *conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.HeartbeatTimeout)
-	err := c.pinger.Ping(ctx)
-	cancel()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c.pinging = false
-	c.nextPing = time.Now().Add(e.cfg.HeartbeatInterval)
-	if err != nil {
-		e.closeConnLocked(c, CloseGoingAway, "heartbeat timeout")
-	}
-}
-
 // Shutdown stops the engine: new connections are refused, every connection is closed
 // with [CloseGoingAway], the matcher is stopped, and Shutdown waits until every
 // goroutine the engine started has returned and every Serve call has returned, or ctx
-// is done, whichever is first. Hooks are not called for chats cut by Shutdown. It is
-// safe to call more than once; each call waits.
+// is done, whichever is first. Once ctx is done, connections whose close handshake is
+// still under way are closed at once, without waiting for their peers. Hooks are not
+// called for chats cut by Shutdown. It is safe to call more than once; each call waits.
+//
+// Called from a hook, Shutdown cannot wait for the hook that called it: it begins the
+// shutdown on another goroutine and returns nil at once.
+//
+// With net/http, call [http.Server.Shutdown] first, so that no new connection arrives,
+// and then Engine.Shutdown: http.Server.Shutdown does not wait for WebSocket
+// connections (they are hijacked), and this closes them.
 func (e *Engine) Shutdown(ctx context.Context) error {
-	var stopErr error
-	e.shutdownOnce.Do(func() {
-		e.mu.Lock()
-		e.closed = true
-		conns := make([]*conn, 0, len(e.conns))
-		for c := range e.conns {
-			conns = append(conns, c)
-			c.closed = true
-		}
-		e.mu.Unlock()
-		close(e.done)
-
-		// Close connections concurrently, a bounded number at a time: a close
-		// handshake with an unresponsive peer can take seconds.
-		const parallel = 256
-		sem := make(chan struct{}, parallel)
-		e.workers.Add(1)
-		go func() {
-			defer e.workers.Done()
-			var wg sync.WaitGroup
-			for _, c := range conns {
-				sem <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_ = c.t.Close(CloseGoingAway, "server shutting down")
-					<-sem
-				}()
-			}
-			wg.Wait()
-		}()
-		if e.broker != nil {
-			// Once every connection has ended, the broker leaves the sessions (with
-			// what is held for them) to the other nodes; it stops the matcher it
-			// shares with them when it no longer needs it.
-			served := make(chan struct{})
-			go func() {
-				e.serving.Wait()
-				close(served)
-			}()
-			select {
-			case <-served:
-			case <-ctx.Done():
-			}
-			stopErr = e.broker.Stop(ctx)
-		}
-		stopErr = errors.Join(stopErr, e.matcher.Stop(ctx))
-	})
+	if calledFromHook() {
+		go e.Shutdown(ctx) //nolint:errcheck // nobody is left to tell
+		return nil
+	}
+	// Matcher calls under way end when ctx does.
+	stop := context.AfterFunc(ctx, e.cancel)
+	defer stop()
+	e.shutdownOnce.Do(func() { e.stopErr = e.shutdown(ctx) })
 	done := make(chan struct{})
 	go func() {
 		e.workers.Wait()
@@ -471,8 +193,112 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		return stopErr
+		e.cancel()
+		return e.stopErr
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+func (e *Engine) shutdown(ctx context.Context) error {
+	conns := e.close()
+	close(e.done)
+	e.closeAll(ctx, conns)
+
+	var err error
+	if e.broker != nil {
+		// Once every connection has ended, the broker leaves the sessions (with
+		// what is held for them) to the other nodes; it stops the matcher it
+		// shares with them when it no longer needs it.
+		served := make(chan struct{})
+		go func() {
+			e.serving.Wait()
+			close(served)
+		}()
+		select {
+		case <-served:
+		case <-ctx.Done():
+		}
+		close(e.flushStop)
+		e.flusher.Wait() // the outbox's last calls are made before the broker stops
+		err = e.broker.Stop(ctx)
+	}
+	return errors.Join(err, e.matcher.Stop(ctx))
+}
+
+// close marks the engine closed and every connection closing, and returns them.
+func (e *Engine) close() []*conn {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	conns := make([]*conn, 0, len(e.conns))
+	for c := range e.conns {
+		conns = append(conns, c)
+		c.closed = true
+	}
+	return conns
+}
+
+// closeAll closes conns concurrently, a bounded number at a time, on a goroutine the
+// engine waits for: a close handshake with an unresponsive peer can take seconds. Once
+// ctx is done, what is still closing is closed at once (see [closeNower]).
+func (e *Engine) closeAll(ctx context.Context, conns []*conn) {
+	const parallel = 256
+	e.workers.Add(1)
+	go func() {
+		defer e.workers.Done()
+		sem := make(chan struct{}, parallel)
+		var wg sync.WaitGroup
+		for _, c := range conns {
+			acquired := false
+			select {
+			case sem <- struct{}{}:
+				acquired = true
+			case <-ctx.Done(): // each close is now quick: no need to bound them
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				stop := context.AfterFunc(ctx, func() { closeNow(c.t) })
+				_ = c.t.Close(CloseGoingAway, "server shutting down")
+				stop()
+				if acquired {
+					<-sem
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+}
+
+// closeNower is a [Transport] that can close without waiting for its peer, as
+// coder/websocket's CloseNow does. Shutdown uses it once its context is done.
+type closeNower interface {
+	CloseNow() error
+}
+
+// closeNow closes t without waiting for its peer if t can, and otherwise does nothing:
+// a Close is already under way.
+func closeNow(t Transport) {
+	if cn, ok := t.(closeNower); ok {
+		_ = cn.CloseNow()
+	}
+}
+
+// hookFunc is the name of the function that runs every hook, as the runtime reports it.
+var hookFunc = runtime.FuncForPC(reflect.ValueOf((*Engine).callHook).Pointer()).Name()
+
+// calledFromHook reports whether the calling goroutine is running a hook.
+func calledFromHook() bool {
+	pcs := make([]uintptr, 128)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	for {
+		f, more := frames.Next()
+		if f.Function == hookFunc {
+			return true
+		}
+		if !more {
+			return false
+		}
 	}
 }

@@ -34,13 +34,6 @@ func (l RateLimit) set(lim *rate.Limiter) {
 	lim.SetLimitAt(time.Time{}, rate.Limit(l.Rate))
 }
 
-// Addresser is a [Transport] that knows its peer's network address. The Engine applies
-// [Config.InitRate] and [Config.ResumeGuessRate] per address to transports that
-// implement it (the WebSocket adapter does) and not at all to others.
-type Addresser interface {
-	RemoteAddr() netip.Addr
-}
-
 // take takes one token from l, or reports how long until one is free.
 func take(l *rate.Limiter, now time.Time) (ok bool, retry time.Duration) {
 	r := l.ReserveN(now, 1)

@@ -146,12 +146,6 @@ func (h *wsHandler) clientAddr(r *http.Request) netip.Addr {
 	return netip.Addr{}
 }
 
-func (e *Engine) isClosed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.closed
-}
-
 // NewWebSocketTransport adapts an open coder/websocket connection to [Transport] (and
 // [Pinger]), for servers that accept connections themselves, and for Go clients.
 // Binary messages are refused: Read closes the connection with [CloseUnsupportedData].
@@ -223,4 +217,10 @@ func (t *wsTransport) Close(code CloseCode, reason string) error {
 
 func (t *wsTransport) Ping(ctx context.Context) error {
 	return t.c.Ping(ctx)
+}
+
+// CloseNow closes the connection without the close handshake; Shutdown uses it once
+// its context is done (see closeNower).
+func (t *wsTransport) CloseNow() error {
+	return t.c.CloseNow()
 }

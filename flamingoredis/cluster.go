@@ -65,8 +65,8 @@ type Cluster struct {
 	stopping   bool // Stop has begun
 	stopped    bool // the writer may end once it has written everything
 	writerDone bool
-	ops        []flamingo.BrokerOp // waiting for the writer, in order
-	wake       chan struct{}       // nudges the writer; capacity 1
+	ops        []op          // waiting for the writer, in order
+	wake       chan struct{} // nudges the writer; capacity 1
 	waiters    map[string]chan handover
 
 	// args are script arguments that never change, boxed once.
@@ -201,7 +201,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, st := range c.host.Held() {
-		c.Publish(flamingo.BrokerOp{Kind: opHandoff, State: &st})
+		c.publish(&saveOp{st: st, handoff: true})
 	}
 
 	c.mu.Lock()
@@ -227,11 +227,27 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Publish implements [flamingo.Broker]. Ops are written to Redis in order by one
-// writer goroutine, in pipelines. While Redis cannot be reached they wait (up to
+// Save implements [flamingo.Broker].
+func (c *Cluster) Save(st flamingo.SessionState) { c.publish(&saveOp{st: st}) }
+
+// Forget implements [flamingo.Broker].
+func (c *Cluster) Forget(user string) { c.publish(&forgetOp{user: user}) }
+
+// Send implements [flamingo.Broker].
+func (c *Cluster) Send(user string, ev flamingo.ClusterEvent) {
+	c.publish(&sendOp{user: user, ev: ev})
+}
+
+// EndChat implements [flamingo.Broker].
+func (c *Cluster) EndChat(chatID string, users [2]string, notify string, reason flamingo.EndReason) {
+	c.publish(&endChatOp{chatID: chatID, users: users, notify: notify, reason: reason})
+}
+
+// publish queues o for the writer. Ops are written to Redis in order by one writer
+// goroutine, in pipelines. While Redis cannot be reached they wait (up to
 // [ClusterOptions.MaxPending]) and are retried; an op whose reply was lost may be
 // applied twice, so after a Redis failure a message can arrive twice.
-func (c *Cluster) Publish(op flamingo.BrokerOp) {
+func (c *Cluster) publish(o op) {
 	c.mu.Lock()
 	if c.writerDone {
 		c.mu.Unlock()
@@ -239,10 +255,10 @@ func (c *Cluster) Publish(op flamingo.BrokerOp) {
 	}
 	if len(c.ops) >= c.opts.MaxPending {
 		c.mu.Unlock()
-		c.log.Error("flamingoredis: too many ops waiting for Redis; dropping one", "node", c.m.node, "kind", op.Kind)
+		c.log.Error("flamingoredis: too many ops waiting for Redis; dropping one", "node", c.m.node, "op", opName(o))
 		return
 	}
-	c.ops = append(c.ops, op)
+	c.ops = append(c.ops, o)
 	first := len(c.ops) == 1
 	c.mu.Unlock()
 	if first {
@@ -390,7 +406,7 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 	case "h":
 		to, reqID := str("to"), str("id")
 		host.Release(str("u"), func(st flamingo.SessionState) {
-			c.Publish(flamingo.BrokerOp{Kind: opReply, User: to, ChatID: reqID, State: &st})
+			c.publish(&replyOp{toNode: to, requestID: reqID, st: st})
 		})
 	case "r":
 		c.mu.Lock()
@@ -420,18 +436,10 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 	}
 }
 
-// The Cluster's own ops.
-const (
-	// opReply is a handover reply to node User, for request ChatID.
-	opReply flamingo.BrokerOpKind = 200 + iota
-	// opHandoff saves State, with its events, as the node stops.
-	opHandoff
-)
-
 // forward sends events to user wherever the user's session is now.
 func (c *Cluster) forward(user string, evs []flamingo.ClusterEvent) {
 	for _, ev := range evs {
-		c.Publish(flamingo.BrokerOp{Kind: flamingo.OpSend, User: user, Event: ev})
+		c.publish(&sendOp{user: user, ev: ev})
 	}
 }
 
@@ -616,19 +624,21 @@ func (c *Cluster) writer(ctx context.Context) {
 
 // write runs ops in one pipeline. It returns how many were done (the first of the
 // rest failed and is to be retried) and the error.
-func (c *Cluster) write(ctx context.Context, ops []flamingo.BrokerOp) (int, error) {
+func (c *Cluster) write(ctx context.Context, ops []op) (int, error) {
 	const maxBatch = 512
 	ops = ops[:min(len(ops), maxBatch)]
 	pipe := c.client.Pipeline()
 	cmds := make([]redis.Cmder, len(ops))
 	for i, op := range ops {
-		cmds[i] = c.queue(ctx, pipe, op)
+		cmds[i] = op.queue(ctx, c, pipe)
 	}
 	_, _ = pipe.Exec(ctx)
 	for i, cmd := range cmds {
 		err := cmd.Err()
 		if err == nil || errors.Is(err, redis.Nil) {
-			c.done(ops[i], cmd)
+			if s, ok := ops[i].(*saveOp); ok {
+				c.saved(s, cmd)
+			}
 			continue
 		}
 		if strings.HasPrefix(err.Error(), "NOSCRIPT") {
@@ -638,7 +648,7 @@ func (c *Cluster) write(ctx context.Context, ops []flamingo.BrokerOp) (int, erro
 		var rerr redis.Error
 		if errors.As(err, &rerr) && !transient(err) {
 			// Redis refused this op (a bug, not an outage): retrying cannot help.
-			c.log.Error("flamingoredis: Redis refused an op; dropping it", "node", c.m.node, "kind", ops[i].Kind, "err", err)
+			c.log.Error("flamingoredis: Redis refused an op; dropping it", "node", c.m.node, "op", opName(ops[i]), "err", err)
 			continue
 		}
 		return i, err
@@ -657,13 +667,11 @@ func transient(err error) bool {
 	return false
 }
 
-// done acts on the reply of a save: events that Redis held for a session of this node
-// go to the engine; a session that another node took meanwhile (this node was taken
-// for dead) is given up here, and the events that went with the save follow the user.
-func (c *Cluster) done(op flamingo.BrokerOp, cmd redis.Cmder) {
-	if op.Kind != flamingo.OpSave && op.Kind != opHandoff {
-		return
-	}
+// saved acts on the reply of a save: events that Redis held for a session of this
+// node go to the engine; a session that another node took meanwhile (this node was
+// taken for dead) is given up here, and the events that went with the save follow the
+// user.
+func (c *Cluster) saved(op *saveOp, cmd redis.Cmder) {
 	res, err := cmd.(*redis.Cmd).StringSlice()
 	if err != nil || len(res) == 0 {
 		return
@@ -674,13 +682,13 @@ func (c *Cluster) done(op flamingo.BrokerOp, cmd redis.Cmder) {
 			evs = append(evs, ev)
 		}
 	}
-	user := op.State.User
+	user := op.st.User
 	switch {
 	case res[0] == "1":
 		for _, ev := range evs {
 			c.host.Deliver(user, ev)
 		}
-	case op.Kind == opHandoff:
+	case op.handoff:
 		c.forward(user, evs)
 	default:
 		c.host.Release(user, func(st flamingo.SessionState) { c.forward(user, st.Events) })
@@ -694,60 +702,4 @@ func (c *Cluster) loadScripts(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// queue adds op to pipe and returns its command.
-func (c *Cluster) queue(ctx context.Context, pipe redis.Pipeliner, op flamingo.BrokerOp) redis.Cmder {
-	ttl := tombstoneTTL.Milliseconds()
-	switch op.Kind {
-	case flamingo.OpSave, opHandoff:
-		st := op.State
-		away := "0"
-		if st.Away {
-			away = "1"
-			ttl = (c.grace + c.opts.DeadAfter + time.Minute).Milliseconds()
-		}
-		var chat, peer, pg, started string
-		if cs := st.Chat; cs != nil {
-			chat, peer, pg, started = cs.ID, cs.Peer, string(cs.PeerGender), strconv.FormatInt(cs.StartedAt.UnixMilli(), 10)
-		}
-		mode := "save"
-		if op.Kind == opHandoff {
-			mode = "handoff"
-		}
-		args := []any{c.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl, mode}
-		for _, ev := range st.Events {
-			args = append(args, encodeEvent(ev))
-		}
-		return pipe.EvalSha(ctx, saveScript.Hash(), []string{c.base + "sess:" + st.User}, args...)
-	case flamingo.OpForget:
-		return pipe.EvalSha(ctx, forgetScript.Hash(), []string{c.base + "sess:" + op.User}, c.base, c.m.node, op.User)
-	case flamingo.OpSend:
-		// The hot path of a message across nodes: the constant arguments were boxed
-		// once, and the frame goes as it is.
-		ev := op.Event
-		var payload any = ev.Frame
-		if ev.Kind == flamingo.KindChatEnded {
-			payload = string(ev.Reason)
-		}
-		return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.base + "sess:" + op.User},
-			c.args.base, op.User, kindLetter(ev.Kind), ev.ChatID, payload, c.args.maxHeld, c.args.ttl)
-	case flamingo.OpEndChat:
-		return pipe.EvalSha(ctx, endChatScript.Hash(), []string{c.base + "ended:" + op.ChatID},
-			c.base, op.ChatID, op.Users[0], op.Users[1], op.Notify, string(op.Reason), c.opts.MaxHeld, ttl)
-	case opReply:
-		st := op.State
-		vals := []string{"k", "r", "id", op.ChatID, "u", st.User, "g", string(st.Gender), "n", strconv.Itoa(len(st.Events))}
-		if st.Found {
-			vals = append(vals, "found", "1")
-		}
-		if cs := st.Chat; cs != nil {
-			vals = append(vals, "chat", cs.ID, "peer", cs.Peer, "pg", string(cs.PeerGender), "started", strconv.FormatInt(cs.StartedAt.UnixMilli(), 10))
-		}
-		for i, ev := range st.Events {
-			vals = append(vals, "e"+strconv.Itoa(i), encodeEvent(ev))
-		}
-		return pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.base + "node:" + op.User + ":inbox", Values: vals})
-	}
-	panic(fmt.Sprintf("flamingoredis: unknown op kind %d", op.Kind))
 }

@@ -1,0 +1,153 @@
+package flamingo
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Config configures an [Engine]. A zero Config is ready to use: each field's zero value
+// means the default its comment gives. A negative duration or size, or a [RateLimit]
+// with a negative Burst, is an error from [New] that names the field.
+type Config struct {
+	// Matcher pairs waiting users. Nil means a new [MemoryMatcher].
+	Matcher Matcher
+	// Broker, if set, joins the engine to a cluster of nodes (see [Broker]); its
+	// Matcher must then be one the nodes share. Nil means a single node.
+	Broker Broker
+	// Logger receives the engine's logs. Nil means no logging. Logs never hold
+	// message content or user_ids, only handles.
+	Logger *slog.Logger
+
+	// ResumeGrace is how long a disconnected user keeps their session and chat.
+	// Zero means 30 seconds.
+	ResumeGrace time.Duration
+	// MaxQueuedEvents bounds the events waiting to be written to one connection, and
+	// the events held for a user who is away. Zero means 256.
+	MaxQueuedEvents int
+	// MaxQueuedBytes bounds the same queues by size. Zero means 1 MiB.
+	MaxQueuedBytes int
+	// MaxFrameBytes is the largest frame a client may send; a larger one closes the
+	// connection with [CloseMessageTooBig]. Zero means 32 KiB.
+	MaxFrameBytes int
+	// MaxMessageBytes is the largest send_message content in bytes. Zero means 4096.
+	MaxMessageBytes int
+	// MaxMessageRunes is the largest send_message content in characters (Unicode
+	// code points). Zero means 1000.
+	MaxMessageRunes int
+
+	// EventRate limits every event of one connection. Zero means 20 per second with
+	// a burst of 40.
+	EventRate RateLimit
+	// MessageRate limits one connection's send_message. Zero means 5 per second
+	// with a burst of 20.
+	MessageRate RateLimit
+	// JoinRate limits one connection's join_queue. Zero means one every 2 seconds
+	// with a burst of 5.
+	JoinRate RateLimit
+	// InitRate limits, per remote address (see [Addresser]), init that makes a new
+	// identity. Resuming with a valid user_id is not limited. Zero means one per
+	// second with a burst of 10.
+	InitRate RateLimit
+	// ResumeGuessRate limits, per remote address, init with a user_id that matches
+	// no session: the cost of guessing ids. Zero means one per minute with a burst
+	// of 10. Over it, such an init gets rate_limited and no new identity.
+	ResumeGuessRate RateLimit
+	// ErrorBudget is how many error events a connection may earn: each one takes a
+	// token, and a connection with none left is closed with [ClosePolicyViolation].
+	// Zero means one per second with a burst of 20.
+	ErrorBudget RateLimit
+	// InitTimeout is how long a new connection may take to send init before it is
+	// closed with [ClosePolicyViolation]. Zero means 10 seconds.
+	InitTimeout time.Duration
+	// WriteTimeout bounds one write to a connection; a connection whose write takes
+	// longer is closed with [CloseSlowConsumer]. Zero means 10 seconds.
+	WriteTimeout time.Duration
+	// HeartbeatInterval is the time between pings to a transport that is a [Pinger].
+	// Zero means 25 seconds.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how long a ping may go unanswered before the connection is
+	// closed. Zero means 10 seconds.
+	HeartbeatTimeout time.Duration
+	// MatcherTimeout bounds each call the engine makes to its [Matcher] (Enqueue,
+	// Cancel): a join whose Enqueue has not returned by then gets error internal.
+	// Shutdown's context bounds them too. Zero means 5 seconds.
+	MatcherTimeout time.Duration
+	// InitTimeout, WriteTimeout and HeartbeatInterval are enforced by one engine
+	// goroutine that looks at every connection ten times per the shortest of the
+	// three (every second with the defaults), so each may run over by that much.
+
+	// OnMatch, if set, is called after two users are paired.
+	OnMatch func(ChatInfo)
+	// OnMessage, if set, is called before a message is delivered. A non-nil error
+	// refuses the message: the sender gets an error event with the code of an
+	// [*Error] (or [CodeMessageRejected] for any other error) and the partner gets
+	// nothing.
+	OnMessage func(Message) error
+	// OnChatEnd, if set, is called once after a chat ends.
+	OnChatEnd func(ChatEnd)
+	// The hooks are called on engine goroutines, never with an engine lock held, and
+	// must return quickly: a slow hook delays the connection (or the worker) that
+	// called it. Hooks for one chat may run on different goroutines: OnChatEnd can
+	// begin before an OnMatch for the same chat has returned. A panicking hook is
+	// recovered; if it ran for one connection's event, that connection is closed with
+	// [CloseInternalError]. With a [Broker], OnMatch runs on the node of the user who
+	// waited longer and OnChatEnd on the node that ended the chat (SCALING.md).
+}
+
+// resolve returns c with every zero field set to its default, or an error naming the
+// first field whose value is invalid: a negative duration or size, or a [RateLimit]
+// with a negative Burst.
+func (c Config) resolve() (Config, error) {
+	var bad []string
+	dur := func(name string, d *time.Duration, v time.Duration) {
+		switch {
+		case *d < 0:
+			bad = append(bad, fmt.Sprintf("%s is negative (%v)", name, *d))
+		case *d == 0:
+			*d = v
+		}
+	}
+	size := func(name string, n *int, v int) {
+		switch {
+		case *n < 0:
+			bad = append(bad, fmt.Sprintf("%s is negative (%d)", name, *n))
+		case *n == 0:
+			*n = v
+		}
+	}
+	limit := func(name string, l *RateLimit, r float64, burst int) {
+		if l.Burst < 0 {
+			bad = append(bad, fmt.Sprintf("%s.Burst is negative (%d)", name, l.Burst))
+		}
+		*l = l.or(r, burst)
+	}
+	dur("ResumeGrace", &c.ResumeGrace, 30*time.Second)
+	dur("InitTimeout", &c.InitTimeout, 10*time.Second)
+	dur("WriteTimeout", &c.WriteTimeout, 10*time.Second)
+	dur("HeartbeatInterval", &c.HeartbeatInterval, 25*time.Second)
+	dur("HeartbeatTimeout", &c.HeartbeatTimeout, 10*time.Second)
+	dur("MatcherTimeout", &c.MatcherTimeout, 5*time.Second)
+	size("MaxQueuedEvents", &c.MaxQueuedEvents, 256)
+	size("MaxQueuedBytes", &c.MaxQueuedBytes, 1<<20)
+	size("MaxFrameBytes", &c.MaxFrameBytes, 32<<10)
+	size("MaxMessageBytes", &c.MaxMessageBytes, 4096)
+	size("MaxMessageRunes", &c.MaxMessageRunes, 1000)
+	limit("EventRate", &c.EventRate, 20, 40)
+	limit("MessageRate", &c.MessageRate, 5, 20)
+	limit("JoinRate", &c.JoinRate, 0.5, 5)
+	limit("InitRate", &c.InitRate, 1, 10)
+	limit("ResumeGuessRate", &c.ResumeGuessRate, 1.0/60, 10)
+	limit("ErrorBudget", &c.ErrorBudget, 1, 20)
+	if len(bad) > 0 {
+		return c, fmt.Errorf("flamingo: invalid Config: %s", strings.Join(bad, "; "))
+	}
+	if c.Matcher == nil {
+		c.Matcher = NewMemoryMatcher()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}

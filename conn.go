@@ -1,0 +1,212 @@
+package flamingo
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+)
+
+// This file holds one connection being served: its bounded outgoing queue, the writer
+// goroutine that drains it, and how a connection is closed or dropped as too slow.
+
+// conn is one connection being served. Fields after writeSince are guarded by Engine.mu.
+type conn struct {
+	e *Engine
+	t Transport
+
+	pinger  Pinger     // t, if it is one
+	addr    netip.Addr // the peer's address, if t is an Addresser
+	limits  connLimits
+	started time.Time // when Serve began, for InitTimeout
+	// writeSince is when the write under way began (Unix nanoseconds), 0 between
+	// writes: the sweeper drops a connection whose write takes over WriteTimeout.
+	writeSince atomic.Int64
+
+	sess     *session
+	owner    *session // the session c was attached to last, kept after detaching
+	replaced bool     // another connection took the session over
+	closed   bool     // closing or closed: nothing more is queued
+	writing  bool     // a writer goroutine is running
+	queue    []outFrame
+	inflight []outFrame   // the batch the writer is writing
+	spare    []outFrame   // an empty slice to take the queue's place
+	written  atomic.Int64 // how many frames of inflight have been written
+	qbytes   int
+	closeAt  *closeReq // close the transport once the queue is written
+	pinging  bool      // a heartbeat ping is under way
+	nextPing time.Time // when the next heartbeat ping is due
+	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
+	// that a replay at the bound does not make a reading client look slow.
+	slack, slackBytes int
+}
+
+// outFrame is one event queued for a connection. keep marks chat events, which are
+// held for the user if the connection ends before they are written.
+type outFrame struct {
+	b    []byte
+	keep bool
+}
+
+type closeReq struct {
+	code   CloseCode
+	reason string
+}
+
+// writtenHalt, stored in conn.written when the connection is detached from its
+// session, stops the writer before its next frame.
+const writtenHalt = 1 << 40
+
+// keepQueueCap is the largest queue slice kept for reuse; a larger one (after a
+// burst) is left to the garbage collector so that idle connections stay small.
+const keepQueueCap = 8
+
+// closeConn marks c closed and closes its transport on a worker goroutine, so that a
+// caller is never blocked by a slow close handshake.
+func (e *Engine) closeConn(c *conn, code CloseCode, reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closeConnLocked(c, code, reason)
+}
+
+func (e *Engine) closeConnLocked(c *conn, code CloseCode, reason string) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	e.goLocked(func() { _ = c.t.Close(code, reason) })
+}
+
+// sendLocked queues f for c within the queue's bounds; it reports false if c is
+// closed or its queue is full. Frames replayed on resume do not count against the
+// bounds (c.slack).
+func (e *Engine) sendLocked(c *conn, f outFrame) bool {
+	if c.closed {
+		return false
+	}
+	pending := len(c.queue) + len(c.inflight) - int(c.written.Load()) - c.slack
+	if pending >= e.cfg.MaxQueuedEvents || c.qbytes+len(f.b) > e.cfg.MaxQueuedBytes+c.slackBytes {
+		return false
+	}
+	e.pushLocked(c, f)
+	return true
+}
+
+// pushLocked queues f for c regardless of the bounds (used when a resume replays held
+// events, which were within the bounds when they were held) and starts a writer.
+func (e *Engine) pushLocked(c *conn, f outFrame) {
+	if c.closed {
+		return
+	}
+	c.queue = append(c.queue, f)
+	c.qbytes += len(f.b)
+	if !c.writing && !e.closed { // (see goLocked on why not after Shutdown began)
+		c.writing = true
+		e.workers.Add(1)
+		go c.writeLoop()
+	}
+}
+
+// replyLocked queues a frame that answers c's own event. A connection too far behind
+// to take it is dropped as a slow consumer: nothing is left out silently.
+func (e *Engine) replyLocked(c *conn, b []byte) {
+	if !e.sendLocked(c, outFrame{b: b}) {
+		e.dropSlowLocked(c, "too slow")
+	}
+}
+
+// dropSlowLocked closes c as a slow consumer; its user is away from then on, with the
+// frames not yet written held for them.
+func (e *Engine) dropSlowLocked(c *conn, reason string) {
+	if c.closed {
+		return
+	}
+	if s := c.sess; s != nil {
+		e.log.Info("flamingo: dropping slow consumer", slog.String("user", s.handle), slog.String("reason", reason))
+		e.detachLocked(c, true)
+	}
+	e.closeConnLocked(c, CloseSlowConsumer, reason)
+}
+
+// writeLoop writes c's queue until it is empty, then exits: an idle connection has no
+// writer goroutine.
+func (c *conn) writeLoop() {
+	e := c.e
+	defer e.workers.Done()
+	ctx := context.Background()
+	for {
+		batch := e.nextBatch(c)
+		if batch == nil {
+			return
+		}
+		for _, f := range batch {
+			// Counted as written before the write, so that a disconnect seen by the
+			// reader meanwhile does not hold (and later repeat) a frame the client
+			// may already have; if the write fails, it is held after all. Once c
+			// has been detached (writtenHalt), what is left of the batch is held
+			// for the user and must not be written here too.
+			if c.written.Add(1) > int64(len(batch)) {
+				break
+			}
+			c.writeSince.Store(time.Now().UnixNano())
+			err := c.t.Write(ctx, f.b)
+			c.writeSince.Store(0)
+			if err != nil {
+				e.writeFailed(c, f)
+				return
+			}
+		}
+	}
+}
+
+// nextBatch takes c's queue for the writer, or returns nil when the writer is to exit:
+// the queue is empty or c is closed. The batch before it is done with by then.
+func (e *Engine) nextBatch(c *conn) []outFrame {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if b := c.inflight; b != nil && cap(b) <= keepQueueCap {
+		clear(b)
+		c.spare = b[:0] // reused for the queue: no allocation per batch
+	}
+	c.inflight = nil
+	if c.queue == nil {
+		c.queue, c.spare = c.spare, nil
+	}
+	if c.closed || len(c.queue) == 0 {
+		c.writing = false
+		if req := c.closeAt; req != nil {
+			e.closeConnLocked(c, req.code, req.reason)
+		}
+		return nil
+	}
+	batch := c.queue
+	c.inflight, c.queue, c.spare, c.qbytes = batch, c.spare, nil, 0
+	c.written.Store(0)
+	return batch
+}
+
+// writeFailed ends c after a failed write of f.
+func (e *Engine) writeFailed(c *conn, f outFrame) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// Uncounted under the lock, so that exactly one of detachLocked (now or already
+	// done) and the case below holds f.
+	c.written.Add(-1)
+	c.writing = false
+	switch s := c.owner; {
+	case c.sess != nil:
+		e.detachLocked(c, true) // holds f and what follows it
+	case s != nil && s.conn == nil && f.keep:
+		// The reader saw the disconnect first and held what followed f; f goes
+		// before it.
+		s.held = append([][]byte{f.b}, s.held...)
+		s.heldBytes += len(f.b)
+	case s != nil && s.conn != nil && f.keep && e.sessions[s.handle] == s:
+		// The user came back on another connection before this write failed: f
+		// was not replayed, so it goes there now, after what was (the one case
+		// where an event arrives out of order).
+		e.deliverLocked(s, f.b, true)
+	}
+	e.closeConnLocked(c, CloseGoingAway, "write failed")
+}

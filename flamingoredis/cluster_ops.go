@@ -1,0 +1,126 @@
+package flamingoredis
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/flamingochat/flamingo"
+	"github.com/redis/go-redis/v9"
+)
+
+// op is one write of the node's writer to Redis. The writer makes them in the order
+// they were published, in pipelines; each type is one operation.
+type op interface {
+	// queue adds the op to pipe and returns its command.
+	queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder
+}
+
+// saveOp records a session this node holds ([flamingo.Broker.Save]); with handoff
+// set, it leaves the session, with its held events, to the other nodes as this node
+// stops.
+type saveOp struct {
+	st      flamingo.SessionState
+	handoff bool
+}
+
+// forgetOp deletes a session that expired on this node.
+type forgetOp struct{ user string }
+
+// sendOp delivers an event to a user wherever the user's session is.
+type sendOp struct {
+	user string
+	ev   flamingo.ClusterEvent
+}
+
+// endChatOp records that a chat ended on this node ([flamingo.Broker.EndChat]).
+type endChatOp struct {
+	chatID string
+	users  [2]string
+	notify string
+	reason flamingo.EndReason
+}
+
+// replyOp answers the handover request requestID of node toNode with st.
+type replyOp struct {
+	toNode, requestID string
+	st                flamingo.SessionState
+}
+
+// opName names o's operation in logs.
+func opName(o op) string {
+	switch o.(type) {
+	case *saveOp:
+		return "save"
+	case *forgetOp:
+		return "forget"
+	case *sendOp:
+		return "send"
+	case *endChatOp:
+		return "end_chat"
+	case *replyOp:
+		return "handover_reply"
+	}
+	return fmt.Sprintf("%T", o)
+}
+
+func (o *saveOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
+	st := o.st
+	ttl := tombstoneTTL.Milliseconds()
+	away := "0"
+	if st.Away {
+		away = "1"
+		ttl = (c.grace + c.opts.DeadAfter + time.Minute).Milliseconds()
+	}
+	var chat, peer, pg, started string
+	if cs := st.Chat; cs != nil {
+		chat, peer, pg, started = cs.ID, cs.Peer, string(cs.PeerGender), strconv.FormatInt(cs.StartedAt.UnixMilli(), 10)
+	}
+	mode := "save"
+	if o.handoff {
+		mode = "handoff"
+	}
+	args := []any{c.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl, mode}
+	for _, ev := range st.Events {
+		args = append(args, encodeEvent(ev))
+	}
+	return pipe.EvalSha(ctx, saveScript.Hash(), []string{c.base + "sess:" + st.User}, args...)
+}
+
+func (o *forgetOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
+	return pipe.EvalSha(ctx, forgetScript.Hash(), []string{c.base + "sess:" + o.user}, c.base, c.m.node, o.user)
+}
+
+func (o *sendOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
+	// The hot path of a message across nodes: the constant arguments were boxed
+	// once, and the frame goes as it is.
+	ev := o.ev
+	var payload any = ev.Frame
+	if ev.Kind == flamingo.KindChatEnded {
+		payload = string(ev.Reason)
+	}
+	return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.base + "sess:" + o.user},
+		c.args.base, o.user, kindLetter(ev.Kind), ev.ChatID, payload, c.args.maxHeld, c.args.ttl)
+}
+
+func (o *endChatOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
+	return pipe.EvalSha(ctx, endChatScript.Hash(), []string{c.base + "ended:" + o.chatID},
+		c.base, o.chatID, o.users[0], o.users[1], o.notify, string(o.reason), c.opts.MaxHeld, tombstoneTTL.Milliseconds())
+}
+
+func (o *replyOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
+	st := o.st
+	vals := []string{"k", "r", "id", o.requestID, "u", st.User, "g", string(st.Gender), "n", strconv.Itoa(len(st.Events))}
+	if st.Found {
+		vals = append(vals, "found", "1")
+	}
+	if cs := st.Chat; cs != nil {
+		vals = append(vals, "chat", cs.ID, "peer", cs.Peer, "pg", string(cs.PeerGender), "started", strconv.FormatInt(cs.StartedAt.UnixMilli(), 10))
+	}
+	for i, ev := range st.Events {
+		vals = append(vals, "e"+strconv.Itoa(i), encodeEvent(ev))
+	}
+	return pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.base + "node:" + o.toNode + ":inbox", Values: vals})
+}

@@ -1,0 +1,104 @@
+package flamingo
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// This file holds what hooks see ([ChatInfo], [Message], [ChatEnd]) and how the engine
+// calls them: never with e.mu held (see [Engine]), and with a panic recovered.
+
+// ChatInfo describes a chat that has just started. Users are handles: stable, opaque
+// names for the users that are not their secret user_ids.
+type ChatInfo struct {
+	ChatID    string
+	Users     [2]string
+	Genders   [2]Gender
+	StartedAt time.Time
+}
+
+// Message is a message on its way from one user to their partner.
+type Message struct {
+	ChatID    string
+	MessageID string
+	From, To  string // handles
+	Content   string
+	SentAt    time.Time
+}
+
+// ChatEnd describes a chat that has ended.
+type ChatEnd struct {
+	ChatID string
+	Users  [2]string // handles
+	// By is the handle of the user who left or did not come back.
+	By string
+	// Reason is [ReasonLeft] when By left on purpose, [ReasonPartnerDisconnected] when
+	// By did not come back within the resume grace.
+	Reason    EndReason
+	StartedAt time.Time
+	EndedAt   time.Time
+}
+
+// callHook runs a user hook, recovering a panic. If the hook ran for connection c, a
+// panic closes c with CloseInternalError. It reports whether the hook returned.
+func (e *Engine) callHook(c *conn, name string, f func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("flamingo: hook panicked", slog.String("hook", name), slog.String("panic", fmt.Sprint(r)))
+			if c != nil {
+				e.closeConn(c, CloseInternalError, "internal error")
+			}
+			ok = false
+		}
+	}()
+	f()
+	return true
+}
+
+func (e *Engine) callOnMatch(info ChatInfo) {
+	if e.cfg.OnMatch != nil {
+		e.callHook(nil, "OnMatch", func() { e.cfg.OnMatch(info) })
+	}
+}
+
+func (e *Engine) callOnChatEnd(c *conn, ends ...ChatEnd) {
+	if e.cfg.OnChatEnd == nil {
+		return
+	}
+	for _, end := range ends {
+		e.callHook(c, "OnChatEnd", func() { e.cfg.OnChatEnd(end) })
+	}
+}
+
+// callOnMessage asks the OnMessage hook about m. It returns ok false if the hook
+// panicked (c is then closing), and otherwise the error event for the sender if the
+// hook refused m, nil if it accepted it.
+func (e *Engine) callOnMessage(c *conn, m Message) (refusal *Error, ok bool) {
+	if e.cfg.OnMessage == nil {
+		return nil, true
+	}
+	var err error
+	if !e.callHook(c, "OnMessage", func() { err = e.cfg.OnMessage(m) }) {
+		return nil, false
+	}
+	if err == nil {
+		return nil, true
+	}
+	return refusalOf(err), true
+}
+
+// refusalOf is the error event for a hook's error: its own code and message if it is
+// an [*Error] with a code, [CodeMessageRejected] otherwise.
+func refusalOf(err error) *Error {
+	var perr *Error
+	if errors.As(err, &perr) && perr.Code != "" {
+		return perr
+	}
+	msg := "the message was refused"
+	if perr != nil && perr.Message != "" {
+		msg = perr.Message
+	}
+	return &Error{Code: CodeMessageRejected, Message: msg}
+}

@@ -1,0 +1,227 @@
+package flamingo
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// This file is the engine's side of the queue: join_queue and leave_queue, the calls
+// to the Matcher that they lead to, and the pairs the Matcher reports.
+//
+// Matcher calls are made with no engine lock held, in order for each session: a
+// session's calls wait in session.matcherOps and one goroutine at a time makes them
+// (runMatcherOps). So a leave_queue's Cancel always reaches the matcher before the
+// Enqueue of the join after it, and the engine never waits for the matcher under its
+// lock.
+
+// matcherOp is a Matcher call decided for a session.
+type matcherOp struct {
+	cancel bool   // Cancel the user's ticket
+	ticket Ticket // otherwise, Enqueue this ticket
+}
+
+func (e *Engine) handleJoinQueue(c *conn, ev clientEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.sessionLocked(c, ev)
+	switch {
+	case s == nil:
+		return
+	case s.chat != nil:
+		e.sendErrorLocked(c, CodeAlreadyInChat, "leave your chat first", ev.typ)
+		return
+	case s.queued:
+		e.sendErrorLocked(c, CodeAlreadyInQueue, "you are already in the queue", ev.typ)
+		return
+	}
+	s.queued, s.joinAcked = true, false
+	s.gender = ev.gender
+	// JoinedAt also tells one ticket of a user from the next (see waitingLocked), so
+	// it never repeats, even where the clock does not move between two joins.
+	now := time.Now()
+	if !now.After(e.lastJoin) {
+		now = e.lastJoin.Add(time.Nanosecond)
+	}
+	e.lastJoin = now
+	s.ticket = Ticket{User: s.handle, Gender: ev.gender, Preference: ev.pref, JoinedAt: now, Node: e.node}
+	e.inQueue++
+	// queue_joined follows once the matcher has the ticket (enqueued).
+	e.matcherOpLocked(s, matcherOp{ticket: s.ticket})
+}
+
+func (e *Engine) handleLeaveQueue(c *conn, ev clientEvent) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.sessionLocked(c, ev)
+	switch {
+	case s == nil:
+		return
+	case !s.queued:
+		e.sendErrorLocked(c, CodeNotInQueue, "you are not in the queue", ev.typ)
+		return
+	}
+	e.leaveQueueLocked(s)
+	e.replyLocked(c, appendEmpty(nil, EventQueueLeft))
+}
+
+// dequeueLocked takes s out of the queue's bookkeeping; the matcher no longer holds
+// its ticket, or is told by the caller.
+func (e *Engine) dequeueLocked(s *session) {
+	s.queued = false
+	s.ticket = Ticket{}
+	e.inQueue--
+}
+
+// leaveQueueLocked takes s out of the queue, if it is waiting, and cancels its ticket.
+func (e *Engine) leaveQueueLocked(s *session) {
+	if s.queued {
+		e.dequeueLocked(s)
+		e.matcherOpLocked(s, matcherOp{cancel: true})
+	}
+}
+
+// ackJoinLocked sends queue_joined to s if its join has not been answered yet.
+func (e *Engine) ackJoinLocked(s *session, others Stats) {
+	if s.joinAcked {
+		return
+	}
+	s.joinAcked = true
+	if c := s.conn; c != nil {
+		e.replyLocked(c, appendQueueJoined(nil, e.statsLocked(others).InQueue))
+	}
+}
+
+// matcherOpLocked queues op for s and starts a goroutine to make it if none is running.
+func (e *Engine) matcherOpLocked(s *session, op matcherOp) {
+	s.matcherOps = append(s.matcherOps, op)
+	if !s.matcherBusy {
+		s.matcherBusy = true
+		e.goLocked(func() { e.runMatcherOps(s) })
+	}
+}
+
+// runMatcherOps makes the Matcher calls queued for s, in order, until none is left.
+func (e *Engine) runMatcherOps(s *session) {
+	for {
+		op, ok := e.nextMatcherOp(s)
+		if !ok {
+			return
+		}
+		if op.cancel {
+			e.cancelTicket(s.handle)
+			continue
+		}
+		err := e.callEnqueue(op.ticket)
+		if errors.Is(err, ErrAlreadyQueued) && e.isWaiting(s, op.ticket) {
+			// A ticket of this user is already waiting: a stale one that a cluster
+			// resync or a move between nodes left, or this very ticket, put back
+			// after the cluster lost nothing. Either way this one takes its place.
+			e.cancelTicket(s.handle)
+			err = e.callEnqueue(op.ticket)
+		}
+		e.enqueued(s, op.ticket, err)
+	}
+}
+
+func (e *Engine) nextMatcherOp(s *session) (matcherOp, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(s.matcherOps) == 0 {
+		s.matcherOps, s.matcherBusy = nil, false
+		return matcherOp{}, false
+	}
+	op := s.matcherOps[0]
+	s.matcherOps = s.matcherOps[1:]
+	return op, true
+}
+
+func (e *Engine) callEnqueue(t Ticket) error {
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.MatcherTimeout)
+	defer cancel()
+	return e.matcher.Enqueue(ctx, t)
+}
+
+func (e *Engine) cancelTicket(user string) {
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.MatcherTimeout)
+	defer cancel()
+	if _, err := e.matcher.Cancel(ctx, user); err != nil {
+		e.log.Error("flamingo: matcher cancel failed", slog.String("user", user), slog.Any("err", err))
+	}
+}
+
+func (e *Engine) isWaiting(s *session, t Ticket) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return s.queued && s.ticket.JoinedAt.Equal(t.JoinedAt)
+}
+
+// enqueued answers the join of s once the matcher has taken t, or failed to: with
+// queue_joined, or with error internal instead, and out of the queue. If s left the
+// queue meanwhile, the Cancel queued when it left follows this Enqueue.
+func (e *Engine) enqueued(s *session, t Ticket, err error) {
+	others := e.otherStats()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !s.queued || !s.ticket.JoinedAt.Equal(t.JoinedAt) {
+		return
+	}
+	if err == nil {
+		e.ackJoinLocked(s, others)
+		return
+	}
+	e.log.Error("flamingo: matcher enqueue failed", slog.String("user", t.User), slog.Any("err", err))
+	e.dequeueLocked(s)
+	if c := s.conn; c != nil {
+		e.sendErrorLocked(c, CodeInternal, "could not join the queue, try again", EventJoinQueue)
+	}
+}
+
+// onPair is the report function installed in the matcher.
+func (e *Engine) onPair(p Pair) {
+	if e.broker != nil && (!e.ownTicket(p.A) || !e.ownTicket(p.B)) {
+		e.onRemotePair(p)
+		return
+	}
+	if info, ok := e.startLocalPair(p); ok {
+		e.callOnMatch(info)
+	}
+}
+
+// startLocalPair starts the chat of a pair whose users are both on this node.
+func (e *Engine) startLocalPair(p Pair) (ChatInfo, bool) {
+	others := e.otherStats()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, b := e.waitingLocked(p.A), e.waitingLocked(p.B)
+	if a == nil || b == nil || a == b {
+		if p.ChatID != "" && e.broker != nil {
+			e.publishEndChatLocked(p.ChatID, [2]string{p.A.User, p.B.User}, "", "")
+		}
+		// One side left before the pair arrived: the other keeps its place in the
+		// queue, by its original JoinedAt.
+		if a != nil {
+			e.matcherOpLocked(a, matcherOp{ticket: p.A})
+		}
+		if b != nil && b != a {
+			e.matcherOpLocked(b, matcherOp{ticket: p.B})
+		}
+		return ChatInfo{}, false
+	}
+	id := p.ChatID
+	if id == "" {
+		id = randomHex(16)
+	}
+	ch := e.startChatLocked(id, [2]*session{a, b}, others)
+	return ch.info(), true
+}
+
+// waitingLocked returns the session that t belongs to if it is still waiting with t.
+func (e *Engine) waitingLocked(t Ticket) *session {
+	s := e.sessions[t.User]
+	if s == nil || !s.queued || !s.ticket.JoinedAt.Equal(t.JoinedAt) || s.conn == nil {
+		return nil
+	}
+	return s
+}

@@ -1,0 +1,85 @@
+package flamingo
+
+import (
+	"context"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+)
+
+// This file runs one connection: Serve's read loop, from the first frame to the
+// disconnect.
+
+// Serve runs the protocol over one connection and blocks until the connection ends: the
+// peer closes it, it fails, the engine closes it, ctx is done (the connection is closed
+// with [CloseGoingAway]) or the engine shuts down. It closes t before returning. It
+// returns [ErrEngineClosed] if Shutdown had begun before the call, nil otherwise.
+func (e *Engine) Serve(ctx context.Context, t Transport) error {
+	c := &conn{e: e, t: t, started: time.Now()}
+	c.pinger, _ = t.(Pinger)
+	if a, ok := t.(Addresser); ok {
+		c.addr = a.RemoteAddr()
+	}
+	c.limits.init(&e.cfg)
+	c.nextPing = c.started.Add(e.cfg.HeartbeatInterval)
+	if !e.register(c) {
+		_ = t.Close(CloseGoingAway, "server shutting down")
+		return ErrEngineClosed
+	}
+	defer e.serving.Done()
+
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { e.closeConn(c, CloseGoingAway, "server shutting down") })
+		defer stop()
+	}
+
+	readCtx := context.WithoutCancel(ctx)
+	for {
+		b, err := t.Read(readCtx)
+		if err != nil {
+			break
+		}
+		if len(b) > e.cfg.MaxFrameBytes {
+			e.closeConn(c, CloseMessageTooBig, "frame too big")
+			break
+		}
+		if !utf8.Valid(b) {
+			e.closeConn(c, CloseInvalidPayload, "frame is not valid UTF-8")
+			break
+		}
+		e.handle(c, b)
+	}
+	e.disconnect(c)
+	return nil
+}
+
+// register adds c to the connections being served, unless Shutdown has begun.
+func (e *Engine) register(c *conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.conns[c] = struct{}{}
+	e.serving.Add(1)
+	return true
+}
+
+// isClosed reports whether Shutdown has begun.
+func (e *Engine) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// disconnect is called once the read loop of c has ended.
+func (e *Engine) disconnect(c *conn) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.conns, c)
+	if s := c.sess; s != nil {
+		e.detachLocked(c, true)
+		e.log.Debug("flamingo: user away", slog.String("user", s.handle))
+	}
+	e.closeConnLocked(c, CloseNormal, "")
+}

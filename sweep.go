@@ -1,0 +1,69 @@
+package flamingo
+
+import (
+	"context"
+	"time"
+)
+
+// This file enforces every connection's deadlines: InitTimeout, WriteTimeout and the
+// heartbeat.
+
+// sweeper enforces the deadlines of every connection. One goroutine that looks at each
+// connection every tenth of the shortest of those durations costs less than three
+// timers per connection, and the per-frame timer it replaces was on the relay's hot
+// path.
+func (e *Engine) sweeper() {
+	defer e.workers.Done()
+	every := min(e.cfg.InitTimeout, e.cfg.WriteTimeout, e.cfg.HeartbeatInterval) / 10
+	tick := time.NewTicker(max(every, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case now := <-tick.C:
+			e.sweep(now)
+		}
+	}
+}
+
+func (e *Engine) sweep(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	if e.sweeps++; e.sweeps%64 == 0 {
+		e.forgetIdleIPsLocked(now)
+	}
+	for c := range e.conns {
+		switch {
+		case c.closed:
+		case c.sess == nil && !c.replaced && now.Sub(c.started) >= e.cfg.InitTimeout:
+			e.closeConnLocked(c, ClosePolicyViolation, "init timeout")
+		case c.writeSince.Load() != 0 && now.Sub(time.Unix(0, c.writeSince.Load())) >= e.cfg.WriteTimeout:
+			e.dropSlowLocked(c, "write timeout")
+		case c.pinger != nil && !c.pinging && !now.Before(c.nextPing):
+			c.pinging = true
+			e.goLocked(func() { e.ping(c) })
+		}
+	}
+}
+
+// ping runs one heartbeat on c, closing c if it goes unanswered.
+func (e *Engine) ping(c *conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.HeartbeatTimeout)
+	err := c.pinger.Ping(ctx)
+	cancel()
+	e.pinged(c, err)
+}
+
+func (e *Engine) pinged(c *conn, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.pinging = false
+	c.nextPing = time.Now().Add(e.cfg.HeartbeatInterval)
+	if err != nil {
+		e.closeConnLocked(c, CloseGoingAway, "heartbeat timeout")
+	}
+}
