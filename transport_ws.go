@@ -1,9 +1,11 @@
 package flamingo
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -85,7 +87,8 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.release(addrKey(addr))
-	c, err := websocket.Accept(w, r, h.accept)
+	hw := &hijackWatcher{ResponseWriter: w}
+	c, err := websocket.Accept(hw, r, h.accept)
 	if err != nil {
 		return // Accept has written the HTTP error (403 for a foreign Origin)
 	}
@@ -94,7 +97,7 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// request's context would only end when this handler returns: the engine
 	// (Shutdown, the peer, the deadlines) ends the connection instead, and Serve
 	// saves a context registration per connection.
-	_ = h.e.Serve(context.WithoutCancel(r.Context()), &wsTransport{c: c, addr: addr})
+	_ = h.e.Serve(context.WithoutCancel(r.Context()), &wsTransport{c: c, addr: addr, netConn: hw.conn})
 }
 
 // admit counts a new connection from addr, or returns the HTTP status that refuses it.
@@ -162,9 +165,10 @@ var (
 var errBinaryFrame = errors.New("flamingo: binary frame")
 
 type wsTransport struct {
-	c    *websocket.Conn
-	addr netip.Addr // the client's address, when the handler knows it
-	buf  []byte     // reused between reads
+	c       *websocket.Conn
+	addr    netip.Addr // the client's address, when the handler knows it
+	netConn net.Conn   // the hijacked connection, when the handler knows it
+	buf     []byte     // reused between reads
 }
 
 var _ Addresser = (*wsTransport)(nil)
@@ -219,8 +223,29 @@ func (t *wsTransport) Ping(ctx context.Context) error {
 	return t.c.Ping(ctx)
 }
 
-// CloseNow closes the connection without the close handshake; Shutdown uses it once
-// its context is done (see closeNower).
+// CloseNow closes the connection without waiting for the peer; Shutdown uses it once
+// its context is done (see closeNower). coder/websocket's own CloseNow does not end a
+// close handshake already under way, which waits up to 5 s for a peer that does not
+// read: closing the hijacked connection does.
 func (t *wsTransport) CloseNow() error {
+	if t.netConn != nil {
+		return t.netConn.Close()
+	}
 	return t.c.CloseNow()
 }
+
+// hijackWatcher keeps the connection that websocket.Accept hijacks, so that the
+// transport can close it at once.
+type hijackWatcher struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackWatcher) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = c
+	return c, rw, err
+}
+
+// Unwrap lets http.ResponseController reach the ResponseWriter underneath.
+func (h *hijackWatcher) Unwrap() http.ResponseWriter { return h.ResponseWriter }

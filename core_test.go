@@ -1,0 +1,213 @@
+package flamingo_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/flamingotest"
+)
+
+// Tests of the engine core's contracts: configuration errors, matcher failures and
+// deadlines, hook errors, and Shutdown's bounds.
+
+func TestNew_RejectsInvalidConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		give flamingo.Config
+		want string // the field the error must name
+	}{
+		{"negative grace", flamingo.Config{ResumeGrace: -time.Second}, "ResumeGrace"},
+		{"negative init timeout", flamingo.Config{InitTimeout: -1}, "InitTimeout"},
+		{"negative write timeout", flamingo.Config{WriteTimeout: -1}, "WriteTimeout"},
+		{"negative heartbeat", flamingo.Config{HeartbeatInterval: -1}, "HeartbeatInterval"},
+		{"negative heartbeat timeout", flamingo.Config{HeartbeatTimeout: -1}, "HeartbeatTimeout"},
+		{"negative matcher timeout", flamingo.Config{MatcherTimeout: -1}, "MatcherTimeout"},
+		{"negative queue", flamingo.Config{MaxQueuedEvents: -1}, "MaxQueuedEvents"},
+		{"negative queue bytes", flamingo.Config{MaxQueuedBytes: -1}, "MaxQueuedBytes"},
+		{"negative frame", flamingo.Config{MaxFrameBytes: -5}, "MaxFrameBytes"},
+		{"negative message bytes", flamingo.Config{MaxMessageBytes: -1}, "MaxMessageBytes"},
+		{"negative message runes", flamingo.Config{MaxMessageRunes: -1}, "MaxMessageRunes"},
+		{"negative burst", flamingo.Config{MessageRate: flamingo.RateLimit{Rate: 1, Burst: -1}}, "MessageRate.Burst"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := flamingo.New(tt.give)
+			require.Error(t, err)
+			assert.Nil(t, e)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+
+	// A negative Rate still means "no limit", as RateLimit documents.
+	e := newEngine(t, flamingo.Config{EventRate: flamingo.RateLimit{Rate: -1}})
+	assert.NotNil(t, e)
+}
+
+// failingMatcher is a MemoryMatcher whose Enqueue fails, as a matcher whose store is
+// down would.
+type failingMatcher struct{ *flamingo.MemoryMatcher }
+
+func (failingMatcher) Enqueue(context.Context, flamingo.Ticket) error {
+	return errors.New("store unreachable")
+}
+
+func TestJoin_EnqueueFails_ErrorInsteadOfQueueJoined(t *testing.T) {
+	e := newEngine(t, flamingo.Config{Matcher: failingMatcher{flamingo.NewMemoryMatcher()}})
+	a := flamingotest.Connect(t, e)
+	a.Init("")
+	a.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
+	ev := a.Next()
+	require.Equal(t, flamingo.EventError, ev.Type, "the error comes instead of queue_joined")
+	var p flamingo.ErrorPayload
+	require.NoError(t, ev.Decode(&p))
+	assert.Equal(t, flamingo.CodeInternal, p.Code)
+	assert.Equal(t, flamingo.EventJoinQueue, p.Ref)
+	a.Sync() // and nothing else came
+	assert.Equal(t, 0, e.Stats().InQueue)
+
+	// The user is not left half-queued: joining again is allowed (and fails again).
+	a.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
+	a.ExpectError(flamingo.CodeInternal)
+}
+
+// stuckMatcher is a MemoryMatcher whose Enqueue waits until its context ends.
+type stuckMatcher struct {
+	*flamingo.MemoryMatcher
+	calls atomic.Int32
+}
+
+func (m *stuckMatcher) Enqueue(ctx context.Context, _ flamingo.Ticket) error {
+	m.calls.Add(1)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestJoin_MatcherTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &stuckMatcher{MemoryMatcher: flamingo.NewMemoryMatcher()}
+		e := newEngine(t, flamingo.Config{Matcher: m, MatcherTimeout: 3 * time.Second})
+		a, b := flamingotest.Connect(t, e), flamingotest.Connect(t, e)
+		a.Init("")
+		b.Init("")
+		start := time.Now()
+		a.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
+		synctest.Wait()
+		// The engine is not held up by the call under way: b is served meanwhile.
+		b.Sync()
+		assert.Equal(t, 1, e.Stats().InQueue)
+
+		a.ExpectError(flamingo.CodeInternal)
+		assert.Equal(t, 3*time.Second, time.Since(start), "the call ends at Config.MatcherTimeout")
+		assert.Equal(t, 0, e.Stats().InQueue)
+	})
+}
+
+func TestShutdown_EndsMatcherCallsWithItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &stuckMatcher{MemoryMatcher: flamingo.NewMemoryMatcher()}
+		e, err := flamingo.New(flamingo.Config{Matcher: m, MatcherTimeout: time.Hour})
+		require.NoError(t, err)
+		a := flamingotest.Connect(t, e)
+		a.Init("")
+		a.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
+		synctest.Wait()
+		require.EqualValues(t, 1, m.calls.Load())
+
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+		synctest.Wait() // every goroutine of the engine has returned: none waits an hour
+		assert.Equal(t, time.Second, time.Since(start))
+		assert.NoError(t, e.Shutdown(context.Background()))
+	})
+}
+
+func TestOnMessage_ErrorWithoutCode_IsMessageRejected(t *testing.T) {
+	e := newEngine(t, flamingo.Config{OnMessage: func(m flamingo.Message) error {
+		switch m.Content {
+		case "no code":
+			return &flamingo.Error{Message: "not here"}
+		case "plain":
+			return errors.New("a plain error")
+		}
+		return &flamingo.Error{Code: "off_topic", Message: "stay on topic"}
+	}})
+	a, b := flamingotest.Pair(t, e)
+
+	a.Say("no code")
+	p := a.ExpectError(flamingo.CodeMessageRejected)
+	assert.Equal(t, "not here", p.Message)
+	a.Say("plain")
+	p = a.ExpectError(flamingo.CodeMessageRejected)
+	assert.Equal(t, "the message was refused", p.Message, "a plain error's text stays on the server")
+	a.Say("own code")
+	p = a.ExpectError("off_topic")
+	assert.Equal(t, "stay on topic", p.Message)
+	b.Sync() // b got none of them
+}
+
+func TestShutdown_FromAHook(t *testing.T) {
+	var e *flamingo.Engine
+	returned := make(chan error, 1)
+	e = newEngine(t, flamingo.Config{OnMessage: func(flamingo.Message) error {
+		returned <- e.Shutdown(context.Background())
+		return nil
+	}})
+	a, _ := flamingotest.Pair(t, e)
+	a.Say("shut it down")
+	select {
+	case err := <-returned:
+		assert.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown called from a hook did not return")
+	}
+	// The shutdown it began goes on: the connections are closed.
+	a.ExpectClosed(flamingo.CloseGoingAway)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	assert.NoError(t, e.Shutdown(ctx), "a second call waits for the whole shutdown")
+	assert.ErrorIs(t, e.Serve(context.Background(), pipeEnd()), flamingo.ErrEngineClosed)
+}
+
+func pipeEnd() flamingo.Transport {
+	s, _ := flamingotest.Pipe()
+	return s
+}
+
+// A WebSocket peer that never reads would hold each close handshake for its full
+// timeout (5 s in coder/websocket); Shutdown's context bounds that.
+func TestShutdown_PeersThatDoNotRead(t *testing.T) {
+	e, err := flamingo.New(flamingo.Config{})
+	require.NoError(t, err)
+	url := wsServer(t, e, nil)
+	for range 5 {
+		c := rawDial(t, url)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(`{"type":"init"}`)))
+		_, b, err := c.Read(ctx)
+		cancel()
+		require.NoError(t, err)
+		require.True(t, strings.Contains(string(b), `"ready"`))
+		// From here on the peer reads nothing, so it never answers the close.
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+	// Once its context was done, Shutdown closed what was left without waiting for
+	// the peers: everything ends well before one close handshake's timeout.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	assert.NoError(t, e.Shutdown(ctx2))
+}
