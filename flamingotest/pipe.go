@@ -98,7 +98,16 @@ func (p *PipeEnd) Write(ctx context.Context, b []byte) error {
 	frame := append([]byte(nil), b...)
 	select {
 	case p.peer.in <- frame:
-		return nil
+		// A send that raced with Close may come after the other end has read its
+		// last frame: as over a real socket, a write that meets a close fails,
+		// whether or not the peer saw it.
+		select {
+		case <-p.state.done:
+			ce := p.state.close
+			return &ce
+		default:
+			return nil
+		}
 	case <-p.state.done:
 		ce := p.state.close
 		return &ce
