@@ -64,7 +64,7 @@ func TestFlood_DoesNotHurtOthers(t *testing.T) {
 	}
 	// The default limits are what is under test; a short grace only shortens the
 	// cleanup of the flooder's chat.
-	e := chaosEngine(t, flamingo.Config{ResumeGrace: 2 * time.Second})
+	e := newEngine(t, flamingo.Config{ResumeGrace: 2 * time.Second})
 	d := newChaosDialer(t, e, nil, 2) // the pair comes from 127.0.0.1, the flooder from 127.0.0.2
 	const (
 		pairAddr, floodAddr = 0, 1

@@ -77,7 +77,7 @@ func TestChaos_KillConnections(t *testing.T) {
 	}
 	seed := chaosSeed(t)
 	const grace = 3 * time.Second
-	e := chaosEngine(t, flamingo.Config{
+	e := newEngine(t, flamingo.Config{
 		// A short grace, so that the users who do not come back expire within the
 		// test. The resumes come within its first quarter: on a loaded machine
 		// (and under -race) a reconnection can take a while.
@@ -86,12 +86,12 @@ func TestChaos_KillConnections(t *testing.T) {
 		// message was handled, so that each error is tied to its message. A
 		// rate-limited ping would get no pong, so events are not limited; the
 		// users send about 2 messages a second.
-		EventRate:   chaosUnlimited,
+		EventRate:   unlimited,
 		MessageRate: flamingo.RateLimit{Rate: 50, Burst: 50},
 		// Hundreds of users init from one loopback address, and a resume that
 		// comes too late counts as a guess.
-		InitRate:        chaosUnlimited,
-		ResumeGuessRate: chaosUnlimited,
+		InitRate:        unlimited,
+		ResumeGuessRate: unlimited,
 	})
 	d := newChaosDialer(t, e, &flamingo.WebSocketOptions{MaxConnsPerIP: -1}, 1)
 

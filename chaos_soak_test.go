@@ -270,7 +270,7 @@ func TestSoak_NoUserIDLeak(t *testing.T) {
 		grace    = 2 * time.Second
 	)
 	logs := &soakLog{}
-	e := chaosEngine(t, flamingo.Config{
+	e := newEngine(t, flamingo.Config{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		// A short grace, so that some clients come back within it (resumed) and
 		// some after it (an unknown id, answered with a fresh one).
@@ -278,9 +278,9 @@ func TestSoak_NoUserIDLeak(t *testing.T) {
 		// The churn is faster than people: clients queue again many times a second,
 		// and a hundred of them init (and come back with expired ids) from one
 		// loopback address.
-		JoinRate:        chaosUnlimited,
-		InitRate:        chaosUnlimited,
-		ResumeGuessRate: chaosUnlimited,
+		JoinRate:        unlimited,
+		InitRate:        unlimited,
+		ResumeGuessRate: unlimited,
 		MessageRate:     flamingo.RateLimit{Rate: 50, Burst: 50},
 	})
 	d := newChaosDialer(t, e, &flamingo.WebSocketOptions{MaxConnsPerIP: -1}, 1)

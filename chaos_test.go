@@ -8,18 +8,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flamingochat/flamingo"
@@ -44,9 +41,6 @@ import (
 // a test is about to fail.
 const chaosLimit = 15 * time.Second
 
-// chaosUnlimited turns a rate limit off.
-var chaosUnlimited = flamingo.RateLimit{Rate: -1}
-
 var errChaosAborted = errors.New("aborted")
 
 func chaosSeed(t *testing.T) uint64 {
@@ -59,20 +53,6 @@ func chaosSeed(t *testing.T) uint64 {
 	}
 	t.Logf("seed %d (FLAMINGO_CHAOS_SEED=%[1]d repeats the random choices)", seed)
 	return seed
-}
-
-// chaosEngine returns a new engine that the test's cleanup shuts down, after the
-// cleanups registered later (the clients') have run.
-func chaosEngine(t *testing.T, cfg flamingo.Config) *flamingo.Engine {
-	t.Helper()
-	e, err := flamingo.New(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), chaosLimit)
-		defer cancel()
-		assert.NoError(t, e.Shutdown(ctx))
-	})
-	return e
 }
 
 // chaosDialer opens WebSockets to a test server serving an engine. Address 0 is the
@@ -88,9 +68,7 @@ type chaosDialer struct {
 
 func newChaosDialer(t *testing.T, e *flamingo.Engine, opts *flamingo.WebSocketOptions, addrs int) *chaosDialer {
 	t.Helper()
-	srv := httptest.NewServer(flamingo.NewWebSocketHandler(e, opts))
-	t.Cleanup(srv.Close)
-	d := &chaosDialer{url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	d := &chaosDialer{url: wsServer(t, e, opts)}
 	for i := range max(addrs, 1) {
 		nd := &net.Dialer{}
 		if i > 0 {
