@@ -46,20 +46,23 @@ const transportLarge = 16 << 10
 //   - ReadConcurrentWithWrite: both ends read and write at once, as the engine does,
 //     and every message still arrives whole and in order (run the suite with -race);
 //   - WriteLeavesPUnchanged: Write does not modify the slice it is given;
-//   - WriteDoesNotKeepP: the caller may overwrite that slice once Write has returned
-//     without changing the message sent;
+//   - WriteDoesNotKeepP: once Write has returned, the caller may overwrite the slice
+//     it gave, as with io.Writer, and the message sent stays as it was;
 //   - ReadResultValidUntilNextRead: the slice Read returns keeps its contents until the
 //     next Read on that end, while that end writes and the peer writes more;
 //   - CloseUnblocksRead: Close on one end, from another goroutine, makes a pending Read
 //     on that end and one on the peer return an error, with no message;
-//   - CloseUnblocksWrite: Close makes a Write that is blocked on a peer that does not
-//     read return an error;
-//   - WriteAfterClose: Write on an end that was closed returns an error;
+//   - CloseUnblocksWrite: Close on an end whose Write is blocked, because the peer
+//     does not read, makes that Write return an error (an end that buffers without
+//     bound is closed after 32 MiB instead, and its next Write must fail);
+//   - WriteAfterClose: Write on an end that was closed returns an error, and the peer
+//     reads an error, not a message;
 //   - CloseTwiceAndConcurrently: Close may be called on both ends at once, from several
-//     goroutines, and again afterwards, and always returns;
+//     goroutines, and again afterwards; it always returns, and pending Reads on both
+//     ends return an error;
 //   - Ping: when an end implements [flamingo.Pinger], Ping succeeds while both ends
-//     are reading, adds nothing to the messages read, and fails once the end is closed.
-//     The subtest is skipped when neither end is a Pinger.
+//     are reading and adds nothing to the messages read; once one end is closed, Ping
+//     fails on both. The subtest is skipped when neither end is a Pinger.
 //
 // The suite uses the ends as [flamingo.Engine] does: Read from one goroutine per end,
 // Write from one goroutine at a time, concurrently with Read, and Close and Ping from
