@@ -5,6 +5,8 @@
 // under testing/synctest. [Connect] does both in one call, and [Dial] gives the same
 // Client over a real WebSocket.
 //
-// [TestMatcher] is a conformance suite: any [flamingo.Matcher] implementation runs it
-// from its own tests to show that it keeps the contract.
+// [TestMatcher] and [TestTransport] are conformance suites: any [flamingo.Matcher] or
+// [flamingo.Transport] implementation runs the one for its interface from its own tests
+// to show that it keeps the contract. The in-memory pipe and the WebSocket adapter pass
+// TestTransport.
 package flamingotest
