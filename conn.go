@@ -35,6 +35,9 @@ type conn struct {
 	written  atomic.Int64 // how many frames of inflight have been written
 	qbytes   int
 	closeAt  *closeReq // close the transport once the queue is written
+	// unresponsive marks a peer that stopped reading or answering pings: its close
+	// does not wait for a handshake it would not answer (see closeConnLocked).
+	unresponsive bool
 	pinging  bool      // a heartbeat ping is under way
 	nextPing time.Time // when the next heartbeat ping is due
 	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
@@ -75,8 +78,20 @@ func (e *Engine) closeConnLocked(c *conn, code CloseCode, reason string) {
 		return
 	}
 	c.closed = true
-	e.goLocked(func() { _ = c.t.Close(code, reason) })
+	unresponsive := c.unresponsive
+	e.goLocked(func() {
+		if unresponsive {
+			// The close frame is still worth a try, but not the 5 s a WebSocket
+			// close handshake waits for a peer that does not read.
+			stop := time.AfterFunc(unresponsiveCloseWait, func() { closeNow(c.t) })
+			defer stop.Stop()
+		}
+		_ = c.t.Close(code, reason)
+	})
 }
+
+// unresponsiveCloseWait is how long the close of an unresponsive peer may wait for it.
+const unresponsiveCloseWait = time.Second
 
 // sendLocked queues f for c within the queue's bounds; it reports false if c is
 // closed or its queue is full. Frames replayed on resume do not count against the
@@ -126,6 +141,7 @@ func (e *Engine) dropSlowLocked(c *conn, reason string) {
 		e.log.Info("flamingo: dropping slow consumer", slog.String("user", s.handle), slog.String("reason", reason))
 		e.detachLocked(c, true)
 	}
+	c.unresponsive = true
 	e.closeConnLocked(c, CloseSlowConsumer, reason)
 }
 

@@ -64,6 +64,7 @@ func (e *Engine) pinged(c *conn, err error) {
 	c.pinging = false
 	c.nextPing = time.Now().Add(e.cfg.HeartbeatInterval)
 	if err != nil {
+		c.unresponsive = true
 		e.closeConnLocked(c, CloseGoingAway, "heartbeat timeout")
 	}
 }

@@ -23,8 +23,9 @@ type Transport interface {
 	// Read blocks until the next message arrives and returns it. The returned slice
 	// may be reused by the next Read call. Any error ends the connection.
 	Read(ctx context.Context) ([]byte, error)
-	// Write sends one message. The Engine does not touch p afterwards, and never
-	// modifies it.
+	// Write sends one message. It must not modify p, nor keep it once it returns;
+	// the Engine does not modify p either, and may send its bytes again after a
+	// failed Write (to a resumed connection).
 	Write(ctx context.Context, p []byte) error
 	// Close ends the connection, telling the peer code and reason where the
 	// transport can.
