@@ -11,11 +11,20 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	defer engine.Shutdown(context.Background())
 //	http.Handle("/ws", flamingo.NewWebSocketHandler(engine, nil))
 //
-// A zero [Config] is ready to use; each field documents its default. Browsers and other
-// clients then speak the JSON protocol described in FRONTEND_GUIDE.md.
+// A zero [Config] is ready to use; each field documents its default, and [New] refuses
+// an invalid value (a negative duration, say) with an error that names the field.
+// Browsers and other clients then speak the JSON protocol described in
+// FRONTEND_GUIDE.md.
+//
+// # Shutting down
+//
+// Call [http.Server.Shutdown] first, so that no new connection arrives, then
+// [Engine.Shutdown]: net/http does not wait for WebSocket connections (they are
+// hijacked), and Engine.Shutdown closes them, stops the matcher and waits for every
+// goroutine the engine started. Give it a context with a deadline: once it is done,
+// connections whose peers do not answer the close handshake are closed at once.
 //
 // # Protocol
 //
