@@ -2,11 +2,16 @@ module github.com/flamingochat/flamingo/flamingoredis
 
 go 1.25.0
 
+// The replace line builds against this repository's root module, for working on both
+// together. A replace applies only in the main module: a module that requires this one
+// ignores it and gets the version of the root module required below, so that must be a
+// tagged release (tag v0.1.0).
 replace github.com/flamingochat/flamingo => ../
 
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
-	github.com/flamingochat/flamingo v0.0.0-00010101000000-000000000000
+	github.com/coder/websocket v1.8.15
+	github.com/flamingochat/flamingo v0.1.0
 	github.com/redis/go-redis/v9 v9.22.0
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
@@ -14,7 +19,6 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/coder/websocket v1.8.15 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect

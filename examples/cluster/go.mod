@@ -2,14 +2,19 @@ module github.com/flamingochat/flamingo/examples/cluster
 
 go 1.25.0
 
+// The replace lines build against this repository's own copies of the modules below,
+// for working on them together. A replace applies only in the main module: a module
+// that requires this one ignores it and gets the versions required below, so each must
+// be a tagged release (tag v0.1.0 for the root module, flamingoredis/v0.1.0 for
+// flamingoredis).
 replace (
 	github.com/flamingochat/flamingo => ../..
 	github.com/flamingochat/flamingo/flamingoredis => ../../flamingoredis
 )
 
 require (
-	github.com/flamingochat/flamingo v0.0.0-00010101000000-000000000000
-	github.com/flamingochat/flamingo/flamingoredis v0.0.0-00010101000000-000000000000
+	github.com/flamingochat/flamingo v0.1.0
+	github.com/flamingochat/flamingo/flamingoredis v0.1.0
 	github.com/redis/go-redis/v9 v9.22.0
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
