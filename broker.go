@@ -20,8 +20,9 @@ import (
 // # Contract
 //
 // The Engine calls Start once, from [New], before the matcher's Start, and Stop once,
-// from [Engine.Shutdown], after the matcher's Stop and after the last of the calls
-// below.
+// from [Engine.Shutdown], once its connections have ended and before the matcher's
+// Stop. The calls below may go on while Stop runs (a release it asks for is answered);
+// those made after Stop has returned may be dropped.
 //
 // Save, Forget, Send and EndChat are made from one goroutine at a time, never with an
 // engine lock held, in the order the Engine decided them. They must not block: a

@@ -238,7 +238,12 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 	if old := s.conn; old != nil {
 		e.replaceConnLocked(old, s)
 	}
-	e.leaveQueueLocked(s)
+	if s.queued {
+		// Cancelled before the reply goes: once the user is on the other node, a
+		// Cancel from here could take out the ticket of their next join there.
+		e.dequeueLocked(s)
+		e.publishLocked(func() { e.cancelTicket(user) })
+	}
 	delete(e.sessions, user)
 	st := e.stateLocked(s, true)
 	st.Away = true

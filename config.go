@@ -3,6 +3,7 @@ package flamingo
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 )
@@ -17,7 +18,8 @@ type Config struct {
 	// Matcher must then be one the nodes share. Nil means a single node.
 	Broker Broker
 	// Logger receives the engine's logs. Nil means no logging. Logs never hold
-	// message content or user_ids, only handles.
+	// message content or user_ids, only handles. The engine logs with its lock held,
+	// so the Logger's handler must not block.
 	Logger *slog.Logger
 
 	// ResumeGrace is how long a disconnected user keeps their session and chat.
@@ -96,9 +98,9 @@ type Config struct {
 	// waited longer and OnChatEnd on the node that ended the chat (SCALING.md).
 }
 
-// resolve returns c with every zero field set to its default, or an error naming the
-// first field whose value is invalid: a negative duration or size, or a [RateLimit]
-// with a negative Burst.
+// resolve returns c with every zero field set to its default, or an error naming each
+// field whose value is invalid: a negative duration or size, or a [RateLimit] with a
+// negative Burst or a NaN Rate.
 func (c Config) resolve() (Config, error) {
 	var bad []string
 	dur := func(name string, d *time.Duration, v time.Duration) {
@@ -120,6 +122,9 @@ func (c Config) resolve() (Config, error) {
 	limit := func(name string, l *RateLimit, r float64, burst int) {
 		if l.Burst < 0 {
 			bad = append(bad, fmt.Sprintf("%s.Burst is negative (%d)", name, l.Burst))
+		}
+		if math.IsNaN(l.Rate) {
+			bad = append(bad, name+".Rate is NaN")
 		}
 		*l = l.or(r, burst)
 	}

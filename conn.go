@@ -38,8 +38,8 @@ type conn struct {
 	// unresponsive marks a peer that stopped reading or answering pings: its close
 	// does not wait for a handshake it would not answer (see closeConnLocked).
 	unresponsive bool
-	pinging  bool      // a heartbeat ping is under way
-	nextPing time.Time // when the next heartbeat ping is due
+	pinging      bool      // a heartbeat ping is under way
+	nextPing     time.Time // when the next heartbeat ping is due
 	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
 	// that a replay at the bound does not make a reading client look slow.
 	slack, slackBytes int
@@ -78,20 +78,8 @@ func (e *Engine) closeConnLocked(c *conn, code CloseCode, reason string) {
 		return
 	}
 	c.closed = true
-	unresponsive := c.unresponsive
-	e.goLocked(func() {
-		if unresponsive {
-			// The close frame is still worth a try, but not the 5 s a WebSocket
-			// close handshake waits for a peer that does not read.
-			stop := time.AfterFunc(unresponsiveCloseWait, func() { closeNow(c.t) })
-			defer stop.Stop()
-		}
-		_ = c.t.Close(code, reason)
-	})
+	e.goLocked(func() { e.closeTransport(c, code, reason) })
 }
-
-// unresponsiveCloseWait is how long the close of an unresponsive peer may wait for it.
-const unresponsiveCloseWait = time.Second
 
 // sendLocked queues f for c within the queue's bounds; it reports false if c is
 // closed or its queue is full. Frames replayed on resume do not count against the

@@ -2,8 +2,10 @@ package flamingo_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -210,4 +212,213 @@ func TestShutdown_PeersThatDoNotRead(t *testing.T) {
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel2()
 	assert.NoError(t, e.Shutdown(ctx2))
+}
+
+// fakeBroker records what the engine tells its cluster. onStop runs inside Stop, as
+// flamingoredis's Stop reads its inbox (handover requests, pairs) there.
+type fakeBroker struct {
+	mu     sync.Mutex
+	host   flamingo.BrokerHost
+	saved  []flamingo.SessionState
+	ended  []string
+	onStop func(ctx context.Context, h flamingo.BrokerHost)
+}
+
+func (b *fakeBroker) Start(h flamingo.BrokerHost) error { b.host = h; return nil }
+func (b *fakeBroker) NodeID() string                    { return "n1" }
+func (b *fakeBroker) Save(st flamingo.SessionState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.saved = append(b.saved, st)
+}
+func (b *fakeBroker) Forget(string)                      {}
+func (b *fakeBroker) Send(string, flamingo.ClusterEvent) {}
+func (b *fakeBroker) EndChat(id string, _ [2]string, _ string, _ flamingo.EndReason) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ended = append(b.ended, id)
+}
+func (b *fakeBroker) Claim(context.Context, string, [sha256.Size]byte) (flamingo.SessionState, error) {
+	return flamingo.SessionState{}, flamingo.ErrSessionNotFound
+}
+func (b *fakeBroker) Stats() flamingo.Stats { return flamingo.Stats{} }
+func (b *fakeBroker) Stop(ctx context.Context) error {
+	if b.onStop != nil {
+		b.onStop(ctx, b.host)
+	}
+	return nil
+}
+
+func (b *fakeBroker) lastSaved() flamingo.SessionState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.saved[len(b.saved)-1]
+}
+
+// A release the broker asks for while it stops is answered, with the session.
+func TestShutdown_ReleaseWhileTheBrokerStops(t *testing.T) {
+	b := &fakeBroker{}
+	replied := make(chan flamingo.SessionState, 1)
+	b.onStop = func(_ context.Context, h flamingo.BrokerHost) {
+		h.Release(b.lastSaved().User, func(st flamingo.SessionState) { replied <- st })
+	}
+	e, err := flamingo.New(flamingo.Config{Broker: b})
+	require.NoError(t, err)
+	a := flamingotest.Connect(t, e)
+	a.Init("")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e.Shutdown(ctx))
+	select {
+	case st := <-replied:
+		assert.True(t, st.Found)
+	default:
+		t.Fatal("the release was never answered: the session is lost")
+	}
+}
+
+// reportingMatcher lets a test report pairs of its own.
+type reportingMatcher struct {
+	*flamingo.MemoryMatcher
+	report func(flamingo.Pair)
+}
+
+func (m *reportingMatcher) Start(r func(flamingo.Pair)) error {
+	m.report = r
+	return m.MemoryMatcher.Start(r)
+}
+
+// A pair that arrives while the broker stops, for a user of this node who is gone,
+// still tells the other node that the chat ended.
+func TestShutdown_PairWhileTheBrokerStops(t *testing.T) {
+	b := &fakeBroker{}
+	m := &reportingMatcher{MemoryMatcher: flamingo.NewMemoryMatcher()}
+	b.onStop = func(context.Context, flamingo.BrokerHost) {
+		m.report(flamingo.Pair{
+			A:      flamingo.Ticket{User: "x", Gender: flamingo.GenderMale, Preference: flamingo.PreferAny, JoinedAt: time.Now(), Node: "n2"},
+			B:      flamingo.Ticket{User: "y", Gender: flamingo.GenderMale, Preference: flamingo.PreferAny, JoinedAt: time.Now(), Node: "n1"},
+			ChatID: "c1",
+		})
+	}
+	e, err := flamingo.New(flamingo.Config{Broker: b, Matcher: m})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, e.Shutdown(ctx))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	assert.Contains(t, b.ended, "c1")
+}
+
+// Each Shutdown call is bounded by its own context, whichever call began the shutdown.
+func TestShutdown_EachCallHasItsOwnBound(t *testing.T) {
+	stopping, stopped := make(chan struct{}), make(chan struct{})
+	b := &fakeBroker{onStop: func(ctx context.Context, _ flamingo.BrokerHost) {
+		close(stopping)
+		<-ctx.Done() // a broker that cannot reach its store
+		close(stopped)
+	}}
+	e, err := flamingo.New(flamingo.Config{Broker: b})
+	require.NoError(t, err)
+	first := make(chan error, 1)
+	go func() { first <- e.Shutdown(context.Background()) }()
+	<-stopping
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+	// The call whose context ended ended the waits of the shutdown, for every caller.
+	<-stopped
+	assert.NoError(t, <-first)
+}
+
+// slowEnqueueMatcher takes the ticket but answers only after the deadline, as a Redis
+// script that ran while its reply was lost.
+type slowEnqueueMatcher struct {
+	*flamingo.MemoryMatcher
+}
+
+func (m slowEnqueueMatcher) Enqueue(ctx context.Context, t flamingo.Ticket) error {
+	if err := m.MemoryMatcher.Enqueue(ctx, t); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestJoin_EnqueueTimeout_TakesTheTicketOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mm := flamingo.NewMemoryMatcher()
+		e := newEngine(t, flamingo.Config{Matcher: slowEnqueueMatcher{mm}, MatcherTimeout: time.Second})
+		a := flamingotest.Connect(t, e)
+		a.Init("")
+		a.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderFemale})
+		a.ExpectError(flamingo.CodeInternal)
+		synctest.Wait()
+		assert.Equal(t, 0, e.Stats().InQueue)
+		assert.Equal(t, 0, mm.Len(), "no ticket waits for a user who is not queued")
+	})
+}
+
+func TestOnMessage_TypedNilError(t *testing.T) {
+	e := newEngine(t, flamingo.Config{OnMessage: func(flamingo.Message) error {
+		var refuse *flamingo.Error
+		return refuse // a non-nil error holding a nil *Error
+	}})
+	a, b := flamingotest.Pair(t, e)
+	a.Say("hi")
+	a.ExpectError(flamingo.CodeMessageRejected)
+	b.Sync()
+}
+
+// stickyTransport's Close waits for its peer unless CloseNow is called, as a WebSocket
+// close handshake with a peer that does not read.
+type stickyTransport struct {
+	in      chan []byte
+	closing chan struct{}
+	now     chan struct{}
+	once1   sync.Once
+	once2   sync.Once
+}
+
+func newSticky() *stickyTransport {
+	return &stickyTransport{in: make(chan []byte, 4), closing: make(chan struct{}), now: make(chan struct{})}
+}
+
+func (s *stickyTransport) Read(context.Context) ([]byte, error) {
+	select {
+	case b := <-s.in:
+		return b, nil
+	case <-s.closing:
+		return nil, errors.New("closed")
+	}
+}
+func (s *stickyTransport) Write(context.Context, []byte) error { return nil }
+func (s *stickyTransport) Close(flamingo.CloseCode, string) error {
+	s.once1.Do(func() { close(s.closing) })
+	<-s.now
+	return nil
+}
+func (s *stickyTransport) CloseNow() error {
+	s.once2.Do(func() { close(s.now) })
+	s.once1.Do(func() { close(s.closing) })
+	return nil
+}
+
+// A connection whose close began before Shutdown (here, after a frame too big) is
+// closed at once too when Shutdown's context ends.
+func TestShutdown_ConnsAlreadyClosing(t *testing.T) {
+	e, err := flamingo.New(flamingo.Config{MaxFrameBytes: 16})
+	require.NoError(t, err)
+	tr := newSticky()
+	served := make(chan struct{})
+	go func() { defer close(served); _ = e.Serve(context.Background(), tr) }()
+	tr.in <- []byte(`{"type":"init","payload":{"user_id":"xxxxxxxxxxxxxxxxxxxxxxxx"}}`)
+	<-served // Serve has returned; the transport's Close is under way
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, e.Shutdown(ctx), context.DeadlineExceeded)
+	<-tr.now // CloseNow was called
+	assert.NoError(t, e.Shutdown(context.Background()))
 }

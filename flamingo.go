@@ -31,7 +31,8 @@ var (
 //     right after the Lock. No function unlocks a lock that its caller took.
 //   - A function whose name ends in Locked is called with e.mu held and returns with it
 //     held.
-//   - With e.mu held the engine does no I/O and never calls the Matcher, the Broker or a
+//   - With e.mu held the engine does no I/O (but for logging, whose handler must not
+//     block, as Config.Logger says) and never calls the Matcher, the Broker or a
 //     hook. A decision made under the lock leaves its follow-up work where it runs after
 //     the unlock: frames in a connection's queue, written by that connection's writer
 //     goroutine (conn.go); matcher calls in the session's matcher queue, made in order
@@ -71,15 +72,16 @@ type Engine struct {
 	wake         chan struct{} // nudges the reaper; capacity 1
 	flush        chan struct{} // nudges the broker outbox's flusher; capacity 1
 	flushStop    chan struct{} // closed when the flusher is to empty the outbox and return
+	stopped      chan struct{} // closed when the shutdown sequence has run
 	done         chan struct{} // closed when Shutdown begins
 	workers      sync.WaitGroup
 	serving      sync.WaitGroup
 	flusher      sync.WaitGroup
 	shutdownOnce sync.Once
-	stopErr      error // what stopping the broker and the matcher returned
+	stopErr      error // what stopping the broker and the matcher returned; set before stopped is closed
 }
 
-// New returns a running Engine configured by cfg, or an error naming the first invalid
+// New returns a running Engine configured by cfg, or an error naming each invalid
 // field of cfg. It starts the matcher and the worker that expires sessions;
 // [Engine.Shutdown] stops them.
 func New(cfg Config) (*Engine, error) {
@@ -99,6 +101,7 @@ func New(cfg Config) (*Engine, error) {
 		wake:      make(chan struct{}, 1),
 		flush:     make(chan struct{}, 1),
 		flushStop: make(chan struct{}),
+		stopped:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
@@ -149,44 +152,52 @@ func (e *Engine) statsLocked(others Stats) Stats {
 	return Stats{Online: e.online + others.Online, InQueue: e.inQueue + others.InQueue, InChat: e.inChat + others.InChat}
 }
 
-// goLocked runs f on a goroutine the engine waits for in Shutdown. Once Shutdown has
-// begun it does nothing: Shutdown itself closes every transport and stops the matcher,
-// and an Add after its Wait could be missed.
-func (e *Engine) goLocked(f func()) {
+// goLocked runs f on a goroutine the engine waits for in Shutdown, and reports whether
+// it did. Once Shutdown has begun it does nothing: Shutdown itself closes every
+// transport and stops the matcher, and an Add after its Wait could be missed.
+func (e *Engine) goLocked(f func()) bool {
 	if e.closed {
-		return
+		return false
 	}
 	e.workers.Add(1)
 	go func() {
 		defer e.workers.Done()
 		f()
 	}()
+	return true
 }
 
 // Shutdown stops the engine: new connections are refused, every connection is closed
 // with [CloseGoingAway], the matcher is stopped, and Shutdown waits until every
 // goroutine the engine started has returned and every Serve call has returned, or ctx
 // is done, whichever is first. Once ctx is done, connections whose close handshake is
-// still under way are closed at once, without waiting for their peers. Hooks are not
-// called for chats cut by Shutdown. It is safe to call more than once; each call waits.
+// still under way are closed at once, without waiting for their peers, and matcher
+// calls under way are cancelled. Hooks are not called for chats cut by Shutdown. It is
+// safe to call more than once and from several goroutines; each call waits, bounded by
+// its own ctx.
 //
-// Called from a hook, Shutdown cannot wait for the hook that called it: it begins the
-// shutdown on another goroutine and returns nil at once.
+// Called from a hook (of this Engine or of another), Shutdown cannot wait for the hook
+// that called it: it begins the shutdown and returns nil at once.
 //
 // With net/http, call [http.Server.Shutdown] first, so that no new connection arrives,
 // and then Engine.Shutdown: http.Server.Shutdown does not wait for WebSocket
 // connections (they are hijacked), and this closes them.
 func (e *Engine) Shutdown(ctx context.Context) error {
+	e.shutdownOnce.Do(func() {
+		go func() {
+			e.stopErr = e.shutdown()
+			close(e.stopped)
+		}()
+	})
 	if calledFromHook() {
-		go e.Shutdown(ctx) //nolint:errcheck // nobody is left to tell
 		return nil
 	}
-	// Matcher calls under way end when ctx does.
+	// When ctx ends, so do matcher calls and close handshakes under way.
 	stop := context.AfterFunc(ctx, e.cancel)
 	defer stop()
-	e.shutdownOnce.Do(func() { e.stopErr = e.shutdown(ctx) })
 	done := make(chan struct{})
 	go func() {
+		<-e.stopped
 		e.workers.Wait()
 		e.serving.Wait()
 		close(done)
@@ -196,20 +207,24 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.cancel()
 		return e.stopErr
 	case <-ctx.Done():
+		e.cancel() // (the AfterFunc may not have run yet, and stop would keep it from it)
 		return ctx.Err()
 	}
 }
 
-func (e *Engine) shutdown(ctx context.Context) error {
+// shutdown runs once, on its own goroutine; e.stopped is closed when it returns. Its
+// waits end when e.ctx does: when the context of a Shutdown call ends.
+func (e *Engine) shutdown() error {
 	conns := e.close()
 	close(e.done)
-	e.closeAll(ctx, conns)
+	e.closeAll(conns)
 
 	var err error
 	if e.broker != nil {
 		// Once every connection has ended, the broker leaves the sessions (with
 		// what is held for them) to the other nodes; it stops the matcher it
-		// shares with them when it no longer needs it.
+		// shares with them when it no longer needs it. The outbox is made until
+		// the broker has stopped: a release it asks for meanwhile is answered.
 		served := make(chan struct{})
 		go func() {
 			e.serving.Wait()
@@ -217,13 +232,16 @@ func (e *Engine) shutdown(ctx context.Context) error {
 		}()
 		select {
 		case <-served:
-		case <-ctx.Done():
+		case <-e.ctx.Done():
 		}
-		close(e.flushStop)
-		e.flusher.Wait() // the outbox's last calls are made before the broker stops
-		err = e.broker.Stop(ctx)
+		err = e.broker.Stop(e.ctx)
 	}
-	return errors.Join(err, e.matcher.Stop(ctx))
+	err = errors.Join(err, e.matcher.Stop(e.ctx))
+	if e.broker != nil {
+		close(e.flushStop)
+		e.flusher.Wait()
+	}
+	return err
 }
 
 // close marks the engine closed and every connection closing, and returns them.
@@ -233,16 +251,17 @@ func (e *Engine) close() []*conn {
 	e.closed = true
 	conns := make([]*conn, 0, len(e.conns))
 	for c := range e.conns {
-		conns = append(conns, c)
-		c.closed = true
+		if !c.closed {
+			conns = append(conns, c)
+			c.closed = true
+		}
 	}
 	return conns
 }
 
 // closeAll closes conns concurrently, a bounded number at a time, on a goroutine the
-// engine waits for: a close handshake with an unresponsive peer can take seconds. Once
-// ctx is done, what is still closing is closed at once (see [closeNower]).
-func (e *Engine) closeAll(ctx context.Context, conns []*conn) {
+// engine waits for: a close handshake with an unresponsive peer can take seconds.
+func (e *Engine) closeAll(conns []*conn) {
 	const parallel = 256
 	e.workers.Add(1)
 	go func() {
@@ -254,14 +273,12 @@ func (e *Engine) closeAll(ctx context.Context, conns []*conn) {
 			select {
 			case sem <- struct{}{}:
 				acquired = true
-			case <-ctx.Done(): // each close is now quick: no need to bound them
+			case <-e.ctx.Done(): // each close is now quick: no need to bound them
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				stop := context.AfterFunc(ctx, func() { closeNow(c.t) })
-				_ = c.t.Close(CloseGoingAway, "server shutting down")
-				stop()
+				e.closeTransport(c, CloseGoingAway, "server shutting down")
 				if acquired {
 					<-sem
 				}
@@ -271,8 +288,26 @@ func (e *Engine) closeAll(ctx context.Context, conns []*conn) {
 	}()
 }
 
-// closeNower is a [Transport] that can close without waiting for its peer, as
-// coder/websocket's CloseNow does. Shutdown uses it once its context is done.
+// closeTransport closes c's transport. Once e.ctx is done (a Shutdown's context
+// ended), or after a moment for a peer known to be unresponsive, it stops waiting for
+// the peer and closes the transport at once.
+func (e *Engine) closeTransport(c *conn, code CloseCode, reason string) {
+	stop := context.AfterFunc(e.ctx, func() { closeNow(c.t) })
+	defer stop()
+	if c.unresponsive {
+		// The close frame is still worth a try, but not the 5 s a WebSocket
+		// close handshake waits for a peer that does not read.
+		t := time.AfterFunc(unresponsiveCloseWait, func() { closeNow(c.t) })
+		defer t.Stop()
+	}
+	_ = c.t.Close(code, reason)
+}
+
+// unresponsiveCloseWait is how long the close of an unresponsive peer may wait for it.
+const unresponsiveCloseWait = time.Second
+
+// closeNower is a [Transport] that can close without waiting for its peer. Shutdown
+// uses it once its context is done.
 type closeNower interface {
 	CloseNow() error
 }
@@ -288,10 +323,17 @@ func closeNow(t Transport) {
 // hookFunc is the name of the function that runs every hook, as the runtime reports it.
 var hookFunc = runtime.FuncForPC(reflect.ValueOf((*Engine).callHook).Pointer()).Name()
 
-// calledFromHook reports whether the calling goroutine is running a hook.
+// calledFromHook reports whether the calling goroutine is running a hook of an Engine.
+// It looks at the whole stack; Shutdown is the only caller, so this costs nothing on
+// the hot path.
 func calledFromHook() bool {
-	pcs := make([]uintptr, 128)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	pcs := make([]uintptr, 64)
+	n := runtime.Callers(3, pcs)
+	for n == len(pcs) {
+		pcs = make([]uintptr, 2*len(pcs))
+		n = runtime.Callers(3, pcs)
+	}
+	frames := runtime.CallersFrames(pcs[:n])
 	for {
 		f, more := frames.Next()
 		if f.Function == hookFunc {

@@ -93,7 +93,7 @@ func (e *Engine) callOnMessage(c *conn, m Message) (refusal *Error, ok bool) {
 // an [*Error] with a code, [CodeMessageRejected] otherwise.
 func refusalOf(err error) *Error {
 	var perr *Error
-	if errors.As(err, &perr) && perr.Code != "" {
+	if errors.As(err, &perr) && perr != nil && perr.Code != "" {
 		return perr
 	}
 	msg := "the message was refused"

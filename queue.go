@@ -35,6 +35,9 @@ func (e *Engine) handleJoinQueue(c *conn, ev clientEvent) {
 	case s.queued:
 		e.sendErrorLocked(c, CodeAlreadyInQueue, "you are already in the queue", ev.typ)
 		return
+	case e.closed:
+		e.sendErrorLocked(c, CodeInternal, "the server is shutting down", ev.typ)
+		return
 	}
 	s.queued, s.joinAcked = true, false
 	s.gender = ev.gender
@@ -97,8 +100,7 @@ func (e *Engine) ackJoinLocked(s *session, others Stats) {
 func (e *Engine) matcherOpLocked(s *session, op matcherOp) {
 	s.matcherOps = append(s.matcherOps, op)
 	if !s.matcherBusy {
-		s.matcherBusy = true
-		e.goLocked(func() { e.runMatcherOps(s) })
+		s.matcherBusy = e.goLocked(func() { e.runMatcherOps(s) })
 	}
 }
 
@@ -172,7 +174,10 @@ func (e *Engine) enqueued(s *session, t Ticket, err error) {
 		return
 	}
 	e.log.Error("flamingo: matcher enqueue failed", slog.String("user", t.User), slog.Any("err", err))
-	e.dequeueLocked(s)
+	// The call may have reached the matcher all the same (a timeout, a lost reply):
+	// the ticket is taken out again, so that nobody is paired with a user who is not
+	// waiting.
+	e.leaveQueueLocked(s)
 	if c := s.conn; c != nil {
 		e.sendErrorLocked(c, CodeInternal, "could not join the queue, try again", EventJoinQueue)
 	}

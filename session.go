@@ -77,8 +77,8 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 		digest = sha256.Sum256([]byte(ev.userID))
 	}
 	h := handleOf(digest)
-	for waited := false; ; waited = true {
-		step, cl := e.initStep(c, ev, h, digest, waited)
+	for {
+		step, cl := e.initStep(c, ev, h, digest)
 		switch step {
 		case initWait:
 			// Another connection is claiming this session from the cluster: once it
@@ -98,7 +98,7 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 // initStep answers init on c if it can be answered at once: an error, a resume of a
 // session this node holds, or a new identity. Otherwise it returns the claim to wait
 // for, or the claim this connection is to make (registered in e.claims).
-func (e *Engine) initStep(c *conn, ev clientEvent, h string, digest [sha256.Size]byte, waited bool) (initStep, *claim) {
+func (e *Engine) initStep(c *conn, ev clientEvent, h string, digest [sha256.Size]byte) (initStep, *claim) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c.sess != nil || c.replaced {
@@ -117,14 +117,12 @@ func (e *Engine) initStep(c *conn, ev clientEvent, h string, digest [sha256.Size
 			return initDone, nil
 		}
 		if s == nil && e.broker != nil {
-			switch cl := e.claims[h]; {
-			case cl == nil:
-				cl = &claim{done: make(chan struct{})}
-				e.claims[h] = cl
-				return initClaim, cl
-			case !waited:
+			if cl := e.claims[h]; cl != nil {
 				return initWait, cl
 			}
+			cl := &claim{done: make(chan struct{})}
+			e.claims[h] = cl
+			return initClaim, cl
 		}
 	}
 	e.newSessionLocked(c, ev)

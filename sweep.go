@@ -63,7 +63,7 @@ func (e *Engine) pinged(c *conn, err error) {
 	defer e.mu.Unlock()
 	c.pinging = false
 	c.nextPing = time.Now().Add(e.cfg.HeartbeatInterval)
-	if err != nil {
+	if err != nil && !c.closed {
 		c.unresponsive = true
 		e.closeConnLocked(c, CloseGoingAway, "heartbeat timeout")
 	}
