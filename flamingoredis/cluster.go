@@ -68,6 +68,9 @@ type Cluster struct {
 	ops        []op          // waiting for the writer, in order
 	wake       chan struct{} // nudges the writer; capacity 1
 	waiters    map[string]chan handover
+	published  uint64        // ops publish has queued, ever
+	written    uint64        // of those, the ops the writer is done with
+	progress   chan struct{} // if not nil, closed when written next grows (see flushed)
 
 	// args are script arguments that never change, boxed once.
 	args struct{ base, maxHeld, ttl any }
@@ -122,6 +125,7 @@ func NewCluster(client redis.UniversalClient, opts ClusterOptions) *Cluster {
 	c.others.Store(&flamingo.Stats{})
 	c.args.base, c.args.maxHeld, c.args.ttl = c.base, opts.MaxHeld, tombstoneTTL.Milliseconds()
 	m.inbound = c.inbound
+	m.beforeEnqueue = c.flushed
 	return c
 }
 
@@ -259,6 +263,7 @@ func (c *Cluster) publish(o op) {
 		return
 	}
 	c.ops = append(c.ops, o)
+	c.published++
 	first := len(c.ops) == 1
 	c.mu.Unlock()
 	if first {
@@ -602,6 +607,7 @@ func (c *Cluster) writer(ctx context.Context) {
 		for len(batch) > 0 {
 			n, err := c.write(ctx, batch)
 			batch = batch[n:]
+			c.wrote(n)
 			if err == nil {
 				backoff = minBackoff
 				continue
@@ -618,6 +624,63 @@ func (c *Cluster) writer(ctx context.Context) {
 				return
 			}
 			backoff = min(2*backoff, maxBackoff)
+		}
+	}
+}
+
+// wrote records that the writer is done with n more ops, and wakes those who wait
+// for them (flushed).
+func (c *Cluster) wrote(n int) {
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.written += uint64(n)
+	if c.progress != nil {
+		close(c.progress)
+		c.progress = nil
+	}
+	c.mu.Unlock()
+}
+
+// flushWait bounds how long an Enqueue waits for the ops published before it.
+const flushWait = 5 * time.Second
+
+// flushed waits until the writer is done with every op published before the call, or
+// the writer has stopped. The Matcher calls it first in each Enqueue, so that a pair is
+// never made before the user's session is in Redis: the session's node field is how
+// the partner's node routes events to the user (the send script drops an event for a
+// user without a session), and the save that creates it goes through the writer,
+// while Enqueue talks to Redis directly. Without the wait, a writer a few
+// milliseconds behind let a partner on another node match the user, and its first
+// messages to the user were lost.
+func (c *Cluster) flushed(ctx context.Context) error {
+	c.mu.Lock()
+	target := c.published
+	if c.written >= target || c.writerDone {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, flushWait)
+	defer cancel()
+	for {
+		c.mu.Lock()
+		if c.written >= target || c.writerDone {
+			c.mu.Unlock()
+			return nil
+		}
+		if c.progress == nil {
+			c.progress = make(chan struct{})
+		}
+		progress := c.progress
+		c.mu.Unlock()
+		select {
+		case <-progress:
+		case <-c.drained:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for this node's earlier writes: %w", ctx.Err())
 		}
 	}
 }

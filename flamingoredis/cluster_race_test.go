@@ -236,3 +236,154 @@ func handleOf(userID string) string {
 	d := sha256.Sum256([]byte(userID))
 	return hex.EncodeToString(d[:16])
 }
+
+// gatedClient is a node's own Redis client whose pipelines wait at Exec while its gate
+// is shut. A Cluster's writer sends every published op in a pipeline, and nothing
+// else does: shutting the gate stalls the node's writes to Redis, and only them (its
+// engine, its Matcher's calls and its stream reader go on).
+type gatedClient struct {
+	redis.UniversalClient
+	mu   sync.Mutex
+	open chan struct{} // closed while the gate is open
+}
+
+func newGatedClient(t testing.TB, addr string) *gatedClient {
+	g := &gatedClient{UniversalClient: newClient(t, addr), open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+// shut makes the pipelines executed from now on wait until release. A test that
+// shuts the gate must release it before its node stops.
+func (g *gatedClient) shut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+		g.open = make(chan struct{})
+	default:
+	}
+}
+
+// release lets the waiting pipelines, and later ones, go.
+func (g *gatedClient) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+}
+
+func (g *gatedClient) Pipeline() redis.Pipeliner {
+	return gatedPipeline{Pipeliner: g.UniversalClient.Pipeline(), g: g}
+}
+
+type gatedPipeline struct {
+	redis.Pipeliner
+	g *gatedClient
+}
+
+func (p gatedPipeline) Exec(ctx context.Context) ([]redis.Cmder, error) {
+	p.g.mu.Lock()
+	open := p.g.open
+	p.g.mu.Unlock()
+	select {
+	case <-open:
+	case <-ctx.Done(): // (Exec then fails each command with ctx's error)
+	}
+	return p.Pipeliner.Exec(ctx)
+}
+
+// enqueueWaiting reports whether an Enqueue on n waits for n's earlier writes.
+func (n *clusterNode) enqueueWaiting() bool {
+	n.cl.mu.Lock()
+	defer n.cl.mu.Unlock()
+	return n.cl.progress != nil
+}
+
+// TestClusterPairWaitsForSession: a user is paired only once the session their node
+// created for them is in Redis, where the partner's node looks up where to send them
+// events. Here n2's writes to Redis stall (as when its writer lags behind) between
+// bob's init and his join: his join must wait for them, or alice's node, which routes
+// by bob's session, would drop her first messages to him (the send script drops an
+// event for a user without a session).
+func TestClusterPairWaitsForSession(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		prefix := freshPrefix(t, client)
+		n1 := startClusterNode(t, client, prefix)
+		gate := newGatedClient(t, client.(*redis.Client).Options().Addr)
+		n2 := startClusterNodeOn(t, gate, prefix)
+		ctx := context.Background()
+
+		alice := n1.dial()
+		alice.Init("")
+		alice.Join(flamingo.GenderFemale, flamingo.PreferAny)
+		aliceTicket := n1.cl.base + "ticket:" + handleOf(alice.UserID)
+		require.Eventually(t, func() bool {
+			n, err := client.Exists(ctx, aliceTicket).Result()
+			return err == nil && n == 1
+		}, 5*time.Second, time.Millisecond, "alice waits in the queue")
+
+		gate.shut()
+		defer gate.release()
+		bob := n2.dial()
+		bob.Init("") // n2 cannot write his session now
+		bob.Join(flamingo.GenderMale, flamingo.PreferFemale)
+		var paired bool
+		require.Eventually(t, func() bool {
+			n, err := client.Exists(ctx, aliceTicket).Result()
+			paired = err == nil && n == 0
+			return paired || n2.enqueueWaiting()
+		}, 5*time.Second, time.Millisecond, "bob's join is under way")
+		require.False(t, paired, "bob was paired before n2 wrote his session to Redis: alice's node would drop her messages to him")
+
+		gate.release()
+		alice.Expect(flamingo.EventMatchFound)
+		bob.Expect(flamingo.EventMatchFound)
+		require.Equal(t, alice.ChatID, bob.ChatID)
+		alice.Say("hello")
+		assert.Equal(t, "hello", bob.ExpectMessage().Content)
+		bob.Say("hi")
+		assert.Equal(t, "hi", alice.ExpectMessage().Content)
+		alice.Sync()
+		bob.Sync()
+	})
+}
+
+// TestClusterFlushedBounded: an Enqueue's wait for its node's earlier writes ends with
+// an error when its context does (or after flushWait), without queueing the ticket,
+// and without one once the writer has caught up.
+func TestClusterFlushedBounded(t *testing.T) {
+	client := miniredisClient(t)
+	prefix := freshPrefix(t, client)
+	gate := newGatedClient(t, client.(*redis.Client).Options().Addr)
+	n := startClusterNodeOn(t, gate, prefix)
+
+	gate.shut()
+	defer gate.release()
+	c := n.dial()
+	c.Init("") // its session's save waits at the gate
+	for _, call := range []struct {
+		name string
+		f    func(context.Context) error
+	}{
+		{"flushed", n.cl.flushed},
+		{"Enqueue", func(ctx context.Context) error {
+			return n.cl.Matcher().Enqueue(ctx, flamingo.Ticket{User: "u1", Gender: flamingo.GenderMale,
+				Preference: flamingo.PreferAny, JoinedAt: time.Now(), Node: n.cl.NodeID()})
+		}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		assert.ErrorIs(t, call.f(ctx), context.DeadlineExceeded, call.name)
+		cancel()
+	}
+	queued, err := client.Exists(context.Background(), n.cl.base+"ticket:u1").Result()
+	require.NoError(t, err)
+	assert.Zero(t, queued, "the ticket of the Enqueue that gave up is not queued")
+
+	gate.release()
+	require.NoError(t, n.cl.flushed(context.Background()))
+	c.Sync()
+}

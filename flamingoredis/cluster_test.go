@@ -36,7 +36,12 @@ type clusterNode struct {
 func startClusterNode(t testing.TB, client redis.UniversalClient, prefix string) *clusterNode {
 	t.Helper()
 	// Each node has its own connections to Redis, which crash cuts.
-	client = newClient(t, client.(*redis.Client).Options().Addr)
+	return startClusterNodeOn(t, newClient(t, client.(*redis.Client).Options().Addr), prefix)
+}
+
+// startClusterNodeOn starts a node that talks to Redis through client, its own.
+func startClusterNodeOn(t testing.TB, client redis.UniversalClient, prefix string) *clusterNode {
+	t.Helper()
 	cl := NewCluster(client, ClusterOptions{
 		Options:   Options{Prefix: prefix},
 		Heartbeat: testHeartbeat,

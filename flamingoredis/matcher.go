@@ -70,6 +70,9 @@ type Matcher struct {
 	inbound func(id string, v map[string]any)
 	// clustered makes reported pairs carry ChatID and each Ticket's Node.
 	clustered bool
+	// beforeEnqueue, if set (by a Cluster, before Start), runs first in each Enqueue:
+	// the ticket goes to Redis after what it returns, or not at all if it fails.
+	beforeEnqueue func(ctx context.Context) error
 
 	mu       sync.Mutex
 	state    int
@@ -227,6 +230,11 @@ var (
 // the two tickets, and each of those nodes reports it from its stream reader, usually
 // a fraction of a millisecond later.
 //
+// The Matcher of a [Cluster] first waits, for at most 5 seconds and within ctx, until
+// the node has written to Redis everything its Engine published before the call (the
+// session of t's user among it), and fails with ctx's error if that takes longer: a
+// partner's node finds where to send the user events from that session.
+//
 // Besides [flamingo.ErrAlreadyQueued] and [flamingo.ErrInvalidTicket], which it also
 // returns for a JoinedAt that [time.Time.UnixNano] cannot represent (before 1678 or
 // after 2261), it returns [flamingo.ErrMatcherNotStarted] before Start and after Stop,
@@ -244,6 +252,11 @@ func (m *Matcher) Enqueue(ctx context.Context, t flamingo.Ticket) error {
 		return flamingo.ErrMatcherNotStarted
 	}
 	defer m.inflight.Done()
+	if m.beforeEnqueue != nil {
+		if err := m.beforeEnqueue(ctx); err != nil {
+			return fmt.Errorf("flamingoredis: enqueue: %w", err)
+		}
+	}
 
 	ns := t.JoinedAt.UnixNano()
 	var order [8]byte
