@@ -121,8 +121,15 @@ type Pair struct {
 // # Contract
 //
 // The Engine calls Start once, from [New], before any other method, and Stop once, from
-// [Engine.Shutdown]; after Stop it calls nothing. Enqueue and Cancel may be called from
-// many goroutines at once.
+// [Engine.Shutdown]. Enqueue and Cancel may be called from many goroutines at once, and
+// so may race with Stop. A Matcher serves one Engine: Stop is final, so that a stopped
+// matcher given to a second New fails there instead of serving a queue it has dropped.
+// Every Matcher answers calls out of turn the same way:
+//   - Enqueue and Cancel before Start, or after Stop, change nothing and return
+//     [ErrMatcherNotStarted] (Cancel with false);
+//   - Start after Stop returns [ErrMatcherStopped];
+//   - a second Start while the matcher runs returns an error and keeps the report
+//     function of the first.
 //
 // A Matcher must be:
 //   - atomic: a ticket is in at most one reported Pair, ever; a ticket whose Cancel
@@ -141,21 +148,27 @@ type Pair struct {
 // suite in package flamingotest checks all of the above for any implementation.
 type Matcher interface {
 	// Start installs the function through which the matcher reports pairs and
-	// prepares the matcher for use. A second call returns an error.
+	// prepares the matcher for use. It returns [ErrMatcherStopped] after Stop, and
+	// an error if the matcher has been started already.
 	Start(report func(Pair)) error
 	// Enqueue adds a waiting ticket, or pairs it at once with a waiter. It returns
-	// [ErrAlreadyQueued] if t.User already has a ticket waiting and [ErrInvalidTicket]
-	// if t's fields are not valid.
+	// [ErrAlreadyQueued] if t.User already has a ticket waiting, [ErrInvalidTicket]
+	// if t's fields are not valid, and [ErrMatcherNotStarted] before Start or after
+	// Stop.
 	Enqueue(ctx context.Context, t Ticket) error
 	// Cancel takes user's ticket out of the queue. It reports true if the ticket was
 	// waiting and is now gone for good, false if there was no ticket or it has already
-	// been paired (its Pair has been or will be reported).
+	// been paired (its Pair has been or will be reported). Before Start or after Stop
+	// it returns false and [ErrMatcherNotStarted].
 	Cancel(ctx context.Context, user string) (bool, error)
-	// Stop releases the matcher's resources; waiting tickets are dropped.
+	// Stop releases the matcher's resources; waiting tickets are dropped. The
+	// matcher cannot be started again.
 	Stop(ctx context.Context) error
 }
 
-// Errors returned by matchers.
+// Errors returned by matchers: by [MemoryMatcher], and by any other [Matcher], which
+// may wrap them (test with [errors.Is]). The conformance suite in package flamingotest
+// checks that an implementation returns each where the contract says.
 var (
 	// ErrAlreadyQueued is returned by [Matcher.Enqueue] for a user whose ticket is
 	// already waiting.
@@ -163,6 +176,11 @@ var (
 	// ErrInvalidTicket is returned by [Matcher.Enqueue] for a ticket without a user or
 	// with an unknown gender or preference.
 	ErrInvalidTicket = errors.New("flamingo: invalid ticket")
-	// ErrMatcherNotStarted is returned by [Matcher.Enqueue] before Start or after Stop.
+	// ErrMatcherNotStarted is returned by [Matcher.Enqueue] and [Matcher.Cancel]
+	// when they are called before [Matcher.Start] or after [Matcher.Stop].
 	ErrMatcherNotStarted = errors.New("flamingo: matcher not started")
+	// ErrMatcherStopped is returned by [Matcher.Start] once the matcher has been
+	// stopped, and so by [New] for a [Config.Matcher] that an earlier Engine's
+	// [Engine.Shutdown] stopped: give each Engine a new matcher.
+	ErrMatcherStopped = errors.New("flamingo: matcher stopped; a stopped matcher cannot be started again, make a new one")
 )

@@ -17,8 +17,8 @@ var _ Matcher = (*MemoryMatcher)(nil)
 // not grow with the number of waiting users.
 type MemoryMatcher struct {
 	mu      sync.Mutex
-	report  func(Pair)
-	started bool
+	report  func(Pair) // set by Start; nil before it and after Stop
+	stopped bool
 	buckets [len(allGenders)][len(allPreferences)]bucket
 	waiting map[string]*waiter
 	seq     uint64 // breaks ties between equal JoinedAt values: first come, first served
@@ -86,20 +86,26 @@ func NewMemoryMatcher() *MemoryMatcher {
 	return &MemoryMatcher{waiting: make(map[string]*waiter)}
 }
 
-// Start implements [Matcher].
+// Start implements [Matcher]. It returns [ErrMatcherStopped] after Stop.
 func (m *MemoryMatcher) Start(report func(Pair)) error {
 	if report == nil {
 		return errors.New("flamingo: Matcher.Start needs a report function")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.started || m.report != nil {
-		return errors.New("flamingo: matcher already started")
+	switch {
+	case m.stopped:
+		return ErrMatcherStopped
+	case m.report != nil:
+		return errMatcherStarted
 	}
-	m.started = true
 	m.report = report
 	return nil
 }
+
+// errMatcherStarted is returned by a second Start. It is not exported: only a program
+// that gives one matcher to two Engines at once meets it, and it cannot recover.
+var errMatcherStarted = errors.New("flamingo: matcher already started; a matcher serves one Engine")
 
 // Enqueue implements [Matcher].
 func (m *MemoryMatcher) Enqueue(_ context.Context, t Ticket) error {
@@ -107,7 +113,7 @@ func (m *MemoryMatcher) Enqueue(_ context.Context, t Ticket) error {
 		return ErrInvalidTicket
 	}
 	m.mu.Lock()
-	if !m.started {
+	if m.report == nil {
 		m.mu.Unlock()
 		return ErrMatcherNotStarted
 	}
@@ -151,10 +157,14 @@ func (m *MemoryMatcher) Enqueue(_ context.Context, t Ticket) error {
 	return nil
 }
 
-// Cancel implements [Matcher].
+// Cancel implements [Matcher]. It returns [ErrMatcherNotStarted] before Start and
+// after Stop.
 func (m *MemoryMatcher) Cancel(_ context.Context, user string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.report == nil {
+		return false, ErrMatcherNotStarted
+	}
 	w, ok := m.waiting[user]
 	if !ok {
 		return false, nil
@@ -164,12 +174,14 @@ func (m *MemoryMatcher) Cancel(_ context.Context, user string) (bool, error) {
 	return true, nil
 }
 
-// Stop implements [Matcher]. Waiting tickets are dropped and later calls to Enqueue
-// return [ErrMatcherNotStarted].
+// Stop implements [Matcher]. Waiting tickets are dropped; later calls to Enqueue and
+// Cancel return [ErrMatcherNotStarted], and to Start [ErrMatcherStopped]. A second
+// Stop, or a Stop before Start, does nothing more.
 func (m *MemoryMatcher) Stop(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.started = false
+	m.stopped = true
+	m.report = nil
 	m.waiting = make(map[string]*waiter)
 	m.buckets = [len(allGenders)][len(allPreferences)]bucket{}
 	return nil
