@@ -37,7 +37,7 @@ var (
 // TestMatcher checks that the [flamingo.Matcher] made by newMatcher keeps the contract
 // documented on that interface: pairs are mutual, fair by JoinedAt and atomic, no two
 // compatible tickets are left waiting, and Start, Enqueue and Cancel return what the
-// contract says, also under concurrent use. An implementation runs it from its own
+// contract says, also under concurrent use and out of turn (before Start, after Stop). An implementation runs it from its own
 // tests:
 //
 //	func TestRedisMatcher_Conformance(t *testing.T) {
@@ -48,7 +48,9 @@ var (
 //
 // newMatcher is called once per subtest, several hundred times in all, and must return
 // a matcher that has not been started and shares no tickets with any other it returned.
-// Each subtest calls Start once and, from its cleanup, Stop.
+// Each subtest calls Start once and Stop once, from its cleanup, except those that check
+// the life cycle: BeforeStart calls Enqueue and Cancel before Start, and AfterStop calls
+// Enqueue, Cancel and Start after Stop.
 //
 // Pairs may be reported from any goroutine and after Enqueue returns: the suite waits
 // for each pair it expects, and fails after five seconds without one. It tells a
@@ -60,6 +62,8 @@ var (
 func TestMatcher(t *testing.T, newMatcher func(t *testing.T) flamingo.Matcher) {
 	t.Helper()
 	t.Run("StartTwice", func(t *testing.T) { testMatcherStartTwice(t, newMatcher) })
+	t.Run("BeforeStart", func(t *testing.T) { testMatcherBeforeStart(t, newMatcher) })
+	t.Run("AfterStop", func(t *testing.T) { testMatcherAfterStop(t, newMatcher) })
 	t.Run("MutualPreferences", func(t *testing.T) { testMatcherMutualPreferences(t, newMatcher) })
 	t.Run("AllCombinations", func(t *testing.T) { testMatcherAllCombinations(t, newMatcher) })
 	t.Run("FairEarliestJoinedAt", func(t *testing.T) { testMatcherFairEarliestJoinedAt(t, newMatcher) })
@@ -278,9 +282,67 @@ func wantCompatible(a, b flamingo.Ticket) bool {
 	return a.User != b.User && wantAccepts(a.Preference, b.Gender) && wantAccepts(b.Preference, a.Gender)
 }
 
+// testMatcherStartTwice checks that a second Start fails, and does not replace the
+// first report function.
 func testMatcherStartTwice(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
 	r := startMatcher(t, newMatcher, nil)
-	assert.Error(t, r.m.Start(func(flamingo.Pair) {}), "second Start")
+	err := r.m.Start(func(p flamingo.Pair) { t.Errorf("the second Start's report function got %s", describePair(p)) })
+	require.Error(t, err, "second Start")
+	assert.NotErrorIs(t, err, flamingo.ErrMatcherStopped, "second Start on a matcher that was never stopped")
+
+	a := r.ticket("a", flamingo.GenderFemale, flamingo.PreferMale, 1)
+	b := r.ticket("b", flamingo.GenderMale, flamingo.PreferFemale, 2)
+	r.enqueue(a)
+	r.enqueue(b)
+	assertPair(t, r.waitPairs(1)[0], a, b)
+}
+
+// testMatcherBeforeStart checks that Enqueue and Cancel before Start return
+// ErrMatcherNotStarted, and that the ticket refused is not kept for later.
+func testMatcherBeforeStart(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
+	m := newMatcher(t)
+	require.NotNil(t, m, "newMatcher returned nil")
+	ctx := t.Context()
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	early := flamingo.Ticket{User: "early", Gender: flamingo.GenderFemale, Preference: flamingo.PreferMale, JoinedAt: base}
+	assert.ErrorIs(t, m.Enqueue(ctx, early), flamingo.ErrMatcherNotStarted, "Enqueue before Start")
+	ok, err := m.Cancel(ctx, "early")
+	assert.ErrorIs(t, err, flamingo.ErrMatcherNotStarted, "Cancel before Start")
+	assert.False(t, ok, "Cancel before Start")
+
+	rec := &matcherRecorder{}
+	require.NoError(t, m.Start(rec.report), "Start")
+	t.Cleanup(func() { stopMatcher(t, m) })
+	r := &matcherRig{t: t, m: m, rec: rec, base: base}
+	// A man who would meet the woman refused before Start finds nobody.
+	r.enqueue(r.ticket("late", flamingo.GenderMale, flamingo.PreferAny, 1))
+	r.cancelWaiting("late")
+	assert.False(t, r.cancel("early"), "the ticket refused before Start is waiting")
+	assert.Zero(t, rec.count(), "pairs reported: %s", describePairs(rec.snapshot()))
+}
+
+// testMatcherAfterStop checks that Enqueue and Cancel after Stop return
+// ErrMatcherNotStarted, and Start ErrMatcherStopped.
+func testMatcherAfterStop(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
+	m := newMatcher(t)
+	require.NotNil(t, m, "newMatcher returned nil")
+	ctx := t.Context()
+	rec := &matcherRecorder{}
+	require.NoError(t, m.Start(rec.report), "Start")
+	r := &matcherRig{t: t, m: m, rec: rec, base: time.Now().Add(-time.Hour).Truncate(time.Millisecond)}
+	r.enqueue(r.ticket("waiting", flamingo.GenderFemale, flamingo.PreferMale, 1))
+	stopMatcher(t, m)
+
+	late := r.ticket("late", flamingo.GenderMale, flamingo.PreferAny, 2)
+	assert.ErrorIs(t, m.Enqueue(ctx, late), flamingo.ErrMatcherNotStarted, "Enqueue after Stop")
+	ok, err := m.Cancel(ctx, "waiting")
+	assert.ErrorIs(t, err, flamingo.ErrMatcherNotStarted, "Cancel after Stop")
+	assert.False(t, ok, "Cancel after Stop")
+	err = m.Start(func(p flamingo.Pair) { t.Errorf("a restarted matcher reported %s", describePair(p)) })
+	if !assert.ErrorIs(t, err, flamingo.ErrMatcherStopped, "Start after Stop") && err == nil {
+		stopMatcher(t, m) // it started again: release what it holds
+	}
+	assert.Zero(t, rec.count(), "pairs reported: %s", describePairs(rec.snapshot()))
 }
 
 func testMatcherMutualPreferences(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
