@@ -738,8 +738,8 @@ func (a *ledgerAudit) checkFair() {
 	}
 	var cands []candidate
 	for u, es := range a.perUser {
-		if len(es) != 1 {
-			continue
+		if len(es) != 1 || a.checked && a.balance[u] == 1 && !a.final[u] {
+			continue // queued more than once, or lost: when it left is not known
 		}
 		c := candidate{t: es[0].t, in: es[0].end, gone: math.MaxInt64}
 		for _, x := range a.cancelled[u] {
