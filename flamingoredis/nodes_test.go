@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -310,7 +311,11 @@ func TestReaderSurvivesDisconnect(t *testing.T) {
 	j := flamingo.Ticket{User: "j", Gender: flamingo.GenderOther, Preference: flamingo.PreferAny, JoinedAt: now.Add(time.Millisecond)}
 	a.enqueue(t, w)
 
-	time.Sleep(20 * time.Millisecond) // let both readers block
+	// Wait for both readers to block on their streams.
+	require.Eventually(t, func() bool {
+		list, err := client.ClientList(t.Context()).Result()
+		return err == nil && strings.Count(list, "cmd=xread") >= 2
+	}, 5*time.Second, time.Millisecond, "the two readers never blocked in XREAD")
 	killed, err := client.ClientKillByFilter(t.Context(), "TYPE", "normal", "SKIPME", "yes").Result()
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, killed, int64(2), "connections killed (the two blocked readers at least)")
