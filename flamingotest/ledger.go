@@ -201,9 +201,9 @@ func (l *Ledger) waitUntil(wait time.Duration, cond func(*ledgerAudit) bool) boo
 //     two users;
 //   - oldest first: Pair.A joined no later than Pair.B;
 //   - oldest compatible first: no side of a pair was given a partner younger than a
-//     compatible ticket that provably waited all through the pairing (it was accepted
-//     before either ticket of the pair was enqueued, and left the queue only after the
-//     pair was reported); only tickets of users queued once are looked at;
+//     compatible ticket that provably waited all through the pairing (its Enqueue
+//     returned before either ticket's Enqueue began, and it left the queue only after
+//     the pair was first reported); only tickets of users queued once are looked at;
 //   - no compatible pair left waiting: no two tickets left waiting at the end accept
 //     each other;
 //   - as queued: a pair carries its tickets as they were enqueued;
@@ -214,8 +214,8 @@ func (l *Ledger) waitUntil(wait time.Duration, cond func(*ledgerAudit) bool) boo
 //     always, for a ticket without a user or with an unknown gender or preference).
 //
 // A matcher may report pairs after Enqueue returns: Check waits while reports keep
-// coming, and gives up wait after the last one (at once if wait is zero, which holds a
-// matcher to reporting every pair before Enqueue returns). To tell a waiting ticket
+// coming, and gives up once wait passes without one (at once if wait is zero, which
+// holds a matcher to reporting every pair before Enqueue returns). To tell a waiting ticket
 // from a lost one, Check cancels every user's ticket, so it runs once, at the end.
 func (l *Ledger) Check(wait time.Duration) error {
 	l.mu.Lock()
