@@ -37,8 +37,8 @@ var (
 // TestMatcher checks that the [flamingo.Matcher] made by newMatcher keeps the contract
 // documented on that interface: pairs are mutual, fair by JoinedAt and atomic, no two
 // compatible tickets are left waiting, and Start, Enqueue and Cancel return what the
-// contract says, also under concurrent use and out of turn (before Start, after Stop). An implementation runs it from its own
-// tests:
+// contract says, also under concurrent use and out of turn (before Start, after Stop).
+// An implementation runs it from its own tests:
 //
 //	func TestRedisMatcher_Conformance(t *testing.T) {
 //		flamingotest.TestMatcher(t, func(t *testing.T) flamingo.Matcher {
