@@ -3,7 +3,6 @@ package flamingo
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 )
 
@@ -122,8 +121,15 @@ type Pair struct {
 // # Contract
 //
 // The Engine calls Start once, from [New], before any other method, and Stop once, from
-// [Engine.Shutdown]; after Stop it calls nothing. Enqueue and Cancel may be called from
-// many goroutines at once.
+// [Engine.Shutdown]. Enqueue and Cancel may be called from many goroutines at once, and
+// so may race with Stop. A Matcher serves one Engine: Stop is final, so that a stopped
+// matcher given to a second New fails there instead of serving a queue it has dropped.
+// Every Matcher answers calls out of turn the same way:
+//   - Enqueue and Cancel before Start, or after Stop, change nothing and return
+//     [ErrMatcherNotStarted] (Cancel with false);
+//   - Start after Stop returns [ErrMatcherStopped];
+//   - a second Start while the matcher runs returns an error and keeps the report
+//     function of the first.
 //
 // A Matcher must be:
 //   - atomic: a ticket is in at most one reported Pair, ever; a ticket whose Cancel
@@ -142,21 +148,27 @@ type Pair struct {
 // suite in package flamingotest checks all of the above for any implementation.
 type Matcher interface {
 	// Start installs the function through which the matcher reports pairs and
-	// prepares the matcher for use. A second call returns an error.
+	// prepares the matcher for use. It returns [ErrMatcherStopped] after Stop, and
+	// an error if the matcher has been started already.
 	Start(report func(Pair)) error
 	// Enqueue adds a waiting ticket, or pairs it at once with a waiter. It returns
-	// [ErrAlreadyQueued] if t.User already has a ticket waiting and [ErrInvalidTicket]
-	// if t's fields are not valid.
+	// [ErrAlreadyQueued] if t.User already has a ticket waiting, [ErrInvalidTicket]
+	// if t's fields are not valid, and [ErrMatcherNotStarted] before Start or after
+	// Stop.
 	Enqueue(ctx context.Context, t Ticket) error
 	// Cancel takes user's ticket out of the queue. It reports true if the ticket was
 	// waiting and is now gone for good, false if there was no ticket or it has already
-	// been paired (its Pair has been or will be reported).
+	// been paired (its Pair has been or will be reported). Before Start or after Stop
+	// it returns false and [ErrMatcherNotStarted].
 	Cancel(ctx context.Context, user string) (bool, error)
-	// Stop releases the matcher's resources; waiting tickets are dropped.
+	// Stop releases the matcher's resources; waiting tickets are dropped. The
+	// matcher cannot be started again.
 	Stop(ctx context.Context) error
 }
 
-// Errors returned by matchers.
+// Errors returned by matchers: by [MemoryMatcher], and by any other [Matcher], which
+// may wrap them (test with [errors.Is]). The conformance suite in package flamingotest
+// checks that an implementation returns each where the contract says.
 var (
 	// ErrAlreadyQueued is returned by [Matcher.Enqueue] for a user whose ticket is
 	// already waiting.
@@ -164,182 +176,11 @@ var (
 	// ErrInvalidTicket is returned by [Matcher.Enqueue] for a ticket without a user or
 	// with an unknown gender or preference.
 	ErrInvalidTicket = errors.New("flamingo: invalid ticket")
-	// ErrMatcherNotStarted is returned by [Matcher.Enqueue] before Start or after Stop.
+	// ErrMatcherNotStarted is returned by [Matcher.Enqueue] and [Matcher.Cancel]
+	// when they are called before [Matcher.Start] or after [Matcher.Stop].
 	ErrMatcherNotStarted = errors.New("flamingo: matcher not started")
+	// ErrMatcherStopped is returned by [Matcher.Start] once the matcher has been
+	// stopped, and so by [New] for a [Config.Matcher] that an earlier Engine's
+	// [Engine.Shutdown] stopped: give each Engine a new matcher.
+	ErrMatcherStopped = errors.New("flamingo: matcher stopped; a stopped matcher cannot be started again, make a new one")
 )
-
-var _ Matcher = (*MemoryMatcher)(nil)
-
-// MemoryMatcher is the default in-memory [Matcher], used by an [Engine] whose
-// [Config.Matcher] is nil. Pairing happens inside Enqueue, so every pair is reported
-// before Enqueue returns.
-//
-// Waiting tickets are kept in one queue per (gender, preference) combination, ordered by
-// JoinedAt, so Enqueue looks at no more than the twelve queue heads and its cost does
-// not grow with the number of waiting users.
-type MemoryMatcher struct {
-	mu      sync.Mutex
-	report  func(Pair)
-	started bool
-	buckets [len(allGenders)][len(allPreferences)]bucket
-	waiting map[string]*waiter
-	seq     uint64 // breaks ties between equal JoinedAt values: first come, first served
-}
-
-type waiter struct {
-	t          Ticket
-	seq        uint64
-	b          *bucket
-	prev, next *waiter
-}
-
-// bucket is a doubly linked list of waiters ordered by (JoinedAt, seq).
-type bucket struct {
-	head, tail *waiter
-}
-
-func (w *waiter) before(o *waiter) bool {
-	if !w.t.JoinedAt.Equal(o.t.JoinedAt) {
-		return w.t.JoinedAt.Before(o.t.JoinedAt)
-	}
-	return w.seq < o.seq
-}
-
-// insert places w in order. A ticket usually joins last, so the scan runs from the tail
-// and stops at once; only a ticket put back with an older JoinedAt walks further.
-func (b *bucket) insert(w *waiter) {
-	w.b = b
-	at := b.tail
-	for at != nil && w.before(at) {
-		at = at.prev
-	}
-	// w goes right after at (or first if at is nil).
-	w.prev = at
-	if at == nil {
-		w.next = b.head
-		b.head = w
-	} else {
-		w.next = at.next
-		at.next = w
-	}
-	if w.next == nil {
-		b.tail = w
-	} else {
-		w.next.prev = w
-	}
-}
-
-func (b *bucket) remove(w *waiter) {
-	if w.prev == nil {
-		b.head = w.next
-	} else {
-		w.prev.next = w.next
-	}
-	if w.next == nil {
-		b.tail = w.prev
-	} else {
-		w.next.prev = w.prev
-	}
-	w.prev, w.next, w.b = nil, nil, nil
-}
-
-// NewMemoryMatcher returns an empty in-memory matcher.
-func NewMemoryMatcher() *MemoryMatcher {
-	return &MemoryMatcher{waiting: make(map[string]*waiter)}
-}
-
-// Start implements [Matcher].
-func (m *MemoryMatcher) Start(report func(Pair)) error {
-	if report == nil {
-		return errors.New("flamingo: Matcher.Start needs a report function")
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.started || m.report != nil {
-		return errors.New("flamingo: matcher already started")
-	}
-	m.started = true
-	m.report = report
-	return nil
-}
-
-// Enqueue implements [Matcher].
-func (m *MemoryMatcher) Enqueue(_ context.Context, t Ticket) error {
-	if !t.valid() {
-		return ErrInvalidTicket
-	}
-	m.mu.Lock()
-	if !m.started {
-		m.mu.Unlock()
-		return ErrMatcherNotStarted
-	}
-	if _, ok := m.waiting[t.User]; ok {
-		m.mu.Unlock()
-		return ErrAlreadyQueued
-	}
-	m.seq++
-	w := waiter{t: t, seq: m.seq} // escapes to the heap only if t has to wait
-	var best *waiter
-	for gi, g := range allGenders {
-		if !t.Preference.Accepts(g) {
-			continue
-		}
-		for pi, p := range allPreferences {
-			if !p.Accepts(t.Gender) {
-				continue
-			}
-			if h := m.buckets[gi][pi].head; h != nil && (best == nil || h.before(best)) {
-				best = h
-			}
-		}
-	}
-	if best == nil {
-		wp := &waiter{t: w.t, seq: w.seq}
-		m.buckets[t.Gender.index()][t.Preference.index()].insert(wp)
-		m.waiting[t.User] = wp
-		m.mu.Unlock()
-		return nil
-	}
-	best.b.remove(best)
-	delete(m.waiting, best.t.User)
-	report := m.report
-	m.mu.Unlock()
-
-	p := Pair{A: best.t, B: t}
-	if (&w).before(best) { // t was put back with an older JoinedAt
-		p.A, p.B = p.B, p.A
-	}
-	report(p)
-	return nil
-}
-
-// Cancel implements [Matcher].
-func (m *MemoryMatcher) Cancel(_ context.Context, user string) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	w, ok := m.waiting[user]
-	if !ok {
-		return false, nil
-	}
-	w.b.remove(w)
-	delete(m.waiting, user)
-	return true, nil
-}
-
-// Stop implements [Matcher]. Waiting tickets are dropped and later calls to Enqueue
-// return [ErrMatcherNotStarted].
-func (m *MemoryMatcher) Stop(context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.started = false
-	m.waiting = make(map[string]*waiter)
-	m.buckets = [len(allGenders)][len(allPreferences)]bucket{}
-	return nil
-}
-
-// Len returns the number of waiting tickets.
-func (m *MemoryMatcher) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.waiting)
-}

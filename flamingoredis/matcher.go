@@ -161,15 +161,20 @@ func (m *Matcher) NodeID() string { return m.node }
 // node's id by an earlier matcher that was not stopped, and starts the goroutine that
 // reads this node's pair stream and calls report for each pair. Pairs already in the
 // stream are from that earlier matcher and are skipped. If Redis cannot be reached,
-// Start returns the error and may be called again.
+// Start returns the error and may be called again. After Stop, even a Stop that ran
+// while Start was under way, it returns [flamingo.ErrMatcherStopped].
 func (m *Matcher) Start(report func(flamingo.Pair)) error {
 	if report == nil {
 		return errors.New("flamingoredis: Start needs a report function")
 	}
 	m.mu.Lock()
-	if m.state != stateNew {
+	switch m.state {
+	case stateStopped:
 		m.mu.Unlock()
-		return errors.New("flamingoredis: matcher already started")
+		return flamingo.ErrMatcherStopped
+	case stateStarting, stateRunning:
+		m.mu.Unlock()
+		return errors.New("flamingoredis: matcher already started; a matcher serves one Engine")
 	}
 	m.state = stateStarting
 	m.mu.Unlock()
@@ -178,6 +183,9 @@ func (m *Matcher) Start(report func(flamingo.Pair)) error {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.state == stateStopped {
+		return flamingo.ErrMatcherStopped
+	}
 	if err != nil {
 		m.state = stateNew
 		return err
@@ -309,11 +317,11 @@ func (k *keys) bucket(g flamingo.Gender, p flamingo.Preference) string {
 }
 
 // Cancel implements [flamingo.Matcher]. It may cancel a ticket enqueued on any node.
-// Before Start and after Stop it returns false and no error, without asking Redis:
-// this matcher has no waiting tickets then.
+// Before Start and after Stop it returns false and [flamingo.ErrMatcherNotStarted],
+// without asking Redis.
 func (m *Matcher) Cancel(ctx context.Context, user string) (bool, error) {
 	if !m.begin() {
-		return false, nil
+		return false, flamingo.ErrMatcherNotStarted
 	}
 	defer m.inflight.Done()
 	n, err := cancelScript.Run(ctx, m.client, []string{m.keys.ticketPrefix + user}, m.keys.nodePrefix).Int()
@@ -328,8 +336,9 @@ func (m *Matcher) Cancel(ctx context.Context, user string) (bool, error) {
 // report every pair made before that, and waits for the reader to end; so once Stop
 // returns nil, every pair involving a ticket of this node has been reported. It
 // returns ctx's error if ctx ends first (the reader then ends on its own within
-// [Options.ReadBlock]). Stop before Start, or a second Stop, does nothing. Stop must
-// not be called from the report function, which runs on the reader it waits for.
+// [Options.ReadBlock]). Stop before Start, or a second Stop, does nothing but mark the
+// matcher stopped: it cannot be started again. Stop must not be called from the report
+// function, which runs on the reader it waits for.
 func (m *Matcher) Stop(ctx context.Context) error {
 	m.mu.Lock()
 	if m.state != stateRunning {

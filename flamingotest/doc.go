@@ -8,5 +8,7 @@
 // [TestMatcher] and [TestTransport] are conformance suites: any [flamingo.Matcher] or
 // [flamingo.Transport] implementation runs the one for its interface from its own tests
 // to show that it keeps the contract. The in-memory pipe and the WebSocket adapter pass
-// TestTransport.
+// TestTransport. A [Ledger] audits a concurrent run of one matcher, or of several
+// sharing a queue, against the Matcher contract; TestMatcher uses it, and an
+// implementation's own stress tests can too.
 package flamingotest

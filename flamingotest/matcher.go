@@ -37,8 +37,8 @@ var (
 // TestMatcher checks that the [flamingo.Matcher] made by newMatcher keeps the contract
 // documented on that interface: pairs are mutual, fair by JoinedAt and atomic, no two
 // compatible tickets are left waiting, and Start, Enqueue and Cancel return what the
-// contract says, also under concurrent use. An implementation runs it from its own
-// tests:
+// contract says, also under concurrent use and out of turn (before Start, after Stop).
+// An implementation runs it from its own tests:
 //
 //	func TestRedisMatcher_Conformance(t *testing.T) {
 //		flamingotest.TestMatcher(t, func(t *testing.T) flamingo.Matcher {
@@ -48,7 +48,9 @@ var (
 //
 // newMatcher is called once per subtest, several hundred times in all, and must return
 // a matcher that has not been started and shares no tickets with any other it returned.
-// Each subtest calls Start once and, from its cleanup, Stop.
+// Each subtest calls Start once and Stop once, from its cleanup, except those that check
+// the life cycle: BeforeStart calls Enqueue and Cancel before Start, and AfterStop calls
+// Enqueue, Cancel and Start after Stop.
 //
 // Pairs may be reported from any goroutine and after Enqueue returns: the suite waits
 // for each pair it expects, and fails after five seconds without one. It tells a
@@ -60,6 +62,8 @@ var (
 func TestMatcher(t *testing.T, newMatcher func(t *testing.T) flamingo.Matcher) {
 	t.Helper()
 	t.Run("StartTwice", func(t *testing.T) { testMatcherStartTwice(t, newMatcher) })
+	t.Run("BeforeStart", func(t *testing.T) { testMatcherBeforeStart(t, newMatcher) })
+	t.Run("AfterStop", func(t *testing.T) { testMatcherAfterStop(t, newMatcher) })
 	t.Run("MutualPreferences", func(t *testing.T) { testMatcherMutualPreferences(t, newMatcher) })
 	t.Run("AllCombinations", func(t *testing.T) { testMatcherAllCombinations(t, newMatcher) })
 	t.Run("FairEarliestJoinedAt", func(t *testing.T) { testMatcherFairEarliestJoinedAt(t, newMatcher) })
@@ -186,20 +190,6 @@ func (r *matcherRig) waitPairs(n int) []flamingo.Pair {
 	return pairs
 }
 
-// waitWhileReporting waits until cond holds for as long as the matcher keeps reporting
-// pairs, and fails once matcherWait passes without a new one: after a burst of work, a
-// matcher that reports pairs from another goroutine may owe a long backlog.
-func (r *matcherRig) waitWhileReporting(cond func() bool, msgAndArgs ...any) {
-	r.t.Helper()
-	for !cond() {
-		seen := r.rec.count()
-		progress := func() bool { return cond() || r.rec.count() != seen }
-		if !assert.Eventually(r.t, progress, matcherWait, matcherTick, msgAndArgs...) {
-			return
-		}
-	}
-}
-
 // assertNeverPaired checks that no reported pair holds any of users.
 func (r *matcherRig) assertNeverPaired(users ...string) {
 	r.t.Helper()
@@ -278,9 +268,67 @@ func wantCompatible(a, b flamingo.Ticket) bool {
 	return a.User != b.User && wantAccepts(a.Preference, b.Gender) && wantAccepts(b.Preference, a.Gender)
 }
 
+// testMatcherStartTwice checks that a second Start fails, and does not replace the
+// first report function.
 func testMatcherStartTwice(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
 	r := startMatcher(t, newMatcher, nil)
-	assert.Error(t, r.m.Start(func(flamingo.Pair) {}), "second Start")
+	err := r.m.Start(func(p flamingo.Pair) { t.Errorf("the second Start's report function got %s", describePair(p)) })
+	require.Error(t, err, "second Start")
+	assert.NotErrorIs(t, err, flamingo.ErrMatcherStopped, "second Start on a matcher that was never stopped")
+
+	a := r.ticket("a", flamingo.GenderFemale, flamingo.PreferMale, 1)
+	b := r.ticket("b", flamingo.GenderMale, flamingo.PreferFemale, 2)
+	r.enqueue(a)
+	r.enqueue(b)
+	assertPair(t, r.waitPairs(1)[0], a, b)
+}
+
+// testMatcherBeforeStart checks that Enqueue and Cancel before Start return
+// ErrMatcherNotStarted, and that the ticket refused is not kept for later.
+func testMatcherBeforeStart(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
+	m := newMatcher(t)
+	require.NotNil(t, m, "newMatcher returned nil")
+	ctx := t.Context()
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	early := flamingo.Ticket{User: "early", Gender: flamingo.GenderFemale, Preference: flamingo.PreferMale, JoinedAt: base}
+	assert.ErrorIs(t, m.Enqueue(ctx, early), flamingo.ErrMatcherNotStarted, "Enqueue before Start")
+	ok, err := m.Cancel(ctx, "early")
+	assert.ErrorIs(t, err, flamingo.ErrMatcherNotStarted, "Cancel before Start")
+	assert.False(t, ok, "Cancel before Start")
+
+	rec := &matcherRecorder{}
+	require.NoError(t, m.Start(rec.report), "Start")
+	t.Cleanup(func() { stopMatcher(t, m) })
+	r := &matcherRig{t: t, m: m, rec: rec, base: base}
+	// A man who would meet the woman refused before Start finds nobody.
+	r.enqueue(r.ticket("late", flamingo.GenderMale, flamingo.PreferAny, 1))
+	r.cancelWaiting("late")
+	assert.False(t, r.cancel("early"), "the ticket refused before Start is waiting")
+	assert.Zero(t, rec.count(), "pairs reported: %s", describePairs(rec.snapshot()))
+}
+
+// testMatcherAfterStop checks that Enqueue and Cancel after Stop return
+// ErrMatcherNotStarted, and Start ErrMatcherStopped.
+func testMatcherAfterStop(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
+	m := newMatcher(t)
+	require.NotNil(t, m, "newMatcher returned nil")
+	ctx := t.Context()
+	rec := &matcherRecorder{}
+	require.NoError(t, m.Start(rec.report), "Start")
+	r := &matcherRig{t: t, m: m, rec: rec, base: time.Now().Add(-time.Hour).Truncate(time.Millisecond)}
+	r.enqueue(r.ticket("waiting", flamingo.GenderFemale, flamingo.PreferMale, 1))
+	stopMatcher(t, m)
+
+	late := r.ticket("late", flamingo.GenderMale, flamingo.PreferAny, 2)
+	assert.ErrorIs(t, m.Enqueue(ctx, late), flamingo.ErrMatcherNotStarted, "Enqueue after Stop")
+	ok, err := m.Cancel(ctx, "waiting")
+	assert.ErrorIs(t, err, flamingo.ErrMatcherNotStarted, "Cancel after Stop")
+	assert.False(t, ok, "Cancel after Stop")
+	err = m.Start(func(p flamingo.Pair) { t.Errorf("a restarted matcher reported %s", describePair(p)) })
+	if !assert.ErrorIs(t, err, flamingo.ErrMatcherStopped, "Start after Stop") && err == nil {
+		stopMatcher(t, m) // it started again: release what it holds
+	}
+	assert.Zero(t, rec.count(), "pairs reported: %s", describePairs(rec.snapshot()))
 }
 
 func testMatcherMutualPreferences(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
@@ -602,41 +650,32 @@ func randomTicketKind(r *rand.Rand) (flamingo.Gender, flamingo.Preference) {
 }
 
 // testMatcherConcurrent enqueues and cancels a few thousand tickets from many goroutines
-// and then checks that every ticket ended in exactly one pair, was cancelled, or still
-// waits, and that no two compatible tickets are left waiting.
+// and has a [Ledger] audit the run: every ticket ended in exactly one pair, was
+// cancelled, or still waits; pairs are mutual, ordered, and fair where the order of
+// the calls proves it; and no two compatible tickets are left waiting.
 func testMatcherConcurrent(t *testing.T, newMatcher func(*testing.T) flamingo.Matcher) {
 	const (
 		workers   = 16
 		perWorker = 250
 	)
 	seed := matcherSeed(t)
-	r := startMatcher(t, newMatcher, nil)
+	led := NewLedger()
+	r := startMatcher(t, func(t *testing.T) flamingo.Matcher { return led.Matcher("", newMatcher(t)) }, nil)
 	ctx := t.Context()
 
 	var (
-		tickets = make([][]flamingo.Ticket, workers)
-		poolMu  sync.Mutex
-		pool    []string // enqueued users that no goroutine has cancelled yet
-		mu      sync.Mutex
-		results = make(map[string][]bool) // Cancel results by user
-		wg      sync.WaitGroup
+		poolMu sync.Mutex
+		pool   []string // enqueued users that no goroutine has cancelled yet
+		wg     sync.WaitGroup
 	)
-	cancel := func(user string) {
-		ok, err := r.m.Cancel(ctx, user)
-		assert.NoError(t, err, "Cancel(%q)", user)
-		mu.Lock()
-		results[user] = append(results[user], ok)
-		mu.Unlock()
-	}
 	for w := range workers {
 		wg.Go(func() {
 			rnd := rand.New(rand.NewPCG(seed, uint64(w)))
 			for i := range perWorker {
 				g, p := randomTicketKind(rnd)
 				tk := flamingo.Ticket{User: fmt.Sprintf("w%02d-%03d", w, i), Gender: g, Preference: p, JoinedAt: time.Now()}
-				tickets[w] = append(tickets[w], tk)
-				if !assert.NoError(t, r.m.Enqueue(ctx, tk), "Enqueue(%s)", describeTicket(tk)) {
-					return
+				if r.m.Enqueue(ctx, tk) != nil {
+					continue // the ledger has it
 				}
 				poolMu.Lock()
 				pool = append(pool, tk.User)
@@ -655,157 +694,19 @@ func testMatcherConcurrent(t *testing.T, newMatcher func(*testing.T) flamingo.Ma
 				case victim == "":
 				case rnd.IntN(4) == 0: // two Cancels race for the same ticket
 					var both sync.WaitGroup
-					both.Go(func() { cancel(victim) })
-					both.Go(func() { cancel(victim) })
+					both.Go(func() { _, _ = r.m.Cancel(ctx, victim) })
+					both.Go(func() { _, _ = r.m.Cancel(ctx, victim) })
 					both.Wait()
 				default:
-					cancel(victim)
+					_, _ = r.m.Cancel(ctx, victim)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if t.Failed() {
-		return
-	}
-
-	all := make(map[string]flamingo.Ticket)
-	for _, ts := range tickets {
-		for _, tk := range ts {
-			all[tk.User] = tk
-		}
-	}
-	cancelled := make(map[string]bool) // Cancel returned true at least once
-	for u, rs := range results {
-		if slices.Contains(rs, true) {
-			cancelled[u] = true
-		}
-	}
-	// leftovers are the tickets neither reported in a pair nor cancelled.
-	leftovers := func() []flamingo.Ticket {
-		paired := make(map[string]bool)
-		for _, p := range r.rec.snapshot() {
-			paired[p.A.User], paired[p.B.User] = true, true
-		}
-		var left []flamingo.Ticket
-		for u, tk := range all {
-			if !paired[u] && !cancelled[u] {
-				left = append(left, tk)
-			}
-		}
-		return left
-	}
-	// A matcher that reports pairs later may still owe some; wait for the rest of the
-	// queue to hold no two compatible tickets.
-	if clash := compatibleLeftovers(leftovers()); clash != "" {
-		r.waitWhileReporting(func() bool { return compatibleLeftovers(leftovers()) == "" },
-			"compatible tickets left waiting, such as %s (seed %d)", clash, seed)
-	}
-
-	// Whatever is left must still be waiting: Cancel proves it. A false is only right
-	// for a ticket whose pair has not been reported yet.
-	var owed []string
-	stillWaiting := 0
-	for _, tk := range leftovers() {
-		ok, err := r.m.Cancel(ctx, tk.User)
-		require.NoError(t, err)
-		results[tk.User] = append(results[tk.User], ok)
-		if ok {
-			stillWaiting++
-		} else {
-			owed = append(owed, tk.User)
-		}
-	}
-	if len(owed) > 0 {
-		r.waitWhileReporting(func() bool {
-			paired := make(map[string]bool)
-			for _, p := range r.rec.snapshot() {
-				paired[p.A.User], paired[p.B.User] = true, true
-			}
-			for _, u := range owed {
-				if !paired[u] {
-					return false
-				}
-			}
-			return true
-		}, "Cancel returned false for tickets that were never paired: %v (seed %d)", owed, seed)
-	}
-
-	pairs := r.rec.snapshot()
-	var problems []string
-	problem := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	inPairs := make(map[string]int)
-	for _, p := range pairs {
-		for _, tk := range []flamingo.Ticket{p.A, p.B} {
-			inPairs[tk.User]++
-			if want, ok := all[tk.User]; !ok {
-				problem("pair %s holds an unknown user %q", describePair(p), tk.User)
-			} else if viewTicket(want) != viewTicket(tk) {
-				problem("pair %s carries %s, enqueued as %s", describePair(p), describeTicket(tk), describeTicket(want))
-			}
-		}
-		if !wantCompatible(p.A, p.B) {
-			problem("pair %s is not compatible both ways", describePair(p))
-		}
-		if p.A.JoinedAt.After(p.B.JoinedAt) {
-			problem("pair %s: A joined after B", describePair(p))
-		}
-	}
-	for u := range all {
-		trues := 0
-		for _, ok := range results[u] {
-			if ok {
-				trues++
-			}
-		}
-		switch {
-		case inPairs[u] > 1:
-			problem("%s is in %d pairs", u, inPairs[u])
-		case trues > 1:
-			problem("Cancel(%q) returned true %d times", u, trues)
-		case inPairs[u] == 1 && trues == 1:
-			problem("%s was paired although its Cancel returned true", u)
-		case inPairs[u] == 0 && trues == 0:
-			problem("%s was neither paired nor cancelled, and is not waiting (Cancel results %v)", u, results[u])
-		}
-	}
-	t.Logf("%d tickets: %d pairs, %d cancelled, %d still waiting at the end",
-		len(all), len(pairs), len(cancelled), stillWaiting)
-	if len(problems) > 0 {
-		if len(problems) > 20 {
-			problems = append(problems[:20], fmt.Sprintf("and %d more", len(problems)-20))
-		}
-		assert.Fail(t, "the matcher broke its contract", "seed %d:\n\t%s", seed, strings.Join(problems, "\n\t"))
-	}
-}
-
-// compatibleLeftovers describes two compatible tickets among tks, or returns "".
-// Tickets with the same gender and preference are alike, so it compares kinds.
-func compatibleLeftovers(tks []flamingo.Ticket) string {
-	type kind struct {
-		g flamingo.Gender
-		p flamingo.Preference
-	}
-	byKind := make(map[kind][]flamingo.Ticket)
-	for _, tk := range tks {
-		k := kind{tk.Gender, tk.Preference}
-		byKind[k] = append(byKind[k], tk)
-	}
-	for ka, as := range byKind {
-		for kb, bs := range byKind {
-			a, b := as[0], bs[0]
-			if ka == kb {
-				if len(as) < 2 {
-					continue
-				}
-				b = as[1]
-			}
-			if wantCompatible(a, b) {
-				return describeTicket(a) + " and " + describeTicket(b)
-			}
-		}
-	}
-	return ""
+	err := led.Check(matcherWait)
+	t.Log(led)
+	assert.NoError(t, err, "seed %d", seed)
 }
 
 // matcherModel is the reference matcher of the model-based test: a plain list, scanned

@@ -18,7 +18,8 @@
 //   - preferences hold both ways: each side's preference accepts the other's gender,
 //     and nobody is paired with themselves;
 //   - the oldest compatible waiter goes first, and Pair.A is the one that waited longer
-//     (checked step by step by the state machine only: it needs the queue's history);
+//     (checked step by step by the state machine, and by the concurrent check where
+//     the order of the calls proves who waited);
 //   - no compatible pair is left waiting;
 //   - nobody is lost: every accepted ticket is waiting, paired exactly once or
 //     cancelled, which Cancel (and Len, if the matcher has it) must confirm.

@@ -25,27 +25,64 @@ func TestMemoryMatcher_NotStarted(t *testing.T) {
 	ctx := t.Context()
 	m := flamingo.NewMemoryMatcher()
 	tk := memoryTicket("a", flamingo.GenderMale, flamingo.PreferAny)
-	assert.ErrorIs(t, m.Enqueue(ctx, tk), flamingo.ErrMatcherNotStarted, "before Start")
+	assert.ErrorIs(t, m.Enqueue(ctx, tk), flamingo.ErrMatcherNotStarted, "Enqueue before Start")
+	ok, err := m.Cancel(ctx, "a")
+	assert.ErrorIs(t, err, flamingo.ErrMatcherNotStarted, "Cancel before Start")
+	assert.False(t, ok, "Cancel before Start")
 
 	require.NoError(t, m.Start(func(flamingo.Pair) {}))
-	require.NoError(t, m.Enqueue(ctx, tk))
+	require.NoError(t, m.Enqueue(ctx, tk), "the ticket refused before Start was not kept")
 	require.NoError(t, m.Stop(ctx))
+	assert.Zero(t, m.Len(), "Stop drops waiting tickets")
 
 	assert.ErrorIs(t, m.Enqueue(ctx, memoryTicket("b", flamingo.GenderMale, flamingo.PreferAny)),
-		flamingo.ErrMatcherNotStarted, "after Stop")
-	ok, err := m.Cancel(ctx, "a")
-	require.NoError(t, err)
-	assert.False(t, ok, "Stop drops waiting tickets")
+		flamingo.ErrMatcherNotStarted, "Enqueue after Stop")
+	ok, err = m.Cancel(ctx, "a")
+	assert.ErrorIs(t, err, flamingo.ErrMatcherNotStarted, "Cancel after Stop")
+	assert.False(t, ok, "Cancel after Stop")
 	assert.Zero(t, m.Len())
 }
 
 func TestMemoryMatcher_Start(t *testing.T) {
+	ctx := t.Context()
 	m := flamingo.NewMemoryMatcher()
 	assert.Error(t, m.Start(nil), "nil report")
-	require.NoError(t, m.Start(func(flamingo.Pair) {}))
-	assert.Error(t, m.Start(func(flamingo.Pair) {}), "second Start")
+	var first []flamingo.Pair
+	require.NoError(t, m.Start(func(p flamingo.Pair) { first = append(first, p) }))
+	err := m.Start(func(flamingo.Pair) { t.Error("the second Start's report was installed") })
+	require.Error(t, err, "second Start")
+	assert.NotErrorIs(t, err, flamingo.ErrMatcherStopped, "second Start on a running matcher")
+
+	// The first report function is still the one in use.
+	require.NoError(t, m.Enqueue(ctx, memoryTicket("a", flamingo.GenderMale, flamingo.PreferAny)))
+	require.NoError(t, m.Enqueue(ctx, memoryTicket("b", flamingo.GenderMale, flamingo.PreferAny)))
+	assert.Len(t, first, 1)
+
+	require.NoError(t, m.Stop(ctx))
+	assert.ErrorIs(t, m.Start(func(flamingo.Pair) {}), flamingo.ErrMatcherStopped, "Start after Stop")
+	require.NoError(t, m.Stop(ctx), "second Stop")
+	assert.ErrorIs(t, m.Start(func(flamingo.Pair) {}), flamingo.ErrMatcherStopped, "Start after a second Stop")
+}
+
+// A matcher stopped before it was ever started is stopped too: Stop is final.
+func TestMemoryMatcher_StopBeforeStart(t *testing.T) {
+	m := flamingo.NewMemoryMatcher()
 	require.NoError(t, m.Stop(t.Context()))
-	assert.Error(t, m.Start(func(flamingo.Pair) {}), "Start after Stop")
+	assert.ErrorIs(t, m.Start(func(flamingo.Pair) {}), flamingo.ErrMatcherStopped)
+}
+
+// Defect 6 of issue 10: a matcher that an Engine's Shutdown stopped, given to a second
+// New, is refused with an error that says it was stopped.
+func TestNew_StoppedMatcher(t *testing.T) {
+	m := flamingo.NewMemoryMatcher()
+	e, err := flamingo.New(flamingo.Config{Matcher: m})
+	require.NoError(t, err)
+	require.NoError(t, e.Shutdown(t.Context()))
+
+	e2, err := flamingo.New(flamingo.Config{Matcher: m})
+	require.ErrorIs(t, err, flamingo.ErrMatcherStopped)
+	assert.Nil(t, e2)
+	assert.Contains(t, err.Error(), "stopped")
 }
 
 func TestMemoryMatcher_Len(t *testing.T) {
