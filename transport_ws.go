@@ -21,6 +21,14 @@ type WebSocketOptions struct {
 	// server's own host. A browser request from any other Origin is refused with 403
 	// before the upgrade. Requests without an Origin header come from programs, not
 	// browsers, and are accepted.
+	//
+	// The port is part of the host, and a browser leaves only the scheme's default
+	// port out of the Origin: "chat.example.com" admits https://chat.example.com but
+	// refuses https://chat.example.com:8443. Add "chat.example.com:8443" for that
+	// port, or "chat.example.com:*" for every port but the default one. A pattern with
+	// a scheme, such as "https://chat.example.com:8443", also pins the scheme. Patterns
+	// ignore case, and "*" matches dots too: "*.example.com" admits subdomains at any
+	// depth.
 	OriginPatterns []string
 	// MaxConns caps the connections this handler serves at once; a request over
 	// it gets 503 before the upgrade. Zero means 10000; negative means no cap.
