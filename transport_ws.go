@@ -34,8 +34,8 @@ type WebSocketOptions struct {
 	// it gets 503 before the upgrade. Zero means 10000; negative means no cap.
 	MaxConns int
 	// MaxConnsPerIP caps the connections from one client address (for IPv6, one
-	// /64 network); a request over it gets 429 before the upgrade. Zero means 32;
-	// negative means no cap.
+	// /64 network); a request over it gets 429 before the upgrade. Zero means 256,
+	// room for a crowd behind one NAT; negative means no cap.
 	MaxConnsPerIP int
 	// ClientIPHeader, if set, names a header that a proxy in front of this server
 	// sets to the client's address, such as "X-Forwarded-For" or "X-Real-IP". The
@@ -61,7 +61,7 @@ func NewWebSocketHandler(e *Engine, opts *WebSocketOptions) http.Handler {
 		o.MaxConns = 10000
 	}
 	if o.MaxConnsPerIP == 0 {
-		o.MaxConnsPerIP = 32
+		o.MaxConnsPerIP = 256
 	}
 	return &wsHandler{
 		e:    e,
