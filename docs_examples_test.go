@@ -35,9 +35,9 @@ func TestDocsShowRealMessageIDsAndTimes(t *testing.T) {
 
 	fields := regexp.MustCompile(`"(message_id|sent_at)":\s*"([^"]*)"`)
 	for _, doc := range []string{"README.md", "FRONTEND_GUIDE.md"} {
-		b, err := os.ReadFile(doc)
+		text, err := os.ReadFile(doc)
 		require.NoError(t, err)
-		found := fields.FindAllStringSubmatch(string(b), -1)
+		found := fields.FindAllStringSubmatch(string(text), -1)
 		require.NotEmpty(t, found, "%s shows no message_id or sent_at", doc)
 		for _, f := range found {
 			switch f[1] {
