@@ -37,12 +37,14 @@ func spendGuess(h *harness) {
 
 // openWithStoredID opens path for a new person whose localStorage already holds
 // user_id, as after an earlier visit: it sets it on a blank page of the same origin
-// first, so that the page's first init carries it.
-func (h *harness) openWithStoredID(name, path, key, userID string) *user {
+// first, so that the page's first init carries it. It returns once the element css
+// of the page at path is there: until then, scripts may run in the blank page's
+// context, which the navigation destroys.
+func (h *harness) openWithStoredID(name, path, css, userID string) *user {
 	h.t.Helper()
 	u := h.openPage(name, desktop, "/blank")
-	eval[bool](u, fmt.Sprintf(`localStorage.setItem(%s, %s), true`, jsString(key), jsString(userID)))
-	u.do(chromedp.Navigate(h.srv.URL + path))
+	eval[bool](u, fmt.Sprintf(`localStorage.setItem("flamingo.user_id", %s), true`, jsString(userID)))
+	u.do(chromedp.Navigate(h.srv.URL+path), chromedp.WaitReady(css))
 	return u
 }
 
@@ -62,7 +64,7 @@ func TestRefusedInit_DemoClientComesBack(t *testing.T) {
 
 	// A stored user_id that expired is refused; the client forgets it and starts a
 	// new identity on the same connection.
-	ann := h.openWithStoredID("ann", "/counted/", "flamingo.user_id", staleID(2))
+	ann := h.openWithStoredID("ann", "/counted/", "#conn", staleID(2))
 	ann.waitVisibleText("#conn", "Connected")
 	stored := eval[string](ann, `localStorage.getItem("flamingo.user_id")`)
 	assert.Regexp(t, `^[0-9a-f]{32}$`, stored)
@@ -88,7 +90,7 @@ func TestRefusedInit_GuideMinimalClientComesBack(t *testing.T) {
 	spendGuess(h)
 	connected := `document.querySelector("#status").textContent === "connected"`
 
-	ann := h.openWithStoredID("ann", "/minimal.html", "flamingo.user_id", staleID(2))
+	ann := h.openWithStoredID("ann", "/minimal.html", "#status", staleID(2))
 	ann.waitJS("ann to be connected", connected)
 	assert.NotEqual(t, staleID(2), eval[string](ann, `localStorage.getItem("flamingo.user_id")`))
 
