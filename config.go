@@ -49,8 +49,9 @@ type Config struct {
 	// with a burst of 5.
 	JoinRate RateLimit
 	// InitRate limits, per remote address (see [Addresser]), init that makes a new
-	// identity. Resuming with a valid user_id is not limited. Zero means one per
-	// second with a burst of 10.
+	// identity. Resuming with a valid user_id is not limited. Zero means 5 per second
+	// with a burst of 100, so that a crowd behind one NAT (a campus, an office, a
+	// mobile carrier) can arrive at once.
 	InitRate RateLimit
 	// ResumeGuessRate limits, per remote address, init with a user_id that matches
 	// no session: the cost of guessing ids. Zero means one per minute with a burst
@@ -142,7 +143,7 @@ func (c Config) resolve() (Config, error) {
 	limit("EventRate", &c.EventRate, 20, 40)
 	limit("MessageRate", &c.MessageRate, 5, 20)
 	limit("JoinRate", &c.JoinRate, 0.5, 5)
-	limit("InitRate", &c.InitRate, 1, 10)
+	limit("InitRate", &c.InitRate, 5, 100)
 	limit("ResumeGuessRate", &c.ResumeGuessRate, 1.0/60, 10)
 	limit("ErrorBudget", &c.ErrorBudget, 1, 20)
 	if len(bad) > 0 {

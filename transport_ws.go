@@ -21,13 +21,21 @@ type WebSocketOptions struct {
 	// server's own host. A browser request from any other Origin is refused with 403
 	// before the upgrade. Requests without an Origin header come from programs, not
 	// browsers, and are accepted.
+	//
+	// The port is part of the host, and a browser leaves only the scheme's default
+	// port out of the Origin: "chat.example.com" admits https://chat.example.com but
+	// refuses https://chat.example.com:8443. Add "chat.example.com:8443" for that
+	// port, or "chat.example.com:*" for every port but the default one. A pattern with
+	// a scheme, such as "https://chat.example.com:8443", also pins the scheme. Patterns
+	// ignore case, and "*" matches dots too: "*.example.com" admits subdomains at any
+	// depth.
 	OriginPatterns []string
 	// MaxConns caps the connections this handler serves at once; a request over
 	// it gets 503 before the upgrade. Zero means 10000; negative means no cap.
 	MaxConns int
 	// MaxConnsPerIP caps the connections from one client address (for IPv6, one
-	// /64 network); a request over it gets 429 before the upgrade. Zero means 32;
-	// negative means no cap.
+	// /64 network); a request over it gets 429 before the upgrade. Zero means 256,
+	// room for a crowd behind one NAT; negative means no cap.
 	MaxConnsPerIP int
 	// ClientIPHeader, if set, names a header that a proxy in front of this server
 	// sets to the client's address, such as "X-Forwarded-For" or "X-Real-IP". The
@@ -53,7 +61,7 @@ func NewWebSocketHandler(e *Engine, opts *WebSocketOptions) http.Handler {
 		o.MaxConns = 10000
 	}
 	if o.MaxConnsPerIP == 0 {
-		o.MaxConnsPerIP = 32
+		o.MaxConnsPerIP = 256
 	}
 	return &wsHandler{
 		e:    e,

@@ -146,3 +146,38 @@ func TestWebSocket_ShutdownClosesWith1001(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "refused after shutdown")
 }
+
+// The port is part of an Origin's host: a page served on another port than the
+// scheme's default needs a pattern that names the port, or allows any.
+func TestWebSocket_OriginPorts(t *testing.T) {
+	tests := []struct {
+		name   string
+		give   []string // OriginPatterns
+		origin string
+		want   int
+	}{
+		{"no port in the pattern: another port is refused", []string{"chat.example.com"}, "https://chat.example.com:8443", http.StatusForbidden},
+		{"no port in the pattern: the default port is admitted", []string{"chat.example.com"}, "https://chat.example.com", http.StatusSwitchingProtocols},
+		{"the port named", []string{"chat.example.com:8443"}, "https://chat.example.com:8443", http.StatusSwitchingProtocols},
+		{"the port named: another port is refused", []string{"chat.example.com:8443"}, "https://chat.example.com:9443", http.StatusForbidden},
+		{"any port", []string{"chat.example.com:*"}, "https://chat.example.com:8443", http.StatusSwitchingProtocols},
+		{"any port: the default port needs its own pattern", []string{"chat.example.com:*"}, "https://chat.example.com", http.StatusForbidden},
+		{"the default port and any other", []string{"chat.example.com", "chat.example.com:*"}, "https://chat.example.com", http.StatusSwitchingProtocols},
+		{"with a scheme", []string{"https://chat.example.com:8443"}, "https://chat.example.com:8443", http.StatusSwitchingProtocols},
+		{"with a scheme: another scheme is refused", []string{"https://chat.example.com:8443"}, "http://chat.example.com:8443", http.StatusForbidden},
+	}
+	e := newEngine(t, flamingo.Config{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := wsServer(t, e, &flamingo.WebSocketOptions{OriginPatterns: tt.give})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {tt.origin}}})
+			if c != nil {
+				defer c.CloseNow()
+			}
+			require.NotNil(t, resp, "dial error: %v", err)
+			assert.Equal(t, tt.want, resp.StatusCode)
+		})
+	}
+}

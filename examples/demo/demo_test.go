@@ -2,11 +2,12 @@ package demo
 
 import (
 	"context"
+	"flag"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,27 +47,46 @@ func TestDisplayAddr(t *testing.T) {
 	}
 }
 
-func TestListenAndServe_StopsWithContext(t *testing.T) {
+func TestServe_StopsWithContext(t *testing.T) {
 	e, err := flamingo.New(flamingo.Config{})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ListenAndServe(ctx, addr, Handler(), e) }()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr + "/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	}, 5*time.Second, 10*time.Millisecond)
+	go func() { done <- Serve(ctx, ln, Handler(), e) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/") // the listener queues it until Serve accepts
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	cancel()
 	assert.NoError(t, <-done)
 	assert.ErrorIs(t, e.Serve(context.Background(), nopTransport{}), flamingo.ErrEngineClosed, "the engine was shut down too")
+}
+
+func TestListenAndServe_TakenPort(t *testing.T) {
+	e, err := flamingo.New(flamingo.Config{})
+	require.NoError(t, err)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+
+	err = ListenAndServe(context.Background(), taken.Addr().String(), Handler(), e)
+	var opErr *net.OpError
+	require.ErrorAs(t, err, &opErr)
+	assert.Equal(t, "listen", opErr.Op)
+	assert.ErrorIs(t, e.Serve(context.Background(), nopTransport{}), flamingo.ErrEngineClosed, "the engine was shut down")
+}
+
+func TestUsage(t *testing.T) {
+	var out strings.Builder
+	set := flag.NewFlagSet("/usr/local/bin/server", flag.ContinueOnError)
+	set.SetOutput(&out)
+	set.String("addr", ":8080", "listen on `host:port`")
+	set.Usage = Usage(set, "server runs the demo.")
+	require.ErrorIs(t, set.Parse([]string{"-h"}), flag.ErrHelp)
+	assert.Equal(t, "server runs the demo.\n\nUsage: server [flags]\n\n  -addr host:port\n    \tlisten on host:port (default \":8080\")\n", out.String())
 }
 
 type nopTransport struct{}

@@ -16,6 +16,8 @@
 //   - reconnects after a drop with capped, jittered exponential backoff, except after
 //     close code 4001 (the session was opened elsewhere), a protocol violation, or close();
 //   - after a resume, joins the queue again if it was searching;
+//   - when the server refuses init because too many people share the address, starts
+//     a new identity if the stored one has expired, or reconnects when told to;
 //   - pings every 20 s and reconnects when a ping goes unanswered;
 //   - tracks state ("idle" | "searching" | "chatting"), the current chat_id and the
 //     connection status, and emits every server event by its type.
@@ -295,9 +297,9 @@ export class FlamingoClient extends EventTarget {
     this._scheduleReconnect(code, reason);
   }
 
-  _scheduleReconnect(code, reason) {
+  _scheduleReconnect(code, reason, notBefore = 0) {
     const cap = Math.min(this.options.reconnectMax, this.options.reconnectBase * 2 ** this._attempt);
-    const delay = Math.round(cap / 2 + Math.random() * (cap / 2)); // jitter in [cap/2, cap]
+    const delay = notBefore + Math.round(cap / 2 + Math.random() * (cap / 2)); // jitter in [cap/2, cap]
     this._attempt++;
     this.reconnectAt = Date.now() + delay;
     this._setConnection("reconnecting", { code, reason, delay });
@@ -360,6 +362,7 @@ export class FlamingoClient extends EventTarget {
         break;
       case "error":
         if (p.code === "session_replaced") this._emit("replaced", p);
+        else if (p.code === "rate_limited" && p.ref === "init" && !this._ready) this._initRefused(p);
         break;
     }
     this._resolve(type, p);
@@ -395,6 +398,23 @@ export class FlamingoClient extends EventTarget {
       }
     }
     this._settleReady(null, p);
+  }
+
+  // _initRefused handles an init over the server's per-address limits (many people
+  // behind one address). The server never refuses a user_id it knows, so a refused one
+  // has expired: start a new identity at once, on this connection. A refused new
+  // identity waits retry_after_ms and tries on a new connection, since this one's init
+  // timeout keeps running.
+  _initRefused(p) {
+    if (this.userId) {
+      this.forgetIdentity();
+      this._rawSend({ type: "init", payload: { user_id: "" } });
+      return;
+    }
+    const ws = this._ws;
+    this._teardown(new FlamingoError(p.code, p.message, p.ref));
+    ws.close(CloseCode.NORMAL, "init refused");
+    this._scheduleReconnect(undefined, p.message, p.retry_after_ms || 0);
   }
 
   _endOrphan() {
