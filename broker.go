@@ -25,7 +25,10 @@ import (
 // those made after Stop has returned may be dropped.
 //
 // Save, Forget, Send and EndChat are made from one goroutine at a time, never with an
-// engine lock held, in the order the Engine decided them. They must not block: a
+// engine lock held, in the order the Engine decided them; those decided before a
+// Matcher call (a new session's Save before its first Enqueue) are made before it,
+// and the Broker must apply them before a Matcher that shares its store acts on the
+// call. They must not block: a
 // Broker queues the work and applies it in the order of the calls, each call once (a
 // Broker that retries after losing a reply may apply one twice; it must say so).
 // Claim and Stats may be called from many goroutines at once; Stats must not block.

@@ -1,6 +1,7 @@
 package flamingo
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -37,6 +38,7 @@ func (e *Engine) ownTicket(t Ticket) bool {
 // publishLocked queues a Broker call, made after the calls queued before it.
 func (e *Engine) publishLocked(call func()) {
 	e.outbox = append(e.outbox, call)
+	e.outQueued++
 	if len(e.outbox) == 1 {
 		select {
 		case e.flush <- struct{}{}:
@@ -66,11 +68,59 @@ func (e *Engine) flushOutbox() {
 				call()
 				batch[i] = nil
 			}
+			e.madeOutbox(len(batch))
 		}
 		if stopping {
 			return
 		}
 	}
+}
+
+// madeOutbox records that n more Broker calls have been made, and wakes those who
+// wait for them (waitOutbox).
+func (e *Engine) madeOutbox(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.outMade += uint64(n)
+	if e.outProgress != nil {
+		close(e.outProgress)
+		e.outProgress = nil
+	}
+}
+
+// waitOutbox waits until the first n Broker calls ever queued have been made, the
+// flusher has stopped, or ctx is done. A Matcher call waits so for the Broker calls
+// decided before it: the Save of a new session, made through the outbox, must reach
+// the cluster before the user's first Enqueue, or a node could pair the user before
+// the cluster knows where to send them their partner's messages.
+func (e *Engine) waitOutbox(ctx context.Context, n uint64) {
+	for {
+		progress := e.outboxProgress(n)
+		if progress == nil {
+			return
+		}
+		select {
+		case <-progress:
+		case <-e.flushStop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// outboxProgress returns nil if the first n calls have been made, otherwise a channel
+// closed at the next progress.
+func (e *Engine) outboxProgress(n uint64) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.outMade >= n {
+		return nil
+	}
+	if e.outProgress == nil {
+		e.outProgress = make(chan struct{})
+	}
+	return e.outProgress
 }
 
 // takeOutbox returns the queued Broker calls and leaves spare in their place.

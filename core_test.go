@@ -422,3 +422,53 @@ func TestShutdown_ConnsAlreadyClosing(t *testing.T) {
 	<-tr.now // CloseNow was called
 	assert.NoError(t, e.Shutdown(context.Background()))
 }
+
+// gatedBroker's Save waits until the gate opens, as a broker far behind would.
+type gatedBroker struct {
+	fakeBroker
+	gate chan struct{}
+}
+
+func (b *gatedBroker) Save(st flamingo.SessionState) {
+	<-b.gate
+	b.fakeBroker.Save(st)
+}
+
+// savedMatcher records, for each Enqueue, whether the broker had saved the user's
+// session by then.
+type savedMatcher struct {
+	*flamingo.MemoryMatcher
+	b        *gatedBroker
+	enqueued atomic.Int32
+	unsaved  atomic.Int32
+}
+
+func (m *savedMatcher) Enqueue(ctx context.Context, t flamingo.Ticket) error {
+	m.enqueued.Add(1)
+	m.b.mu.Lock()
+	saved := len(m.b.saved) > 0 && m.b.saved[0].User == t.User
+	m.b.mu.Unlock()
+	if !saved {
+		m.unsaved.Add(1)
+	}
+	return m.MemoryMatcher.Enqueue(ctx, t)
+}
+
+// A user's first Enqueue comes after the Broker calls decided before it: the cluster
+// must know the session before anyone can be paired with it.
+func TestJoin_EnqueueAfterTheSessionIsSaved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &gatedBroker{gate: make(chan struct{})}
+		m := &savedMatcher{MemoryMatcher: flamingo.NewMemoryMatcher(), b: b}
+		e := newEngine(t, flamingo.Config{Broker: b, Matcher: m})
+		a := flamingotest.Connect(t, e)
+		a.Init("")
+		a.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
+		synctest.Wait()
+		assert.Zero(t, m.enqueued.Load(), "the Enqueue waits for the session's Save")
+		close(b.gate)
+		a.Expect(flamingo.EventQueueJoined)
+		assert.EqualValues(t, 1, m.enqueued.Load())
+		assert.Zero(t, m.unsaved.Load())
+	})
+}

@@ -66,8 +66,13 @@ type Engine struct {
 	sweeps   int       // sweeps so far
 	// lastMsgID is the last message_id given out (see startMessageLocked).
 	lastMsgID uint64
-	// outbox holds the Broker calls decided under the lock, in order (cluster.go).
-	outbox []func()
+	// outbox holds the Broker calls decided under the lock, in order (cluster.go);
+	// outQueued counts the calls ever queued and outMade those made, and outProgress,
+	// if not nil, is closed when outMade next grows.
+	outbox      []func()
+	outQueued   uint64
+	outMade     uint64
+	outProgress chan struct{}
 
 	wake         chan struct{} // nudges the reaper; capacity 1
 	flush        chan struct{} // nudges the broker outbox's flusher; capacity 1

@@ -20,6 +20,9 @@ import (
 type matcherOp struct {
 	cancel bool   // Cancel the user's ticket
 	ticket Ticket // otherwise, Enqueue this ticket
+	// after is how many Broker calls had been queued when the op was: they are made
+	// before it (see waitOutbox).
+	after uint64
 }
 
 func (e *Engine) handleJoinQueue(c *conn, ev clientEvent) {
@@ -98,6 +101,7 @@ func (e *Engine) ackJoinLocked(s *session, others Stats) {
 
 // matcherOpLocked queues op for s and starts a goroutine to make it if none is running.
 func (e *Engine) matcherOpLocked(s *session, op matcherOp) {
+	op.after = e.outQueued
 	s.matcherOps = append(s.matcherOps, op)
 	if !s.matcherBusy {
 		s.matcherBusy = e.goLocked(func() { e.runMatcherOps(s) })
@@ -115,13 +119,13 @@ func (e *Engine) runMatcherOps(s *session) {
 			e.cancelTicket(s.handle)
 			continue
 		}
-		err := e.callEnqueue(op.ticket)
+		err := e.callEnqueue(op.ticket, op.after)
 		if errors.Is(err, ErrAlreadyQueued) && e.isWaiting(s, op.ticket) {
 			// A ticket of this user is already waiting: a stale one that a cluster
 			// resync or a move between nodes left, or this very ticket, put back
 			// after the cluster lost nothing. Either way this one takes its place.
 			e.cancelTicket(s.handle)
-			err = e.callEnqueue(op.ticket)
+			err = e.callEnqueue(op.ticket, 0)
 		}
 		e.enqueued(s, op.ticket, err)
 	}
@@ -139,9 +143,13 @@ func (e *Engine) nextMatcherOp(s *session) (matcherOp, bool) {
 	return op, true
 }
 
-func (e *Engine) callEnqueue(t Ticket) error {
+// callEnqueue enqueues t once the first after Broker calls have been made.
+func (e *Engine) callEnqueue(t Ticket, after uint64) error {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.MatcherTimeout)
 	defer cancel()
+	if e.broker != nil {
+		e.waitOutbox(ctx, after)
+	}
 	return e.matcher.Enqueue(ctx, t)
 }
 

@@ -330,7 +330,8 @@ func TestClusterPairWaitsForSession(t *testing.T) {
 		defer gate.release()
 		bob := n2.dial()
 		bob.Init("") // n2 cannot write his session now
-		bob.Join(flamingo.GenderMale, flamingo.PreferFemale)
+		// queue_joined comes once the matcher has the ticket: not yet.
+		bob.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderMale, Preference: flamingo.PreferFemale})
 		var paired bool
 		require.Eventually(t, func() bool {
 			n, err := client.Exists(ctx, aliceTicket).Result()
@@ -341,6 +342,7 @@ func TestClusterPairWaitsForSession(t *testing.T) {
 
 		gate.release()
 		alice.Expect(flamingo.EventMatchFound)
+		bob.Expect(flamingo.EventQueueJoined)
 		bob.Expect(flamingo.EventMatchFound)
 		require.Equal(t, alice.ChatID, bob.ChatID)
 		alice.Say("hello")
