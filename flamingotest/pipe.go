@@ -35,12 +35,17 @@ type pipeState struct {
 	done  chan struct{} // closed by the first Close
 	once  sync.Once
 	close CloseError // valid once done is closed
+	// mu orders sends with the close: a frame is sent only while closed is false,
+	// so once done is closed no frame can follow the ones a reader drains.
+	mu     sync.Mutex
+	closed bool
 }
 
 // PipeEnd is one end of an in-memory connection made by [Pipe]. It implements
 // [flamingo.Transport] and [flamingo.Pinger].
 type PipeEnd struct {
-	in    chan []byte // frames for this end to read
+	in    chan []byte   // frames for this end to read
+	taken chan struct{} // signalled (capacity 1) when this end reads a frame
 	peer  *PipeEnd
 	state *pipeState
 	mute  atomic.Bool // this end does not answer pings
@@ -57,8 +62,8 @@ var (
 // then a [*CloseError].
 func Pipe() (server, client *PipeEnd) {
 	st := &pipeState{done: make(chan struct{})}
-	server = &PipeEnd{in: make(chan []byte, PipeBuffer), state: st}
-	client = &PipeEnd{in: make(chan []byte, PipeBuffer), state: st}
+	server = &PipeEnd{in: make(chan []byte, PipeBuffer), taken: make(chan struct{}, 1), state: st}
+	client = &PipeEnd{in: make(chan []byte, PipeBuffer), taken: make(chan struct{}, 1), state: st}
 	server.peer, client.peer = client, server
 	return server, client
 }
@@ -68,16 +73,16 @@ func Pipe() (server, client *PipeEnd) {
 func (p *PipeEnd) Read(ctx context.Context) ([]byte, error) {
 	select {
 	case b := <-p.in:
-		return b, nil
+		return p.took(b), nil
 	default:
 	}
 	select {
 	case b := <-p.in:
-		return b, nil
+		return p.took(b), nil
 	case <-p.state.done:
 		select {
 		case b := <-p.in:
-			return b, nil
+			return p.took(b), nil
 		default:
 			ce := p.state.close
 			return nil, &ce
@@ -87,38 +92,59 @@ func (p *PipeEnd) Read(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// Write sends a copy of b to the other end, blocking while its buffer is full.
-func (p *PipeEnd) Write(ctx context.Context, b []byte) error {
+// took tells a writer waiting for room that there is some, and returns b.
+func (p *PipeEnd) took(b []byte) []byte {
 	select {
-	case <-p.state.done:
-		ce := p.state.close
-		return &ce
+	case p.taken <- struct{}{}:
 	default:
 	}
+	return b
+}
+
+// errFull is trySend's answer when the other end's buffer is full.
+var errFull = errors.New("flamingotest: pipe buffer full")
+
+// Write sends a copy of b to the other end, blocking while its buffer is full. A
+// write that meets a close fails, and its frame is not read.
+func (p *PipeEnd) Write(ctx context.Context, b []byte) error {
 	frame := append([]byte(nil), b...)
-	select {
-	case p.peer.in <- frame:
-		// A send that raced with Close may come after the other end has read its
-		// last frame: as over a real socket, a write that meets a close fails,
-		// whether or not the peer saw it.
+	for {
+		if err := p.trySend(frame); err != errFull {
+			return err
+		}
 		select {
+		case <-p.peer.taken:
 		case <-p.state.done:
 			ce := p.state.close
 			return &ce
-		default:
-			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-	case <-p.state.done:
+	}
+}
+
+// trySend sends frame if the pipe is open and the other end has room.
+func (p *PipeEnd) trySend(frame []byte) error {
+	p.state.mu.Lock()
+	defer p.state.mu.Unlock()
+	if p.state.closed {
 		ce := p.state.close
 		return &ce
-	case <-ctx.Done():
-		return ctx.Err()
+	}
+	select {
+	case p.peer.in <- frame:
+		return nil
+	default:
+		return errFull
 	}
 }
 
 // Close closes the pipe with code and reason. Only the first Close counts.
 func (p *PipeEnd) Close(code flamingo.CloseCode, reason string) error {
 	p.state.once.Do(func() {
+		p.state.mu.Lock()
+		defer p.state.mu.Unlock()
+		p.state.closed = true
 		p.state.close = CloseError{Code: code, Reason: reason}
 		close(p.state.done)
 	})
