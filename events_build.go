@@ -197,12 +197,25 @@ func appendError(dst []byte, code ErrorCode, msg string, ref EventType) []byte {
 	return append(dst, "}}"...)
 }
 
+// rateLimitedMessage says what a rate_limited error about an event of type ref limits.
+func rateLimitedMessage(ref EventType) string {
+	switch ref {
+	case EventInit:
+		return "too many new users from your address: try again later"
+	case EventSendMessage:
+		return "too many messages: slow down"
+	case EventJoinQueue:
+		return "joining too often: slow down"
+	}
+	return "too many events: slow down"
+}
+
 func appendRateLimited(dst []byte, ref EventType, retryAfter time.Duration) []byte {
 	dst = appendHead(dst, EventError)
 	dst = appendField(dst, true, "code")
 	dst = appendString(dst, string(CodeRateLimited))
 	dst = appendField(dst, false, "message")
-	dst = appendString(dst, "too many events: slow down")
+	dst = appendString(dst, rateLimitedMessage(ref))
 	if ref != "" {
 		dst = appendField(dst, false, "ref")
 		dst = appendString(dst, string(ref))

@@ -156,7 +156,8 @@ func (e *Engine) callEnqueue(t Ticket, after uint64) error {
 func (e *Engine) cancelTicket(user string) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.MatcherTimeout)
 	defer cancel()
-	if _, err := e.matcher.Cancel(ctx, user); err != nil {
+	_, err := e.matcher.Cancel(ctx, user)
+	if err != nil && !(errors.Is(err, ErrMatcherNotStarted) && e.isClosed()) { // (the queue went with the matcher)
 		e.log.Error("flamingo: matcher cancel failed", slog.String("user", user), slog.Any("err", err))
 	}
 }

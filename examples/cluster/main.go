@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"log"
+	"net"
 	"net/http"
 	"os/signal"
 	"syscall"
@@ -25,6 +26,10 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8081", "address to listen on")
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "address of the Redis server the nodes share")
 	flag.Parse()
+	ln, err := net.Listen("tcp", *addr) // before saying where: the port may be taken
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -39,8 +44,8 @@ func main() {
 	mux.Handle("/ws", flamingo.NewWebSocketHandler(engine, nil))
 	mux.Handle("/", demo.Handler())
 	log.Printf("flamingo node %s on http://%s (WebSocket at /ws), Redis at %s",
-		cluster.NodeID(), demo.DisplayAddr(*addr), *redisAddr)
-	if err := demo.ListenAndServe(ctx, *addr, mux, engine); err != nil {
+		cluster.NodeID(), demo.DisplayAddr(ln.Addr().String()), *redisAddr)
+	if err := demo.Serve(ctx, ln, mux, engine); err != nil {
 		log.Fatal(err)
 	}
 }
