@@ -132,7 +132,7 @@ type ChatState struct {
 // ClusterEventKind tells what a [ClusterEvent] does. Experimental, like [Broker].
 type ClusterEventKind uint8
 
-// The kinds of [ClusterEvent].
+// The kinds of [ClusterEvent]. Experimental, like [Broker].
 const (
 	// KindFrame is a frame to send to the user as it is (a held event).
 	KindFrame ClusterEventKind = iota + 1
