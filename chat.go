@@ -38,11 +38,15 @@ func (ch *chat) info() ChatInfo {
 func (e *Engine) startChatLocked(id string, users [2]*session, others Stats) *chat {
 	ch := &chat{id: id, users: users, started: time.Now()}
 	e.chats[ch] = struct{}{}
+	if !users[0].remote { // on a cluster, the node of the user who waited longer counts it
+		e.counters.matches++
+	}
 	for _, s := range users {
 		if s.remote {
 			continue
 		}
 		e.ackJoinLocked(s, others)
+		e.counters.matchWait.observe(ch.started.Sub(s.ticket.JoinedAt))
 		e.dequeueLocked(s)
 		s.chat = ch
 		e.inChat++
@@ -145,6 +149,7 @@ func (e *Engine) relayLocked(c *conn, s *session, ch *chat, ev clientEvent, msgI
 	// One allocation of exactly the right size.
 	frame := appendMessageReceived(make([]byte, 0, messageReceivedLen(ch.id, msgID, ev.content)),
 		ch.id, msgID, ev.content, sentAt)
+	e.counters.messages++
 	if p := ch.partner(s); p.remote {
 		// Whether a partner away on another node can take more is not known here:
 		// that node drops what is over its bound.
@@ -204,13 +209,15 @@ func (e *Engine) endChatLocked(ch *chat, by *session, reason EndReason) ChatEnd 
 	if !other.remote {
 		e.deliverLocked(other, appendChatEnded(nil, ch.id, otherReason), true)
 	}
+	now := time.Now()
+	e.counters.chatDuration.observe(now.Sub(ch.started))
 	return ChatEnd{
 		ChatID:    ch.id,
 		Users:     [2]string{ch.users[0].handle, ch.users[1].handle},
 		By:        by.handle,
 		Reason:    reason,
 		StartedAt: ch.started,
-		EndedAt:   time.Now(),
+		EndedAt:   now,
 	}
 }
 

@@ -205,6 +205,7 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 		chatID = ch.id
 	}
 	e.attachLocked(c, s)
+	e.counters.resumed++
 	n := len(c.queue)
 	e.pushLocked(c, outFrame{b: appendReady(nil, ev.userID, true, chatID)})
 	for _, ev := range st.Events {

@@ -78,6 +78,7 @@ func (e *Engine) closeConnLocked(c *conn, code CloseCode, reason string) {
 		return
 	}
 	c.closed = true
+	e.counters.closes[code]++
 	e.goLocked(func() { e.closeTransport(c, code, reason) })
 }
 
@@ -130,6 +131,7 @@ func (e *Engine) dropSlowLocked(c *conn, reason string) {
 		e.detachLocked(c, true)
 	}
 	c.unresponsive = true
+	e.counters.slowConsumers++
 	e.closeConnLocked(c, CloseSlowConsumer, reason)
 }
 

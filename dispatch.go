@@ -89,10 +89,10 @@ func (e *Engine) sendError(c *conn, code ErrorCode, msg string, ref EventType) {
 // sendErrorLocked answers c with an error event. Each one spends a token of c's error
 // budget; a connection that has spent it all is closed instead, as abusive.
 func (e *Engine) sendErrorLocked(c *conn, code ErrorCode, msg string, ref EventType) {
-	e.sendErrorFrameLocked(c, appendError(nil, code, msg, ref))
+	e.sendErrorFrameLocked(c, code, appendError(nil, code, msg, ref))
 }
 
-func (e *Engine) sendErrorFrameLocked(c *conn, frame []byte) {
+func (e *Engine) sendErrorFrameLocked(c *conn, code ErrorCode, frame []byte) {
 	if ok, _ := take(&c.limits.errors, time.Now()); !ok {
 		if s := c.sess; s != nil {
 			e.log.Info("flamingo: closing abusive connection", "user", s.handle)
@@ -101,6 +101,7 @@ func (e *Engine) sendErrorFrameLocked(c *conn, frame []byte) {
 		e.closeConnLocked(c, ClosePolicyViolation, "too many errors")
 		return
 	}
+	e.counters.errors[code]++
 	e.replyLocked(c, frame)
 }
 
@@ -112,5 +113,6 @@ func (e *Engine) rateLimited(c *conn, ref EventType, retry time.Duration) {
 }
 
 func (e *Engine) rateLimitedLocked(c *conn, ref EventType, retry time.Duration) {
-	e.sendErrorFrameLocked(c, appendRateLimited(nil, ref, retry))
+	e.counters.rateLimited[ref]++
+	e.sendErrorFrameLocked(c, CodeRateLimited, appendRateLimited(nil, ref, retry))
 }

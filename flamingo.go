@@ -69,16 +69,18 @@ type Engine struct {
 	// outbox holds the Broker calls decided under the lock, in order (cluster.go);
 	// outQueued counts the calls ever queued and outMade those made, and outProgress,
 	// if not nil, is closed when outMade next grows.
+	counters    counters
 	outbox      []func()
 	outQueued   uint64
 	outMade     uint64
 	outProgress chan struct{}
 
-	wake         chan struct{} // nudges the reaper; capacity 1
-	flush        chan struct{} // nudges the broker outbox's flusher; capacity 1
-	flushStop    chan struct{} // closed when the flusher is to empty the outbox and return
-	stopped      chan struct{} // closed when the shutdown sequence has run
-	done         chan struct{} // closed when Shutdown begins
+	hooks        [len(hookNames)]hookCounters // atomics: hooks run with no lock held
+	wake         chan struct{}                // nudges the reaper; capacity 1
+	flush        chan struct{}                // nudges the broker outbox's flusher; capacity 1
+	flushStop    chan struct{}                // closed when the flusher is to empty the outbox and return
+	stopped      chan struct{}                // closed when the shutdown sequence has run
+	done         chan struct{}                // closed when Shutdown begins
 	workers      sync.WaitGroup
 	serving      sync.WaitGroup
 	flusher      sync.WaitGroup
@@ -103,6 +105,7 @@ func New(cfg Config) (*Engine, error) {
 		claims:    make(map[string]*claim),
 		conns:     make(map[*conn]struct{}),
 		ips:       make(map[netip.Addr]*ipLimits),
+		counters:  newCounters(),
 		wake:      make(chan struct{}, 1),
 		flush:     make(chan struct{}, 1),
 		flushStop: make(chan struct{}),

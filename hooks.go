@@ -43,10 +43,14 @@ type ChatEnd struct {
 
 // callHook runs a user hook, recovering a panic. If the hook ran for connection c, a
 // panic closes c with CloseInternalError. It reports whether the hook returned.
-func (e *Engine) callHook(c *conn, name string, f func()) (ok bool) {
+func (e *Engine) callHook(c *conn, hook int, f func()) (ok bool) {
+	h := &e.hooks[hook]
+	start := time.Now()
 	defer func() {
+		h.observe(time.Since(start))
 		if r := recover(); r != nil {
-			e.log.Error("flamingo: hook panicked", slog.String("hook", name), slog.String("panic", fmt.Sprint(r)))
+			h.panics.Add(1)
+			e.log.Error("flamingo: hook panicked", slog.String("hook", hookNames[hook]), slog.String("panic", fmt.Sprint(r)))
 			if c != nil {
 				e.closeConn(c, CloseInternalError, "internal error")
 			}
@@ -59,7 +63,7 @@ func (e *Engine) callHook(c *conn, name string, f func()) (ok bool) {
 
 func (e *Engine) callOnMatch(info ChatInfo) {
 	if e.cfg.OnMatch != nil {
-		e.callHook(nil, "OnMatch", func() { e.cfg.OnMatch(info) })
+		e.callHook(nil, hookOnMatch, func() { e.cfg.OnMatch(info) })
 	}
 }
 
@@ -68,7 +72,7 @@ func (e *Engine) callOnChatEnd(c *conn, ends ...ChatEnd) {
 		return
 	}
 	for _, end := range ends {
-		e.callHook(c, "OnChatEnd", func() { e.cfg.OnChatEnd(end) })
+		e.callHook(c, hookOnChatEnd, func() { e.cfg.OnChatEnd(end) })
 	}
 }
 
@@ -80,7 +84,7 @@ func (e *Engine) callOnMessage(c *conn, m Message) (refusal *Error, ok bool) {
 		return nil, true
 	}
 	var err error
-	if !e.callHook(c, "OnMessage", func() { err = e.cfg.OnMessage(m) }) {
+	if !e.callHook(c, hookOnMessage, func() { err = e.cfg.OnMessage(m) }) {
 		return nil, false
 	}
 	if err == nil {

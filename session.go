@@ -158,6 +158,7 @@ func (e *Engine) newSessionLocked(c *conn, ev clientEvent) {
 // resumeLocked gives session s to connection c, taking it from its old connection if it
 // has a live one, and replays what was held for it.
 func (e *Engine) resumeLocked(c *conn, s *session, userID string) {
+	e.counters.resumed++
 	if old := s.conn; old != nil {
 		e.replaceConnLocked(old, s)
 	}
@@ -183,6 +184,7 @@ func (e *Engine) replaceConnLocked(old *conn, s *session) {
 	old.replaced = true
 	// The last word to the old connection, whatever its queue holds; the writer
 	// closes it after this frame.
+	e.counters.errors[CodeSessionReplaced]++
 	e.pushLocked(old, outFrame{b: appendError(nil, CodeSessionReplaced, "this chat was opened on another connection", "")})
 	old.closeAt = &closeReq{CloseSessionReplaced, "session replaced"}
 	e.log.Debug("flamingo: session taken over", slog.String("user", s.handle))
@@ -278,6 +280,7 @@ func (e *Engine) expireLocked(a absence) (ChatEnd, bool) {
 	}
 	delete(e.sessions, s.handle)
 	s.held, s.heldBytes = nil, 0
+	e.counters.expired++
 	e.log.Debug("flamingo: session expired", slog.String("user", s.handle))
 	var end ChatEnd
 	ch := s.chat
