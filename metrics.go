@@ -45,17 +45,11 @@ type Metrics struct {
 	MatchWait Histogram
 	// ChatDuration is how long chats lasted, observed when they end on this node.
 	ChatDuration Histogram
-	// Hooks describes each hook that has run, by name ("OnMatch", "OnMessage",
-	// "OnChatEnd").
-	Hooks map[string]HookMetrics
-}
-
-// HookMetrics describes the calls of one hook.
-type HookMetrics struct {
-	// Duration is how long the calls took.
-	Duration Histogram
-	// Panics counts the calls that panicked.
-	Panics uint64
+	// HookDuration is how long the calls of each hook that has run took, by name
+	// ("OnMatch", "OnMessage", "OnChatEnd"); HookPanics counts the calls that
+	// panicked, by the same names.
+	HookDuration map[string]Histogram
+	HookPanics   map[string]uint64
 }
 
 // Histogram is a distribution of durations in seconds, in the shape Prometheus
@@ -137,13 +131,13 @@ func (h *hookCounters) observe(d time.Duration) {
 	h.nanos.Add(uint64(max(d, 0)))
 }
 
-func (h *hookCounters) snapshot() HookMetrics {
+func (h *hookCounters) snapshot() Histogram {
 	hist := Histogram{Bounds: hookBounds, Counts: make([]uint64, len(hookBounds)), Count: h.count.Load()}
 	for i := range hist.Counts {
 		hist.Counts[i] = h.counts[i].Load()
 	}
 	hist.Sum = time.Duration(h.nanos.Load()).Seconds()
-	return HookMetrics{Duration: hist, Panics: h.panics.Load()}
+	return hist
 }
 
 // hookNames are the hooks, in the order of Engine.hooks.
@@ -157,10 +151,11 @@ const (
 
 // Metrics returns a snapshot of e's counters.
 func (e *Engine) Metrics() Metrics {
-	m := Metrics{Hooks: make(map[string]HookMetrics)}
+	m := Metrics{HookDuration: make(map[string]Histogram), HookPanics: make(map[string]uint64)}
 	for i, name := range hookNames {
-		if h := &e.hooks[i]; h.count.Load() > 0 || h.panics.Load() > 0 {
-			m.Hooks[name] = h.snapshot()
+		if h := &e.hooks[i]; h.count.Load() > 0 {
+			m.HookDuration[name] = h.snapshot()
+			m.HookPanics[name] = h.panics.Load()
 		}
 	}
 	e.mu.Lock()

@@ -54,11 +54,11 @@ func TestMetrics_CountWhatHappened(t *testing.T) {
 		require.EqualValues(t, 1, m.ChatDuration.Count)
 		assert.InDelta(t, 20, m.ChatDuration.Sum, 0.1)
 
-		hook := m.Hooks["OnMessage"]
-		assert.EqualValues(t, 3, hook.Duration.Count)
-		assert.InDelta(t, 0.003, hook.Duration.Sum, 0.0001)
-		assert.Zero(t, hook.Panics)
-		assert.NotContains(t, m.Hooks, "OnMatch", "a hook that is not set has no metrics")
+		hook := m.HookDuration["OnMessage"]
+		assert.EqualValues(t, 3, hook.Count)
+		assert.InDelta(t, 0.003, hook.Sum, 0.0001)
+		assert.Equal(t, map[string]uint64{"OnMessage": 0}, m.HookPanics)
+		assert.NotContains(t, m.HookDuration, "OnMatch", "a hook that is not set has no metrics")
 	})
 }
 
@@ -80,4 +80,11 @@ func TestMetrics_ClosesResumesAndExpiries(t *testing.T) {
 		assert.EqualValues(t, 1, m.Expired)
 		assert.EqualValues(t, 1, m.Closes[flamingo.CloseMessageTooBig])
 	})
+}
+
+func TestMetrics_HookPanics(t *testing.T) {
+	e := newEngine(t, flamingo.Config{OnMatch: func(flamingo.ChatInfo) { panic("a bug in the embedder's hook") }})
+	flamingotest.Pair(t, e)
+	require.Eventually(t, func() bool { return e.Metrics().HookDuration["OnMatch"].Count == 1 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, map[string]uint64{"OnMatch": 1}, e.Metrics().HookPanics)
 }
