@@ -1,14 +1,22 @@
 package flamingoredis
 
-import "github.com/flamingochat/flamingo"
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flamingochat/flamingo"
+)
 
 // This file is the one place that names what flamingoredis keeps in Redis: the keys,
 // the fields of its hashes and stream entries, and the kind letters of its events. Go
-// code builds key names with the methods of keys; the Lua scripts (scripts.go and
-// cluster_scripts.go) still spell the same names out. These names are the wire format
-// between the nodes of a cluster: nodes of different versions share one Redis only
-// while they stay the same (TestWireNames pins them).
-//
+// code builds key names with the methods of keys, and the Lua scripts name keys and
+// fields with ${placeholders} that luaScript replaces, at package init, by the
+// constants below. These names are the wire format between the nodes of a cluster:
+// nodes of different versions share one Redis only while they stay the same
+// (TestWireNames pins them).
 // Every key begins with the key base, [Options.Prefix] + "{match}:". The hash tag
 // {match} puts them all in one Redis Cluster slot, so that a script may touch any of
 // them. Relative to the base:
@@ -149,6 +157,64 @@ const (
 	kindHandover = "h"
 	kindReply    = "r"
 )
+
+// luaNames are the names the Lua scripts may use as ${placeholders}: each is the name
+// of a constant above.
+var luaNames = map[string]string{
+	"keySeq": keySeq, "keyWait": keyWait, "keyTicket": keyTicket, "keyNode": keyNode,
+	"keyTickets": keyTickets, "keyInbox": keyInbox, "keyAlive": keyAlive,
+	"keySessions": keySessions, "keyNodes": keyNodes, "keyStats": keyStats,
+	"keySess": keySess, "keyHeld": keyHeld, "keyEnded": keyEnded, "keyOrphans": keyOrphans,
+
+	"ticketUser": ticketUser, "ticketGender": ticketGender, "ticketPreference": ticketPreference,
+	"ticketJoinedAt": ticketJoinedAt, "ticketNode": ticketNode, "ticketBucket": ticketBucket,
+	"ticketMember": ticketMember,
+
+	"pairWaiter": pairWaiter, "pairNewcomer": pairNewcomer, "pairChat": pairChat,
+
+	"sessNode": sessNode, "sessDigest": sessDigest, "sessGender": sessGender, "sessAway": sessAway,
+	"sessChat": sessChat, "sessPeer": sessPeer, "sessPeerGender": sessPeerGender,
+	"sessStarted": sessStarted,
+
+	"entryKind": entryKind, "entryUser": entryUser, "entryChat": entryChat,
+	"entryPayload": entryPayload,
+
+	"kindEnded": kindEnded,
+
+	// (not a name, but the reap script's end reason, which must be the root package's)
+	"reasonPartnerDisconnected": string(flamingo.ReasonPartnerDisconnected),
+}
+
+// luaPlaceholder matches a ${name} in a script's source.
+var luaPlaceholder = regexp.MustCompile(`\$\{([A-Za-z]+)\}`)
+
+// luaSources holds the source of every script made by luaScript, for the tests.
+var luaSources = map[*redis.Script]string{}
+
+// luaScript makes a script of src after replacing each ${name} in it by luaNames[name].
+// The scripts put each placeholder inside a Lua string literal: '${keySess}' becomes
+// 'sess:'. It panics on a name it does not know, so a mistake stops the program at
+// init, and every test with it.
+func luaScript(src string) *redis.Script {
+	src = expandLua(src)
+	s := redis.NewScript(src)
+	luaSources[s] = src
+	return s
+}
+
+func expandLua(src string) string {
+	return luaPlaceholder.ReplaceAllStringFunc(src, func(p string) string {
+		name := p[2 : len(p)-1]
+		v, ok := luaNames[name]
+		if !ok {
+			panic(fmt.Sprintf("flamingoredis: unknown placeholder %s in a Lua script", p))
+		}
+		if strings.ContainsAny(v, `'\`) {
+			panic(fmt.Sprintf("flamingoredis: placeholder %s = %q cannot go in a Lua string", p, v))
+		}
+		return v
+	})
+}
 
 // keys names the keys of one node: those it uses all the time, built once, and
 // methods for the others.

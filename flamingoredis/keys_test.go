@@ -1,12 +1,42 @@
 package flamingoredis
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/flamingochat/flamingo"
 )
+
+// TestLuaScriptsExpanded checks that every script was made by luaScript and has no
+// placeholder left.
+func TestLuaScriptsExpanded(t *testing.T) {
+	scripts := append([]*redis.Script{enqueueScript, cancelScript, dropScript}, clusterScripts...)
+	require.Len(t, luaSources, len(scripts), "every script is in luaSources, once")
+	for _, s := range scripts {
+		src, ok := luaSources[s]
+		require.True(t, ok, "script %s was not made by luaScript", s.Hash())
+		assert.NotContains(t, src, "${", "script %s has a placeholder left", s.Hash())
+		assert.NotEmpty(t, strings.TrimSpace(src))
+	}
+}
+
+func TestExpandLua(t *testing.T) {
+	tests := []struct {
+		give, want string
+	}{
+		{give: `redis.call('HGET', base .. '${keySess}' .. user, '${sessNode}')`, want: `redis.call('HGET', base .. 'sess:' .. user, 'node')`},
+		{give: `'${pairWaiter}${ticketUser}'`, want: `'w_user'`},
+		{give: `string.match(m, '^(.*):([^:]*)$')`, want: `string.match(m, '^(.*):([^:]*)$')`},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, expandLua(tt.give))
+	}
+	assert.Panics(t, func() { expandLua(`'${noSuchName}'`) })
+}
 
 // TestWireNames pins the names flamingoredis uses in Redis. They are the wire format
 // between the nodes of a cluster: a node that names a key or a field differently does
