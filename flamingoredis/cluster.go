@@ -54,7 +54,7 @@ type Cluster struct {
 	client redis.UniversalClient
 	m      *Matcher
 	opts   ClusterOptions
-	base   string // key base: prefix + "{match}:"
+	keys   *keys // the Matcher's
 	log    *slog.Logger
 
 	host  flamingo.BrokerHost
@@ -116,14 +116,14 @@ func NewCluster(client redis.UniversalClient, opts ClusterOptions) *Cluster {
 		client:  client,
 		m:       m,
 		opts:    opts,
-		base:    m.keys.nodePrefix[:len(m.keys.nodePrefix)-len("node:")],
+		keys:    &m.keys,
 		log:     m.log,
 		wake:    make(chan struct{}, 1),
 		waiters: make(map[string]chan handover),
 		drained: make(chan struct{}),
 	}
 	c.others.Store(&flamingo.Stats{})
-	c.args.base, c.args.maxHeld, c.args.ttl = c.base, opts.MaxHeld, tombstoneTTL.Milliseconds()
+	c.args.base, c.args.maxHeld, c.args.ttl = c.keys.base, opts.MaxHeld, tombstoneTTL.Milliseconds()
 	m.inbound = c.inbound
 	m.beforeEnqueue = c.flushed
 	return c
@@ -198,7 +198,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	c.hbCancel() // no heartbeat may put the node back
 	<-c.hbDone
 	deadline := time.Now().Add(c.grace).UnixMilli()
-	if err := leaveScript.Run(ctx, c.client, []string{c.m.keys.nodeTickets}, c.base, c.m.node, deadline, c.keepInbox()).Err(); err != nil {
+	if err := leaveScript.Run(ctx, c.client, []string{c.keys.nodeTickets}, c.keys.base, c.m.node, deadline, c.keepInbox()).Err(); err != nil {
 		errs = append(errs, fmt.Errorf("flamingoredis: stop: leave the cluster: %w", err))
 	}
 	if err := c.m.Stop(ctx); err != nil {
@@ -283,8 +283,8 @@ func (c *Cluster) Stats() flamingo.Stats { return *c.others.Load() }
 
 // Claim implements [flamingo.Broker].
 func (c *Cluster) Claim(ctx context.Context, user string, digest [32]byte) (flamingo.SessionState, error) {
-	res, err := claimScript.Run(ctx, c.client, []string{c.base + "sess:" + user},
-		c.base, c.m.node, user, hex.EncodeToString(digest[:])).StringSlice()
+	res, err := claimScript.Run(ctx, c.client, []string{c.keys.session(user)},
+		c.keys.base, c.m.node, user, hex.EncodeToString(digest[:])).StringSlice()
 	if err != nil {
 		return flamingo.SessionState{}, fmt.Errorf("flamingoredis: claim: %w", err)
 	}
@@ -317,8 +317,8 @@ func (c *Cluster) Claim(ctx context.Context, user string, digest [32]byte) (flam
 		c.mu.Unlock()
 	}()
 	err = c.client.XAdd(ctx, &redis.XAddArgs{
-		Stream: c.base + "node:" + prev + ":inbox",
-		Values: []string{"k", "h", "u", user, "to", c.m.node, "id", id},
+		Stream: c.keys.inbox(prev),
+		Values: []string{entryKind, kindHandover, entryUser, user, entryTo, c.m.node, entryID, id},
 	}).Err()
 	if err != nil {
 		c.log.Warn("flamingoredis: asking for a handover failed; resuming from Redis", "node", c.m.node, "from", prev, "err", err)
@@ -332,7 +332,7 @@ func (c *Cluster) Claim(ctx context.Context, user string, digest [32]byte) (flam
 			// The node no longer held it: it expired there just now (then its chat
 			// has ended too), or the node restarted under the same id.
 			if st.Chat != nil {
-				if n, err := c.client.Exists(ctx, c.base+"ended:"+st.Chat.ID).Result(); err == nil && n == 1 {
+				if n, err := c.client.Exists(ctx, c.keys.ended(st.Chat.ID)).Result(); err == nil && n == 1 {
 					st.Chat = nil
 				}
 			}
@@ -359,7 +359,7 @@ const salvageScan = 10000
 // the inbox of node, which did not hand the session over (it is dead, or seems so).
 // Its reader deletes each entry it has handled, so what is left is what it never saw.
 func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionState) flamingo.SessionState {
-	stream := c.base + "node:" + node + ":inbox"
+	stream := c.keys.inbox(node)
 	msgs, err := c.client.XRangeN(ctx, stream, "-", "+", salvageScan).Result()
 	if err != nil {
 		c.log.Warn("flamingoredis: reading a dead node's inbox failed", "node", c.m.node, "from", node, "err", err)
@@ -371,12 +371,12 @@ func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionS
 	)
 	for _, msg := range msgs {
 		str := func(k string) string { return field(msg.Values, k) }
-		if str("u") != st.User {
+		if str(entryUser) != st.User {
 			continue
 		}
-		switch kind := str("k"); kind {
-		case "f", "m", "e":
-			if ev, ok := makeEvent(kind, str("c"), str("p")); ok {
+		switch kind := str(entryKind); kind {
+		case kindFrame, kindMessage, kindEnded:
+			if ev, ok := makeEvent(kind, str(entryChat), str(entryPayload)); ok {
 				evs = append(evs, ev)
 				ids = append(ids, msg.ID)
 			}
@@ -400,28 +400,28 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 	if host == nil {
 		return
 	}
-	switch kind := str("k"); kind {
-	case "f", "m", "e":
-		ev, ok := makeEvent(kind, str("c"), str("p"))
+	switch kind := str(entryKind); kind {
+	case kindFrame, kindMessage, kindEnded:
+		ev, ok := makeEvent(kind, str(entryChat), str(entryPayload))
 		if !ok {
 			c.log.Error("flamingoredis: skipping a malformed event", "node", c.m.node, "id", id)
 			return
 		}
-		host.Deliver(str("u"), ev)
-	case "h":
-		to, reqID := str("to"), str("id")
-		host.Release(str("u"), func(st flamingo.SessionState) {
+		host.Deliver(str(entryUser), ev)
+	case kindHandover:
+		to, reqID := str(entryTo), str(entryID)
+		host.Release(str(entryUser), func(st flamingo.SessionState) {
 			c.publish(&replyOp{toNode: to, requestID: reqID, st: st})
 		})
-	case "r":
+	case kindReply:
 		c.mu.Lock()
-		ch := c.waiters[str("id")]
+		ch := c.waiters[str(entryID)]
 		c.mu.Unlock()
-		st := flamingo.SessionState{Found: str("found") == "1", Gender: flamingo.Gender(str("g"))}
-		st.Chat = chatState(str("chat"), str("peer"), str("pg"), str("started"))
-		n, _ := strconv.Atoi(str("n"))
+		st := flamingo.SessionState{Found: str(entryFound) == "1", Gender: flamingo.Gender(str(entryGender))}
+		st.Chat = chatState(str(sessChat), str(sessPeer), str(sessPeerGender), str(sessStarted))
+		n, _ := strconv.Atoi(str(entryEvents))
 		for i := range n {
-			if ev, ok := decodeEvent(str("e" + strconv.Itoa(i))); ok {
+			if ev, ok := decodeEvent(str(entryEvent + strconv.Itoa(i))); ok {
 				st.Events = append(st.Events, ev)
 			}
 		}
@@ -434,7 +434,7 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 			// The claim gave up waiting: what the old node held still goes to the
 			// user, late rather than never.
 			c.log.Warn("flamingoredis: a handover came late; sending its events on", "node", c.m.node, "events", len(st.Events))
-			c.forward(str("u"), st.Events)
+			c.forward(str(entryUser), st.Events)
 		}
 	default:
 		c.log.Error("flamingoredis: skipping an unknown stream entry", "node", c.m.node, "id", id)
@@ -467,11 +467,11 @@ func chatState(id, peer, peerGender, started string) *flamingo.ChatState {
 func kindLetter(k flamingo.ClusterEventKind) string {
 	switch k {
 	case flamingo.KindFrame:
-		return "f"
+		return kindFrame
 	case flamingo.KindMessage:
-		return "m"
+		return kindMessage
 	case flamingo.KindChatEnded:
-		return "e"
+		return kindEnded
 	}
 	return "?"
 }
@@ -497,11 +497,11 @@ func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
 // makeEvent builds an event from its kind letter, chat id and payload.
 func makeEvent(kind, chat, payload string) (flamingo.ClusterEvent, bool) {
 	switch kind {
-	case "f":
+	case kindFrame:
 		return flamingo.ClusterEvent{Kind: flamingo.KindFrame, ChatID: chat, Frame: []byte(payload)}, true
-	case "m":
+	case kindMessage:
 		return flamingo.ClusterEvent{Kind: flamingo.KindMessage, ChatID: chat, Frame: []byte(payload)}, true
-	case "e":
+	case kindEnded:
 		return flamingo.ClusterEvent{Kind: flamingo.KindChatEnded, ChatID: chat, Reason: flamingo.EndReason(payload)}, true
 	}
 	return flamingo.ClusterEvent{}, false
@@ -532,7 +532,7 @@ func (c *Cluster) heartbeat(ctx context.Context) {
 			c.log.Warn("flamingoredis: this node's registration had lapsed; resynchronising", "node", c.m.node)
 			c.host.Resync()
 		}
-		if err := reapScript.Run(ctx, c.client, []string{c.base + "nodes"}, c.base, time.Now().UnixMilli(),
+		if err := reapScript.Run(ctx, c.client, []string{c.keys.nodes()}, c.keys.base, time.Now().UnixMilli(),
 			c.grace.Milliseconds(), c.opts.MaxHeld, tombstoneTTL.Milliseconds(), 1000, c.keepInbox()).Err(); err != nil && ctx.Err() == nil {
 			c.log.Warn("flamingoredis: reaping failed", "node", c.m.node, "err", err)
 		}
@@ -553,7 +553,7 @@ func (c *Cluster) beat(ctx context.Context) (bool, error) {
 		local = c.host.LocalStats()
 	}
 	counts := fmt.Sprintf("%d %d %d", local.Online, local.InQueue, local.InChat)
-	res, err := beatScript.Run(ctx, c.client, []string{c.base + "nodes"}, c.base, c.m.node,
+	res, err := beatScript.Run(ctx, c.client, []string{c.keys.nodes()}, c.keys.base, c.m.node,
 		time.Now().UnixMilli(), c.opts.DeadAfter.Milliseconds(), counts).Slice()
 	if err != nil {
 		return false, err

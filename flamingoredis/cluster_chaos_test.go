@@ -90,7 +90,7 @@ type ccRun struct {
 	nodes  []*clusterNode
 	dead   []atomic.Bool  // nodes that crashed: nobody dials them any more
 	conns  []atomic.Int32 // the users' connections open to each node
-	base   string         // the cluster's key base
+	keys   *keys          // the cluster's key names
 
 	// gseq numbers every send_message of the run, in the order the senders write
 	// them, so that a loss can be placed before or after an event.
@@ -759,7 +759,7 @@ func (u *ccUser) waitSession(away bool) error {
 	}
 	deadline := time.Now().Add(ccLimit)
 	for {
-		v, err := r.client.HMGet(context.Background(), r.base+"sess:"+u.sessKey, "node", "away").Result()
+		v, err := r.client.HMGet(context.Background(), r.keys.session(u.sessKey), sessNode, sessAway).Result()
 		if err == nil && len(v) == 2 && v[0] == r.nodeID(u.sessNode) && v[1] == want {
 			return nil
 		}
@@ -882,7 +882,7 @@ func (u *ccUser) takeover(join bool) error {
 // noTicket checks that the user, who is not queued, has no ticket in the queue once
 // the node's cancel is done (within 2 seconds, generously).
 func (u *ccUser) noTicket() error {
-	key := u.r.base + "ticket:" + u.sessKey
+	key := u.r.keys.ticket(u.sessKey)
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		n, err := u.r.client.Exists(context.Background(), key).Result()
@@ -1069,7 +1069,7 @@ func runClusterChaos(t *testing.T, client redis.UniversalClient, seed uint64, p 
 	}
 	r.dead = make([]atomic.Bool, len(r.nodes))
 	r.conns = make([]atomic.Int32, len(r.nodes))
-	r.base = r.nodes[0].cl.base
+	r.keys = r.nodes[0].cl.keys
 	// Registered after the nodes, so it runs before they stop.
 	t.Cleanup(func() {
 		r.abortOnce.Do(func() { close(r.abort) })
@@ -1201,9 +1201,9 @@ func (r *ccRun) monitor() func() {
 			pipe := r.client.Pipeline()
 			scores := make([]*redis.FloatCmd, len(r.nodes))
 			for k := range r.nodes {
-				scores[k] = pipe.ZScore(ctx, r.base+"nodes", r.nodeID(k))
+				scores[k] = pipe.ZScore(ctx, r.keys.nodes(), r.nodeID(k))
 			}
-			orphans := pipe.ZRange(ctx, r.base+"orphans", 0, -1)
+			orphans := pipe.ZRange(ctx, r.keys.orphans(), 0, -1)
 			_, _ = pipe.Exec(ctx)
 			if rtt := time.Since(last); rtt >= testDeadAfter-testHeartbeat {
 				note(fmt.Sprintf("%v: a Redis round trip took %v", at, rtt.Round(time.Millisecond)))
@@ -1260,7 +1260,7 @@ func (r *ccRun) crash(t *testing.T, rng *rand.Rand, users []*ccUser) int {
 	r.crashSeq.Store(r.gseq.Load())
 	deadline := time.Now().Add(ccLimit)
 	for {
-		_, err := r.client.ZScore(context.Background(), r.base+"nodes", r.nodeID(k)).Result()
+		_, err := r.client.ZScore(context.Background(), r.keys.nodes(), r.nodeID(k)).Result()
 		reaped := errors.Is(err, redis.Nil)
 		if reaped && r.victimsDone.Load() >= victims {
 			break
@@ -1288,7 +1288,7 @@ func (r *ccRun) waitQuiet(t *testing.T) {
 			n.cl.mu.Lock()
 			ops := len(n.cl.ops)
 			n.cl.mu.Unlock()
-			xlen, err := r.client.XLen(context.Background(), r.base+"node:"+r.nodeID(k)+":inbox").Result()
+			xlen, err := r.client.XLen(context.Background(), r.keys.inbox(r.nodeID(k))).Result()
 			if ops > 0 || err != nil || xlen > 0 {
 				quiet = false
 			}
@@ -1316,15 +1316,15 @@ func (r *ccRun) checkQueue(users []*ccUser) []string {
 			continue
 		}
 		waiting = append(waiting, strconv.Itoa(u.id))
-		tk, err := r.client.HGetAll(context.Background(), r.base+"ticket:"+u.sessKey).Result()
-		joined, _ := strconv.ParseInt(tk["joined_at"], 10, 64)
+		tk, err := r.client.HGetAll(context.Background(), r.keys.ticket(u.sessKey)).Result()
+		joined, _ := strconv.ParseInt(tk[ticketJoinedAt], 10, 64)
 		switch {
 		case err != nil:
 			problems = append(problems, fmt.Sprintf("user %d: reading its ticket: %v", u.id, err))
 		case len(tk) == 0:
 			problems = append(problems, fmt.Sprintf("user %d (handle %s) is queued on node %d, but has no ticket in Redis: nobody can meet them",
 				u.id, u.sessKey, u.finalNode))
-		case tk["node"] != r.nodeID(u.finalNode) || joined < u.joinedAt.UnixNano():
+		case tk[ticketNode] != r.nodeID(u.finalNode) || joined < u.joinedAt.UnixNano():
 			problems = append(problems, fmt.Sprintf("user %d (handle %s) is queued on node %d since %s, but its ticket in Redis is an older one: %v",
 				u.id, u.sessKey, u.finalNode, u.joinedAt.Format(time.StampMicro), tk))
 		}
@@ -1346,19 +1346,21 @@ func (r *ccRun) dumpQueue(users []*ccUser) string {
 		byKey[u.sessKey] = u.id
 	}
 	var b strings.Builder
-	keys, _ := r.client.Keys(ctx, r.base+"ticket:*").Result()
+	keys, _ := r.client.Keys(ctx, r.keys.ticketPrefix+"*").Result()
 	for _, k := range keys {
 		tk, _ := r.client.HGetAll(ctx, k).Result()
-		u, known := byKey[strings.TrimPrefix(k, r.base+"ticket:")]
+		u, known := byKey[strings.TrimPrefix(k, r.keys.ticketPrefix)]
 		fmt.Fprintf(&b, "  ticket of user %d (known %v): %v\n", u, known, tk)
 	}
-	buckets, _ := r.client.Keys(ctx, r.base+"wait:*").Result()
-	for _, k := range buckets {
-		m, _ := r.client.ZRange(ctx, k, 0, -1).Result()
-		fmt.Fprintf(&b, "  %s: %d waiting\n", strings.TrimPrefix(k, r.base), len(m))
+	for _, row := range r.keys.buckets {
+		for _, k := range row {
+			if m, _ := r.client.ZRange(ctx, k, 0, -1).Result(); len(m) > 0 {
+				fmt.Fprintf(&b, "  %s: %d waiting\n", strings.TrimPrefix(k, r.keys.base), len(m))
+			}
+		}
 	}
 	for k := range r.nodes {
-		set, _ := r.client.SMembers(ctx, r.base+"node:"+r.nodeID(k)+":tickets").Result()
+		set, _ := r.client.SMembers(ctx, r.keys.tickets(r.nodeID(k))).Result()
 		fmt.Fprintf(&b, "  node %d (%s, dead %v): %d in its ticket set; its own counts %+v\n",
 			k, r.nodeID(k), r.dead[k].Load(), len(set), r.nodes[k].cl.host.LocalStats())
 	}

@@ -82,15 +82,15 @@ func (o *saveOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) re
 	if o.handoff {
 		mode = "handoff"
 	}
-	args := []any{c.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl, mode}
+	args := []any{c.keys.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl, mode}
 	for _, ev := range st.Events {
 		args = append(args, encodeEvent(ev))
 	}
-	return pipe.EvalSha(ctx, saveScript.Hash(), []string{c.base + "sess:" + st.User}, args...)
+	return pipe.EvalSha(ctx, saveScript.Hash(), []string{c.keys.session(st.User)}, args...)
 }
 
 func (o *forgetOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
-	return pipe.EvalSha(ctx, forgetScript.Hash(), []string{c.base + "sess:" + o.user}, c.base, c.m.node, o.user)
+	return pipe.EvalSha(ctx, forgetScript.Hash(), []string{c.keys.session(o.user)}, c.keys.base, c.m.node, o.user)
 }
 
 func (o *sendOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
@@ -101,26 +101,28 @@ func (o *sendOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) re
 	if ev.Kind == flamingo.KindChatEnded {
 		payload = string(ev.Reason)
 	}
-	return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.base + "sess:" + o.user},
+	return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.keys.session(o.user)},
 		c.args.base, o.user, kindLetter(ev.Kind), ev.ChatID, payload, c.args.maxHeld, c.args.ttl)
 }
 
 func (o *endChatOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
-	return pipe.EvalSha(ctx, endChatScript.Hash(), []string{c.base + "ended:" + o.chatID},
-		c.base, o.chatID, o.users[0], o.users[1], o.notify, string(o.reason), c.opts.MaxHeld, tombstoneTTL.Milliseconds())
+	return pipe.EvalSha(ctx, endChatScript.Hash(), []string{c.keys.ended(o.chatID)},
+		c.keys.base, o.chatID, o.users[0], o.users[1], o.notify, string(o.reason), c.opts.MaxHeld, tombstoneTTL.Milliseconds())
 }
 
 func (o *replyOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
 	st := o.st
-	vals := []string{"k", "r", "id", o.requestID, "u", st.User, "g", string(st.Gender), "n", strconv.Itoa(len(st.Events))}
+	vals := []string{entryKind, kindReply, entryID, o.requestID, entryUser, st.User, entryGender, string(st.Gender),
+		entryEvents, strconv.Itoa(len(st.Events))}
 	if st.Found {
-		vals = append(vals, "found", "1")
+		vals = append(vals, entryFound, "1")
 	}
 	if cs := st.Chat; cs != nil {
-		vals = append(vals, "chat", cs.ID, "peer", cs.Peer, "pg", string(cs.PeerGender), "started", strconv.FormatInt(cs.StartedAt.UnixMilli(), 10))
+		vals = append(vals, sessChat, cs.ID, sessPeer, cs.Peer, sessPeerGender, string(cs.PeerGender),
+			sessStarted, strconv.FormatInt(cs.StartedAt.UnixMilli(), 10))
 	}
 	for i, ev := range st.Events {
-		vals = append(vals, "e"+strconv.Itoa(i), encodeEvent(ev))
+		vals = append(vals, entryEvent+strconv.Itoa(i), encodeEvent(ev))
 	}
-	return pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.base + "node:" + o.toNode + ":inbox", Values: vals})
+	return pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.keys.inbox(o.toNode), Values: vals})
 }

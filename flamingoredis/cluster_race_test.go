@@ -153,11 +153,11 @@ func TestClusterClaimWhileClaimed(t *testing.T) {
 		assert.Equal(t, "from n3", bob.ExpectMessage().Content)
 
 		// Only n3 holds the session now.
-		node, err := client.HGet(context.Background(), n1.cl.base+"sess:"+handleOf(alice.UserID), "node").Result()
+		node, err := client.HGet(context.Background(), n1.cl.keys.session(handleOf(alice.UserID)), sessNode).Result()
 		require.NoError(t, err)
 		assert.Equal(t, n3.cl.NodeID(), node)
 		for _, n := range []*clusterNode{n1, n2} {
-			ok, err := client.SIsMember(context.Background(), n.cl.base+"node:"+n.cl.NodeID()+":sessions", handleOf(alice.UserID)).Result()
+			ok, err := client.SIsMember(context.Background(), n.cl.keys.sessions(n.cl.NodeID()), handleOf(alice.UserID)).Result()
 			require.NoError(t, err)
 			assert.False(t, ok, "%s still lists the session", n.cl.NodeID())
 		}
@@ -320,7 +320,7 @@ func TestClusterPairWaitsForSession(t *testing.T) {
 		alice := n1.dial()
 		alice.Init("")
 		alice.Join(flamingo.GenderFemale, flamingo.PreferAny)
-		aliceTicket := n1.cl.base + "ticket:" + handleOf(alice.UserID)
+		aliceTicket := n1.cl.keys.ticket(handleOf(alice.UserID))
 		require.Eventually(t, func() bool {
 			n, err := client.Exists(ctx, aliceTicket).Result()
 			return err == nil && n == 1
@@ -381,7 +381,7 @@ func TestClusterFlushedBounded(t *testing.T) {
 		assert.ErrorIs(t, call.f(ctx), context.DeadlineExceeded, call.name)
 		cancel()
 	}
-	queued, err := client.Exists(context.Background(), n.cl.base+"ticket:u1").Result()
+	queued, err := client.Exists(context.Background(), n.cl.keys.ticket("u1")).Result()
 	require.NoError(t, err)
 	assert.Zero(t, queued, "the ticket of the Enqueue that gave up is not queued")
 

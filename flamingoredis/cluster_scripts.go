@@ -4,21 +4,9 @@ import "github.com/redis/go-redis/v9"
 
 // The scripts of a Cluster. Like the matcher's, they use keys under one hash tag, so
 // that each script may derive the names of the keys it touches from ARGV[1], the key
-// base (prefix + "{match}:"). Key names, relative to the base:
-//
-//	node:<id>:alive     string, expires after DeadAfter unless the node's heartbeat renews it
-//	node:<id>:inbox     stream: pairs and events for the node, read by its reader
-//	node:<id>:sessions  set: the users whose sessions the node holds
-//	nodes               sorted set: node id -> time of its last heartbeat (Unix ms)
-//	stats               hash: node id -> "online in_queue in_chat"
-//	sess:<user>         hash: node, d (digest), g, away, chat, peer, pg, started
-//	held:<user>         list: events for a user whose node is gone, encoded as below
-//	ended:<chat>        string: the chat has ended (a tombstone, so that only one end notifies)
-//	orphans             sorted set: "<node>:<user>" -> when that session expires (Unix ms)
-//
-// An event is encoded as one kind letter (f frame, m message, e chat ended), the chat
-// id, a NUL byte and the payload (the frame, or the end reason). Frames are JSON text,
-// which never holds a raw NUL.
+// base (prefix + "{match}:"). keys.go names the keys, says what each holds, and names
+// the fields of their hashes and stream entries; the scripts use those names as
+// ${placeholders}.
 
 // luaRoute is shared by the scripts that send an event to a user: to the inbox of the
 // node that holds the user's session if that node is alive, else onto the user's held
@@ -26,13 +14,14 @@ import "github.com/redis/go-redis/v9"
 // session, -1 if the held list is full.
 const luaRoute = `
 local function route(base, user, kind, chat, payload, maxHeld, ttl)
-  local node = redis.call('HGET', base .. 'sess:' .. user, 'node')
+  local node = redis.call('HGET', base .. '${keySess}' .. user, '${sessNode}')
   if not node then return 0 end
-  if redis.call('EXISTS', base .. 'node:' .. node .. ':alive') == 1 then
-    redis.call('XADD', base .. 'node:' .. node .. ':inbox', '*', 'k', kind, 'u', user, 'c', chat, 'p', payload)
+  if redis.call('EXISTS', base .. '${keyNode}' .. node .. '${keyAlive}') == 1 then
+    redis.call('XADD', base .. '${keyNode}' .. node .. '${keyInbox}', '*',
+      '${entryKind}', kind, '${entryUser}', user, '${entryChat}', chat, '${entryPayload}', payload)
     return 1
   end
-  local hk = base .. 'held:' .. user
+  local hk = base .. '${keyHeld}' .. user
   if redis.call('LLEN', hk) >= tonumber(maxHeld) then return -1 end
   redis.call('RPUSH', hk, kind .. chat .. '\0' .. payload)
   redis.call('PEXPIRE', hk, ttl)
@@ -40,9 +29,9 @@ local function route(base, user, kind, chat, payload, maxHeld, ttl)
 end
 
 local function clearChat(base, user, chat)
-  local k = base .. 'sess:' .. user
-  if redis.call('HGET', k, 'chat') == chat then
-    redis.call('HDEL', k, 'chat', 'peer', 'pg', 'started')
+  local k = base .. '${keySess}' .. user
+  if redis.call('HGET', k, '${sessChat}') == chat then
+    redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}')
   end
 end
 `
@@ -57,30 +46,32 @@ end
 // for dead) are taken out and returned, for the node to deliver: {1, events...}. In
 // mode "handoff" (a node that stops), the node's events go in front of them. A save
 // that changes nothing returns {0, the events given}.
-var saveScript = redis.NewScript(`
+var saveScript = luaScript(`
 local base, node, user = ARGV[1], ARGV[2], ARGV[3]
-local k = base .. 'sess:' .. user
-local prev = redis.call('HGET', k, 'node')
+local k = base .. '${keySess}' .. user
+local prev = redis.call('HGET', k, '${sessNode}')
 if prev and prev ~= node then
   local out = {0}
   for i = 13, #ARGV do out[#out + 1] = ARGV[i] end
   return out
 end
-redis.call('HSET', k, 'node', node, 'd', ARGV[4], 'g', ARGV[5], 'away', ARGV[6])
-if ARGV[7] ~= '' and redis.call('EXISTS', base .. 'ended:' .. ARGV[7]) == 0 then
-  redis.call('HSET', k, 'chat', ARGV[7], 'peer', ARGV[8], 'pg', ARGV[9], 'started', ARGV[10])
+redis.call('HSET', k, '${sessNode}', node, '${sessDigest}', ARGV[4], '${sessGender}', ARGV[5],
+  '${sessAway}', ARGV[6])
+if ARGV[7] ~= '' and redis.call('EXISTS', base .. '${keyEnded}' .. ARGV[7]) == 0 then
+  redis.call('HSET', k, '${sessChat}', ARGV[7], '${sessPeer}', ARGV[8], '${sessPeerGender}', ARGV[9],
+    '${sessStarted}', ARGV[10])
 else
-  redis.call('HDEL', k, 'chat', 'peer', 'pg', 'started')
+  redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}')
 end
-redis.call('SADD', base .. 'node:' .. node .. ':sessions', user)
+redis.call('SADD', base .. '${keyNode}' .. node .. '${keySessions}', user)
 -- A node taken for dead that resyncs: its session is no orphan.
-redis.call('ZREM', base .. 'orphans', node .. ':' .. user)
+redis.call('ZREM', base .. '${keyOrphans}', node .. ':' .. user)
 if ARGV[6] == '1' then
   redis.call('PEXPIRE', k, ARGV[11])
 else
   redis.call('PERSIST', k)
 end
-local hk = base .. 'held:' .. user
+local hk = base .. '${keyHeld}' .. user
 local held = redis.call('LRANGE', hk, 0, -1)
 redis.call('DEL', hk)
 if ARGV[12] == 'handoff' then
@@ -97,19 +88,19 @@ return out
 // forgetScript deletes a session that expired on its node.
 //
 //	ARGV base, node, user
-var forgetScript = redis.NewScript(`
+var forgetScript = luaScript(`
 local base, node, user = ARGV[1], ARGV[2], ARGV[3]
-local k = base .. 'sess:' .. user
-if redis.call('HGET', k, 'node') ~= node then return 0 end
-redis.call('DEL', k, base .. 'held:' .. user)
-redis.call('SREM', base .. 'node:' .. node .. ':sessions', user)
+local k = base .. '${keySess}' .. user
+if redis.call('HGET', k, '${sessNode}') ~= node then return 0 end
+redis.call('DEL', k, base .. '${keyHeld}' .. user)
+redis.call('SREM', base .. '${keyNode}' .. node .. '${keySessions}', user)
 return 1
 `)
 
 // sendScript routes one event to a user.
 //
 //	ARGV base, user, kind, chat, payload, max held, ttl (ms)
-var sendScript = redis.NewScript(luaRoute + `
+var sendScript = luaScript(luaRoute + `
 return route(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 `)
 
@@ -120,13 +111,13 @@ return route(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 //	     ttl (ms, for the tombstone and a held list)
 //
 // It returns 1 if it notified, 0 if not.
-var endChatScript = redis.NewScript(luaRoute + `
+var endChatScript = luaScript(luaRoute + `
 local base, chat = ARGV[1], ARGV[2]
 clearChat(base, ARGV[3], chat)
 clearChat(base, ARGV[4], chat)
 if ARGV[5] == '' then return 0 end
-if not redis.call('SET', base .. 'ended:' .. chat, '1', 'NX', 'PX', ARGV[8]) then return 0 end
-route(base, ARGV[5], 'e', chat, ARGV[6], ARGV[7], ARGV[8])
+if not redis.call('SET', base .. '${keyEnded}' .. chat, '1', 'NX', 'PX', ARGV[8]) then return 0 end
+route(base, ARGV[5], '${kindEnded}', chat, ARGV[6], ARGV[7], ARGV[8])
 return 1
 `)
 
@@ -136,28 +127,29 @@ return 1
 //
 // It returns {} if there is no such session, else {previous node, 1 if it is alive
 // else 0, gender, chat, peer, peer gender, started, held events...}.
-var claimScript = redis.NewScript(`
+var claimScript = luaScript(`
 local base, node, user = ARGV[1], ARGV[2], ARGV[3]
-local k = base .. 'sess:' .. user
-local s = redis.call('HMGET', k, 'node', 'd', 'g', 'chat', 'peer', 'pg', 'started')
+local k = base .. '${keySess}' .. user
+local s = redis.call('HMGET', k, '${sessNode}', '${sessDigest}', '${sessGender}',
+  '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}')
 if not s[2] or s[2] ~= ARGV[4] then return {} end
 local prev = s[1] or ''
 local alive = 0
 if prev ~= '' and prev ~= node then
-  alive = redis.call('EXISTS', base .. 'node:' .. prev .. ':alive')
-  redis.call('SREM', base .. 'node:' .. prev .. ':sessions', user)
-  redis.call('ZREM', base .. 'orphans', prev .. ':' .. user)
+  alive = redis.call('EXISTS', base .. '${keyNode}' .. prev .. '${keyAlive}')
+  redis.call('SREM', base .. '${keyNode}' .. prev .. '${keySessions}', user)
+  redis.call('ZREM', base .. '${keyOrphans}', prev .. ':' .. user)
 end
-redis.call('HSET', k, 'node', node, 'away', '0')
+redis.call('HSET', k, '${sessNode}', node, '${sessAway}', '0')
 redis.call('PERSIST', k)
-redis.call('SADD', base .. 'node:' .. node .. ':sessions', user)
+redis.call('SADD', base .. '${keyNode}' .. node .. '${keySessions}', user)
 local chat = s[4] or ''
-if chat ~= '' and redis.call('EXISTS', base .. 'ended:' .. chat) == 1 then
-  redis.call('HDEL', k, 'chat', 'peer', 'pg', 'started')
+if chat ~= '' and redis.call('EXISTS', base .. '${keyEnded}' .. chat) == 1 then
+  redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}')
   chat = ''
 end
 local out = {prev, tostring(alive), s[3] or '', chat, s[5] or '', s[6] or '', s[7] or '0'}
-local hk = base .. 'held:' .. user
+local hk = base .. '${keyHeld}' .. user
 for _, ev in ipairs(redis.call('LRANGE', hk, 0, -1)) do out[#out + 1] = ev end
 redis.call('DEL', hk)
 return out
@@ -169,18 +161,18 @@ return out
 // from there.
 const luaDown = `
 local function down(base, node, deadline, keep)
-  redis.call('DEL', base .. 'node:' .. node .. ':alive')
-  redis.call('ZREM', base .. 'nodes', node)
-  redis.call('HDEL', base .. 'stats', node)
-  local sk = base .. 'node:' .. node .. ':sessions'
+  redis.call('DEL', base .. '${keyNode}' .. node .. '${keyAlive}')
+  redis.call('ZREM', base .. '${keyNodes}', node)
+  redis.call('HDEL', base .. '${keyStats}', node)
+  local sk = base .. '${keyNode}' .. node .. '${keySessions}'
   for _, u in ipairs(redis.call('SMEMBERS', sk)) do
-    redis.call('ZADD', base .. 'orphans', deadline, node .. ':' .. u)
+    redis.call('ZADD', base .. '${keyOrphans}', deadline, node .. ':' .. u)
   end
   redis.call('DEL', sk)
-  local tk = base .. 'node:' .. node .. ':tickets'
+  local tk = base .. '${keyNode}' .. node .. '${keyTickets}'
   for _, u in ipairs(redis.call('SMEMBERS', tk)) do
-    local key = base .. 'ticket:' .. u
-    local t = redis.call('HMGET', key, 'bucket', 'member', 'node')
+    local key = base .. '${keyTicket}' .. u
+    local t = redis.call('HMGET', key, '${ticketBucket}', '${ticketMember}', '${ticketNode}')
     if t[1] and t[3] == node then
       redis.call('ZREM', t[1], t[2])
       redis.call('DEL', key)
@@ -188,7 +180,7 @@ local function down(base, node, deadline, keep)
   end
   redis.call('DEL', tk)
   -- What the node had not read yet stays a while, for claims to salvage.
-  redis.call('PEXPIRE', base .. 'node:' .. node .. ':inbox', keep)
+  redis.call('PEXPIRE', base .. '${keyNode}' .. node .. '${keyInbox}', keep)
 end
 `
 
@@ -198,19 +190,19 @@ end
 //
 // It returns {1 if the node's alive key had lapsed (or never existed) else 0, then
 // the stats of every node as id, counts, id, counts...}.
-var beatScript = redis.NewScript(`
+var beatScript = luaScript(`
 local base, node = ARGV[1], ARGV[2]
 local fresh = 0
-if not redis.call('SET', base .. 'node:' .. node .. ':alive', ARGV[3], 'PX', ARGV[4], 'XX') then
+if not redis.call('SET', base .. '${keyNode}' .. node .. '${keyAlive}', ARGV[3], 'PX', ARGV[4], 'XX') then
   fresh = 1
-  redis.call('SET', base .. 'node:' .. node .. ':alive', ARGV[3], 'PX', ARGV[4])
+  redis.call('SET', base .. '${keyNode}' .. node .. '${keyAlive}', ARGV[3], 'PX', ARGV[4])
 end
-redis.call('ZADD', base .. 'nodes', ARGV[3], node)
-redis.call('HSET', base .. 'stats', node, ARGV[5])
+redis.call('ZADD', base .. '${keyNodes}', ARGV[3], node)
+redis.call('HSET', base .. '${keyStats}', node, ARGV[5])
 -- (a node taken for dead had its inbox set to expire)
-redis.call('PERSIST', base .. 'node:' .. node .. ':inbox')
+redis.call('PERSIST', base .. '${keyNode}' .. node .. '${keyInbox}')
 local out = {fresh}
-for _, v in ipairs(redis.call('HGETALL', base .. 'stats')) do out[#out + 1] = v end
+for _, v in ipairs(redis.call('HGETALL', base .. '${keyStats}')) do out[#out + 1] = v end
 return out
 `)
 
@@ -222,31 +214,31 @@ return out
 //	     how long to keep a dead node's inbox (ms)
 //
 // It returns {nodes declared dead, sessions expired}.
-var reapScript = redis.NewScript(luaRoute + luaDown + `
+var reapScript = luaScript(luaRoute + luaDown + `
 local base, now = ARGV[1], tonumber(ARGV[2])
 local dead = 0
-local nodes = redis.call('ZRANGE', base .. 'nodes', 0, -1, 'WITHSCORES')
+local nodes = redis.call('ZRANGE', base .. '${keyNodes}', 0, -1, 'WITHSCORES')
 for i = 1, #nodes, 2 do
   local n, seen = nodes[i], tonumber(nodes[i + 1])
-  if redis.call('EXISTS', base .. 'node:' .. n .. ':alive') == 0 then
+  if redis.call('EXISTS', base .. '${keyNode}' .. n .. '${keyAlive}') == 0 then
     down(base, n, seen + tonumber(ARGV[3]), ARGV[7])
     dead = dead + 1
   end
 end
 local expired = 0
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', base .. 'orphans', '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))) do
-  redis.call('ZREM', base .. 'orphans', m)
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', base .. '${keyOrphans}', '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))) do
+  redis.call('ZREM', base .. '${keyOrphans}', m)
   -- users are hex handles; a node id may itself hold ':'
   local node, user = string.match(m, '^(.*):([^:]*)$')
-  local k = base .. 'sess:' .. user
-  local s = redis.call('HMGET', k, 'node', 'chat', 'peer')
+  local k = base .. '${keySess}' .. user
+  local s = redis.call('HMGET', k, '${sessNode}', '${sessChat}', '${sessPeer}')
   if s[1] == node then
-    redis.call('DEL', k, base .. 'held:' .. user)
+    redis.call('DEL', k, base .. '${keyHeld}' .. user)
     expired = expired + 1
     if s[2] and s[3] then
       clearChat(base, s[3], s[2])
-      if redis.call('SET', base .. 'ended:' .. s[2], '1', 'NX', 'PX', ARGV[5]) then
-        route(base, s[3], 'e', s[2], 'partner_disconnected', ARGV[4], ARGV[5])
+      if redis.call('SET', base .. '${keyEnded}' .. s[2], '1', 'NX', 'PX', ARGV[5]) then
+        route(base, s[3], '${kindEnded}', s[2], '${reasonPartnerDisconnected}', ARGV[4], ARGV[5])
       end
     end
   end
@@ -257,7 +249,7 @@ return {dead, expired}
 // leaveScript takes this node out of the cluster at once, when it stops.
 //
 //	ARGV base, node, deadline (Unix ms) for its sessions, how long to keep its inbox (ms)
-var leaveScript = redis.NewScript(luaDown + `
+var leaveScript = luaScript(luaDown + `
 down(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 1
 `)

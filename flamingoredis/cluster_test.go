@@ -125,9 +125,9 @@ func (n *clusterNode) crash() {
 func (n *clusterNode) waitSaved(t testing.TB, clients ...*flamingotest.Client) {
 	t.Helper()
 	for _, c := range clients {
-		key := n.cl.base + "sess:" + handleOf(c.UserID)
+		key := n.cl.keys.session(handleOf(c.UserID))
 		require.Eventually(t, func() bool {
-			chat, err := n.cl.client.HGet(context.Background(), key, "chat").Result()
+			chat, err := n.cl.client.HGet(context.Background(), key, sessChat).Result()
 			return err == nil && chat == c.ChatID
 		}, 5*time.Second, 10*time.Millisecond, "session of %s saved", c.UserID)
 	}
@@ -139,9 +139,9 @@ func (n *clusterNode) waitSaved(t testing.TB, clients ...*flamingotest.Client) {
 func (n *clusterNode) leave(t testing.TB, c *flamingotest.Client) {
 	t.Helper()
 	c.Close()
-	key := n.cl.base + "sess:" + handleOf(c.UserID)
+	key := n.cl.keys.session(handleOf(c.UserID))
 	require.Eventually(t, func() bool {
-		away, err := n.cl.client.HGet(context.Background(), key, "away").Result()
+		away, err := n.cl.client.HGet(context.Background(), key, sessAway).Result()
 		return err == nil && away == "1"
 	}, 5*time.Second, 5*time.Millisecond, "%s seen away", c.UserID)
 }
@@ -297,7 +297,7 @@ func TestClusterNodeKilled(t *testing.T) {
 	// Exactly once: once the reaper is done with the dead node's sessions (alice's
 	// expired, carol's claimed), nothing more came for bob and carol's chat lives on.
 	require.Eventually(t, func() bool {
-		n, err := client.ZCard(context.Background(), n2.cl.base+"orphans").Result()
+		n, err := client.ZCard(context.Background(), n2.cl.keys.orphans()).Result()
 		return err == nil && n == 0
 	}, 5*time.Second, 20*time.Millisecond, "orphans reaped")
 	bob.Sync()
@@ -327,8 +327,8 @@ func TestClusterNodeTakenForDead(t *testing.T) {
 		ctx := context.Background()
 		cl := n2.cl
 		_, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, cl.base+"node:"+n1.cl.NodeID()+":alive")
-			p.EvalSha(ctx, reapScript.Hash(), []string{cl.base + "nodes"}, cl.base, time.Now().UnixMilli(),
+			p.Del(ctx, cl.keys.alive(n1.cl.NodeID()))
+			p.EvalSha(ctx, reapScript.Hash(), []string{cl.keys.nodes()}, cl.keys.base, time.Now().UnixMilli(),
 				cl.grace.Milliseconds(), cl.opts.MaxHeld, tombstoneTTL.Milliseconds(), 1000, cl.keepInbox())
 			return nil
 		})
@@ -344,7 +344,7 @@ func TestClusterNodeTakenForDead(t *testing.T) {
 		// No orphan is left: the resync took them back (were it not so, they would
 		// stay until the reaper expired them at the end of their grace).
 		require.Eventually(t, func() bool {
-			n, err := client.ZCard(ctx, n1.cl.base+"orphans").Result()
+			n, err := client.ZCard(ctx, n1.cl.keys.orphans()).Result()
 			return err == nil && n == 0
 		}, 5*time.Second, 20*time.Millisecond, "orphans reaped")
 		// A second tab on n2 takes carol's session over, from what Redis has of it.

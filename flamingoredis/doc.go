@@ -55,26 +55,15 @@
 //
 // # Keys
 //
-// With the default prefix "flamingo:", the matcher uses these keys; all carry the hash
-// tag {match}, so they are in one Redis Cluster slot:
+// Every key begins with [Options.Prefix] and the hash tag {match}, so that all are in
+// one Redis Cluster slot: with the default prefix, "flamingo:{match}:". Waiting
+// tickets are hashes ("ticket:<user>") listed in one sorted set per (gender,
+// preference) bucket ("wait:<gender>:<preference>"), and each node reads what is for
+// it from its inbox stream ("node:<node>:inbox"). SCALING.md in the repository lists
+// every key, what it holds and when it expires; in the source, keys.go is the one
+// place that names the keys and the fields of their hashes and stream entries.
 //
-//	flamingo:{match}:wait:<gender>:<preference>  sorted set: the tickets waiting in one of
-//	                                             the 12 buckets, ordered by JoinedAt
-//	flamingo:{match}:ticket:<user>               hash: a waiting ticket (user, gender,
-//	                                             preference, joined_at in UnixNano, node,
-//	                                             bucket, member)
-//	flamingo:{match}:seq                         counter that breaks ties between equal
-//	                                             JoinedAt values
-//	flamingo:{match}:node:<node>:tickets         set: the users of the node's waiting tickets
-//	flamingo:{match}:node:<node>:inbox           stream: pairs (and a Cluster's events)
-//	                                             the node has yet to handle
-//
-// A bucket's members all have score 0 and sort by their bytes: 16 hex digits of
-// JoinedAt (UnixNano with the sign bit flipped), 16 decimal digits of the counter, then
-// the user. Sorted-set scores are doubles and cannot hold nanoseconds exactly; the
-// bytes can.
-//
-// Three scripts change these keys: enqueue (pair or add), cancel (remove one ticket)
+// Three scripts change the queue: enqueue (pair or add), cancel (remove one ticket)
 // and drop (remove all of one node's tickets, run by Stop and, for leftovers of a node
 // that ended without Stop, by Start).
 //

@@ -89,38 +89,6 @@ const (
 	stateStopped
 )
 
-// keys holds the names of the keys a matcher uses. See the package documentation.
-type keys struct {
-	seq          string
-	ticketPrefix string // + user: a waiting ticket's hash
-	nodePrefix   string // + node + ":tickets", ":inbox", ":alive" or ":sessions"
-	nodeTickets  string // this node's waiting users
-	nodePairs    string // this node's inbox stream: pairs, and a Cluster's events
-	buckets      [3][4]string
-}
-
-var (
-	genders     = [...]flamingo.Gender{flamingo.GenderMale, flamingo.GenderFemale, flamingo.GenderOther}
-	preferences = [...]flamingo.Preference{flamingo.PreferAny, flamingo.PreferMale, flamingo.PreferFemale, flamingo.PreferOther}
-)
-
-func newKeys(prefix, node string) keys {
-	base := prefix + "{match}:"
-	k := keys{
-		seq:          base + "seq",
-		ticketPrefix: base + "ticket:",
-		nodePrefix:   base + "node:",
-	}
-	k.nodeTickets = k.nodePrefix + node + ":tickets"
-	k.nodePairs = k.nodePrefix + node + ":inbox"
-	for gi, g := range genders {
-		for pi, p := range preferences {
-			k.buckets[gi][pi] = base + "wait:" + string(g) + ":" + string(p)
-		}
-	}
-	return k
-}
-
 // New returns a Matcher that keeps its queue in Redis through client. It does not talk
 // to Redis until [Matcher.Start]. The caller keeps ownership of client: Stop does not
 // close it.
@@ -273,7 +241,7 @@ func (m *Matcher) Enqueue(ctx context.Context, t flamingo.Ticket) error {
 		order[i] = byte(u >> (56 - 8*i))
 	}
 	ks := make([]string, 4, 10)
-	ks[0] = m.keys.ticketPrefix + t.User
+	ks[0] = m.keys.ticket(t.User)
 	ks[1] = m.keys.seq
 	ks[2] = m.keys.nodeTickets
 	ks[3] = m.keys.bucket(t.Gender, t.Preference)
@@ -302,20 +270,6 @@ func (m *Matcher) Enqueue(ctx context.Context, t flamingo.Ticket) error {
 	return fmt.Errorf("flamingoredis: enqueue: unexpected script result %q", res)
 }
 
-func (k *keys) bucket(g flamingo.Gender, p flamingo.Preference) string {
-	for gi := range genders {
-		if genders[gi] != g {
-			continue
-		}
-		for pi := range preferences {
-			if preferences[pi] == p {
-				return k.buckets[gi][pi]
-			}
-		}
-	}
-	panic("flamingoredis: bucket of an invalid ticket")
-}
-
 // Cancel implements [flamingo.Matcher]. It may cancel a ticket enqueued on any node.
 // Before Start and after Stop it returns false and [flamingo.ErrMatcherNotStarted],
 // without asking Redis.
@@ -324,7 +278,7 @@ func (m *Matcher) Cancel(ctx context.Context, user string) (bool, error) {
 		return false, flamingo.ErrMatcherNotStarted
 	}
 	defer m.inflight.Done()
-	n, err := cancelScript.Run(ctx, m.client, []string{m.keys.ticketPrefix + user}, m.keys.nodePrefix).Int()
+	n, err := cancelScript.Run(ctx, m.client, []string{m.keys.ticket(user)}, m.keys.nodePrefix).Int()
 	if err != nil {
 		return false, fmt.Errorf("flamingoredis: cancel: %w", err)
 	}
@@ -367,7 +321,7 @@ func (m *Matcher) Stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("flamingoredis: stop: drop tickets: %w", err))
 	}
 	// The reader reports everything before this entry and then returns.
-	if err := m.client.XAdd(ctx, &redis.XAddArgs{Stream: m.keys.nodePairs, Values: []string{"stop", m.token}}).Err(); err != nil {
+	if err := m.client.XAdd(ctx, &redis.XAddArgs{Stream: m.keys.nodePairs, Values: []string{entryStop, m.token}}).Err(); err != nil {
 		errs = append(errs, fmt.Errorf("flamingoredis: stop: wake the reader: %w", err))
 		cancel()
 	}
@@ -424,11 +378,11 @@ func (m *Matcher) read(ctx context.Context, last string, report func(flamingo.Pa
 			for _, msg := range s.Messages {
 				last = msg.ID
 				ids = append(ids, msg.ID)
-				if tok, ok := msg.Values["stop"]; ok {
+				if tok, ok := msg.Values[entryStop]; ok {
 					stop = stop || tok == m.token
 					continue
 				}
-				if _, ok := msg.Values["w_user"]; !ok && m.inbound != nil {
+				if _, ok := msg.Values[pairWaiter+ticketUser]; !ok && m.inbound != nil {
 					m.inbound(msg.ID, msg.Values)
 					continue
 				}
@@ -459,11 +413,11 @@ func (m *Matcher) read(ctx context.Context, last string, report func(flamingo.Pa
 // In a [Cluster] (clustered set), the pair carries the chat id the script chose and
 // each ticket the node that owns it.
 func parsePair(v map[string]any, clustered bool) (flamingo.Pair, error) {
-	waiter, err := parseTicket(v, "w_", clustered)
+	waiter, err := parseTicket(v, pairWaiter, clustered)
 	if err != nil {
 		return flamingo.Pair{}, err
 	}
-	newcomer, err := parseTicket(v, "n_", clustered)
+	newcomer, err := parseTicket(v, pairNewcomer, clustered)
 	if err != nil {
 		return flamingo.Pair{}, err
 	}
@@ -472,9 +426,9 @@ func parsePair(v map[string]any, clustered bool) (flamingo.Pair, error) {
 		p = flamingo.Pair{A: newcomer, B: waiter}
 	}
 	if clustered {
-		p.ChatID, _ = v["chat"].(string)
+		p.ChatID, _ = v[pairChat].(string)
 		if p.ChatID == "" {
-			return flamingo.Pair{}, errors.New("field chat: missing")
+			return flamingo.Pair{}, fmt.Errorf("field %s: missing", pairChat)
 		}
 	}
 	return p, nil
@@ -485,18 +439,18 @@ func parseTicket(v map[string]any, prefix string, clustered bool) (flamingo.Tick
 		s, _ := v[prefix+name].(string)
 		return s
 	}
-	ns, err := strconv.ParseInt(field("joined_at"), 10, 64)
+	ns, err := strconv.ParseInt(field(ticketJoinedAt), 10, 64)
 	if err != nil {
-		return flamingo.Ticket{}, fmt.Errorf("field %sjoined_at: %w", prefix, err)
+		return flamingo.Ticket{}, fmt.Errorf("field %s%s: %w", prefix, ticketJoinedAt, err)
 	}
 	t := flamingo.Ticket{
-		User:       field("user"),
-		Gender:     flamingo.Gender(field("gender")),
-		Preference: flamingo.Preference(field("preference")),
+		User:       field(ticketUser),
+		Gender:     flamingo.Gender(field(ticketGender)),
+		Preference: flamingo.Preference(field(ticketPreference)),
 		JoinedAt:   time.Unix(0, ns),
 	}
 	if clustered {
-		t.Node = field("node")
+		t.Node = field(ticketNode)
 	}
 	if t.User == "" || !t.Gender.Valid() || !t.Preference.Valid() {
 		return flamingo.Ticket{}, fmt.Errorf("fields %s*: invalid ticket %+v", prefix, t)

@@ -1,13 +1,11 @@
 package flamingoredis
 
-import "github.com/redis/go-redis/v9"
-
 // The scripts below are the only code that changes the queue, and each runs atomically
-// inside Redis. Key names are built in Go (see keys in matcher.go) and passed in KEYS
-// when they are known beforehand; the keys of a waiter found by the enqueue script (its
-// ticket hash, its node's ticket set and pair stream) are derived inside the script from
-// the prefixes in ARGV. Every key carries the same hash tag, so all of them live in one
-// slot.
+// inside Redis. Key names are built in Go (see keys.go) and passed in KEYS when they
+// are known beforehand; the keys of a waiter found by the enqueue script (its ticket
+// hash, its node's ticket set and pair stream) are derived inside the script from the
+// prefixes in ARGV. Every key carries the same hash tag, so all of them live in one
+// slot. Key suffixes and field names are ${placeholders} for the names in keys.go.
 //
 // Waiting tickets are members of a sorted set per (gender, preference) bucket, all with
 // score 0, so that Redis orders them by their bytes:
@@ -34,7 +32,7 @@ import "github.com/redis/go-redis/v9"
 // It returns "dup" if the user already waits, "waiting" if the ticket was added, and
 // "paired" if a waiter was taken out; the pair then has been appended to the pair
 // stream of each node that owns one of the two tickets (once if both are the same).
-var enqueueScript = redis.NewScript(`
+var enqueueScript = luaScript(`
 local function older(a, b)
   for i = 1, 32, 8 do
     local x = tonumber(string.sub(a, i, i + 7), 16)
@@ -56,18 +54,27 @@ while true do
   redis.call('ZREM', bestKey, best)
   local user = string.sub(best, 33)
   local tkey = ARGV[1] .. user
-  local w = redis.call('HMGET', tkey, 'gender', 'preference', 'joined_at', 'node', 'member')
+  local w = redis.call('HMGET', tkey, '${ticketGender}', '${ticketPreference}', '${ticketJoinedAt}',
+    '${ticketNode}', '${ticketMember}')
   if w[5] == best then
     redis.call('DEL', tkey)
-    redis.call('SREM', ARGV[2] .. w[4] .. ':tickets', user)
+    redis.call('SREM', ARGV[2] .. w[4] .. '${keyTickets}', user)
     local entry = {
-      'w_user', user, 'w_gender', w[1], 'w_preference', w[2], 'w_joined_at', w[3], 'w_node', w[4],
-      'n_user', ARGV[3], 'n_gender', ARGV[4], 'n_preference', ARGV[5], 'n_joined_at', ARGV[6], 'n_node', ARGV[8],
-      'chat', ARGV[9],
+      '${pairWaiter}${ticketUser}', user,
+      '${pairWaiter}${ticketGender}', w[1],
+      '${pairWaiter}${ticketPreference}', w[2],
+      '${pairWaiter}${ticketJoinedAt}', w[3],
+      '${pairWaiter}${ticketNode}', w[4],
+      '${pairNewcomer}${ticketUser}', ARGV[3],
+      '${pairNewcomer}${ticketGender}', ARGV[4],
+      '${pairNewcomer}${ticketPreference}', ARGV[5],
+      '${pairNewcomer}${ticketJoinedAt}', ARGV[6],
+      '${pairNewcomer}${ticketNode}', ARGV[8],
+      '${pairChat}', ARGV[9],
     }
-    redis.call('XADD', ARGV[2] .. w[4] .. ':inbox', '*', unpack(entry))
+    redis.call('XADD', ARGV[2] .. w[4] .. '${keyInbox}', '*', unpack(entry))
     if w[4] ~= ARGV[8] then
-      redis.call('XADD', ARGV[2] .. ARGV[8] .. ':inbox', '*', unpack(entry))
+      redis.call('XADD', ARGV[2] .. ARGV[8] .. '${keyInbox}', '*', unpack(entry))
     end
     return 'paired'
   end
@@ -78,8 +85,9 @@ end
 local seq = tostring(redis.call('INCR', KEYS[2]))
 local member = ARGV[7] .. string.rep('0', 16 - #seq) .. seq .. ARGV[3]
 redis.call('ZADD', KEYS[4], 0, member)
-redis.call('HSET', KEYS[1], 'user', ARGV[3], 'gender', ARGV[4], 'preference', ARGV[5],
-  'joined_at', ARGV[6], 'node', ARGV[8], 'bucket', KEYS[4], 'member', member)
+redis.call('HSET', KEYS[1], '${ticketUser}', ARGV[3], '${ticketGender}', ARGV[4],
+  '${ticketPreference}', ARGV[5], '${ticketJoinedAt}', ARGV[6], '${ticketNode}', ARGV[8],
+  '${ticketBucket}', KEYS[4], '${ticketMember}', member)
 redis.call('SADD', KEYS[3], ARGV[3])
 return 'waiting'
 `)
@@ -90,12 +98,12 @@ return 'waiting'
 //	ARGV[1] node key prefix
 //
 // It returns 1 if the ticket was waiting and is now gone, 0 if there was none.
-var cancelScript = redis.NewScript(`
-local t = redis.call('HMGET', KEYS[1], 'bucket', 'member', 'node', 'user')
+var cancelScript = luaScript(`
+local t = redis.call('HMGET', KEYS[1], '${ticketBucket}', '${ticketMember}', '${ticketNode}', '${ticketUser}')
 if not t[1] then return 0 end
 redis.call('ZREM', t[1], t[2])
 redis.call('DEL', KEYS[1])
-redis.call('SREM', ARGV[1] .. t[3] .. ':tickets', t[4])
+redis.call('SREM', ARGV[1] .. t[3] .. '${keyTickets}', t[4])
 return 1
 `)
 
@@ -106,12 +114,12 @@ return 1
 //	ARGV[2] node id
 //
 // It returns the number of tickets dropped.
-var dropScript = redis.NewScript(`
+var dropScript = luaScript(`
 local users = redis.call('SMEMBERS', KEYS[1])
 local n = 0
 for _, u in ipairs(users) do
   local k = ARGV[1] .. u
-  local t = redis.call('HMGET', k, 'bucket', 'member', 'node')
+  local t = redis.call('HMGET', k, '${ticketBucket}', '${ticketMember}', '${ticketNode}')
   if t[1] and t[3] == ARGV[2] then
     redis.call('ZREM', t[1], t[2])
     redis.call('DEL', k)
