@@ -50,7 +50,7 @@ const (
 	// must be told partner_disconnected: within the grace plus 2 s.
 	killNoticeBound = resumeGrace + 2*time.Second
 	// sessionKeyBase is where flamingoredis keeps sessions with the default prefix
-	// "flamingo:" (see flamingoredis/cluster_scripts.go); the test only reads it.
+	// "flamingo:" (see flamingoredis/keys.go); the test only reads it.
 	sessionKeyBase = "flamingo:{match}:sess:"
 )
 
