@@ -24,7 +24,7 @@ import (
 // Stop. The calls below may go on while Stop runs (a release it asks for is answered);
 // those made after Stop has returned may be dropped.
 //
-// Save, Forget, Send and EndChat are made from one goroutine at a time, never with an
+// Save, Forget, Send, EndChat and Kick are made from one goroutine at a time, never with an
 // engine lock held, in the order the Engine decided them; those decided before a
 // Matcher call (a new session's Save before its first Enqueue) are made before it,
 // and the Broker must apply them before a Matcher that shares its store acts on the
@@ -59,6 +59,9 @@ type Broker interface {
 	// reason, unless the chat had already ended elsewhere: of two nodes ending one
 	// chat at once, only the first notifies. An empty notify tells no one.
 	EndChat(chatID string, users [2]string, notify string, reason EndReason)
+	// Kick ends the session of user wherever it is, through BrokerHost.Kick on the
+	// node that holds it (see [Engine.Kick]).
+	Kick(user, reason string)
 	// Claim moves the session of user (a handle) to this node and returns its state.
 	// digest is the SHA-256 digest of the user_id presented, which must match the
 	// session's. It returns [ErrSessionNotFound] if no live session matches.
@@ -90,6 +93,8 @@ type BrokerHost interface {
 	// session it holds again, puts its waiting users back in the queue, and ends its
 	// chats with users on other nodes, whose partners are told they disconnected.
 	Resync()
+	// Kick ends the session of user, if this node holds it, as [Engine.Kick] does.
+	Kick(user, reason string)
 	// LocalStats returns this node's own counts, for the broker to share.
 	LocalStats() Stats
 	// Held returns every session this node holds, with the events held for each.

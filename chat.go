@@ -180,8 +180,9 @@ func (e *Engine) leaveChat(c *conn, ev clientEvent) (ChatEnd, bool) {
 	return e.endChatLocked(ch, s, ReasonLeft), true
 }
 
-// endChatLocked ends ch because by left (ReasonLeft) or did not come back
-// (ReasonPartnerDisconnected), telling each remaining participant once. It returns
+// endChatLocked ends ch because by left (ReasonLeft), did not come back
+// (ReasonPartnerDisconnected), or the server is restarting (ReasonServerRestart, by is
+// either user), telling each remaining participant once. It returns
 // what the OnChatEnd hook is to be told.
 func (e *Engine) endChatLocked(ch *chat, by *session, reason EndReason) ChatEnd {
 	for _, s := range ch.users {
@@ -191,9 +192,13 @@ func (e *Engine) endChatLocked(ch *chat, by *session, reason EndReason) ChatEnd 
 	}
 	other := ch.partner(by)
 	otherReason := ReasonPartnerDisconnected
-	if reason == ReasonLeft {
+	switch reason {
+	case ReasonLeft:
 		e.deliverLocked(by, appendChatEnded(nil, ch.id, ReasonLeft), true)
 		otherReason = ReasonPartnerLeft
+	case ReasonServerRestart:
+		e.deliverLocked(by, appendChatEnded(nil, ch.id, ReasonServerRestart), true)
+		otherReason = ReasonServerRestart
 	}
 	if e.broker != nil {
 		var notify string

@@ -169,6 +169,7 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.claims, h)
+	defer e.checkDrainedLocked()
 	defer close(cl.done)
 	defer func() {
 		for _, reply := range cl.releases {
@@ -296,6 +297,7 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 		e.publishLocked(func() { e.cancelTicket(user) })
 	}
 	delete(e.sessions, user)
+	e.checkDrainedLocked()
 	st := e.stateLocked(s, true)
 	st.Away = true
 	s.held, s.heldBytes = nil, 0
@@ -339,6 +341,24 @@ func (e *Engine) resync() (ends []ChatEnd, requeued int) {
 		}
 	}
 	return ends, requeued
+}
+
+func (h host) Kick(user, reason string) {
+	end, ended := h.e.kickHere(user, reason)
+	if ended {
+		h.e.callOnChatEnd(nil, end)
+	}
+}
+
+// kickHere kicks user if this node holds their session.
+func (e *Engine) kickHere(user, reason string) (ChatEnd, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s := e.sessions[user]; s != nil {
+		end, ended, _ := e.kickLocked(s, reason)
+		return end, ended
+	}
+	return ChatEnd{}, false
 }
 
 func (h host) LocalStats() Stats {

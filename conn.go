@@ -82,6 +82,15 @@ func (e *Engine) closeConnLocked(c *conn, code CloseCode, reason string) {
 	e.goLocked(func() { e.closeTransport(c, code, reason) })
 }
 
+// closeWhenWrittenLocked closes c once its writer has written what is queued.
+func (e *Engine) closeWhenWrittenLocked(c *conn, code CloseCode, reason string) {
+	if c.writing {
+		c.closeAt = &closeReq{code, reason}
+		return
+	}
+	e.closeConnLocked(c, code, reason)
+}
+
 // sendLocked queues f for c within the queue's bounds; it reports false if c is
 // closed or its queue is full. Frames replayed on resume do not count against the
 // bounds (c.slack).

@@ -232,6 +232,7 @@ func (b *fakeBroker) Save(st flamingo.SessionState) {
 	b.saved = append(b.saved, st)
 }
 func (b *fakeBroker) Forget(string)                      {}
+func (b *fakeBroker) Kick(string, string)                {}
 func (b *fakeBroker) Send(string, flamingo.ClusterEvent) {}
 func (b *fakeBroker) EndChat(id string, _ [2]string, _ string, _ flamingo.EndReason) {
 	b.mu.Lock()

@@ -160,6 +160,9 @@ const (
 	// ReasonPartnerDisconnected: your partner lost the connection and did not come
 	// back within the grace period.
 	ReasonPartnerDisconnected EndReason = "partner_disconnected"
+	// ReasonServerRestart: the server is restarting and cannot keep the chat (a
+	// single node's Engine.Drain), to both users.
+	ReasonServerRestart EndReason = "server_restart"
 )
 
 // ChatEndedPayload is the payload of chat_ended.

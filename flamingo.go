@@ -15,6 +15,9 @@ import (
 var (
 	// ErrEngineClosed is returned by [Engine.Serve] once [Engine.Shutdown] has begun.
 	ErrEngineClosed = errors.New("flamingo: engine closed")
+	// ErrDraining is returned by [Engine.Serve] and [Engine.Ready] once [Engine.Drain]
+	// has begun.
+	ErrDraining = errors.New("flamingo: engine draining")
 )
 
 // Engine runs stranger chat: it serves connections, keeps sessions and chats, asks its
@@ -53,6 +56,8 @@ type Engine struct {
 
 	mu       sync.Mutex // guards everything below, and the state of sessions, chats and conns
 	closed   bool
+	draining bool          // Drain has begun
+	drained  chan struct{} // closed when a drain has nothing left to hand over
 	sessions map[string]*session // by handle
 	chats    map[*chat]struct{}
 	claims   map[string]*claim // by handle: sessions being claimed from another node
@@ -110,6 +115,7 @@ func New(cfg Config) (*Engine, error) {
 		flush:     make(chan struct{}, 1),
 		flushStop: make(chan struct{}),
 		stopped:   make(chan struct{}),
+		drained:   make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())

@@ -34,8 +34,9 @@ type ChatEnd struct {
 	Users  [2]string // handles
 	// By is the handle of the user who left or did not come back.
 	By string
-	// Reason is [ReasonLeft] when By left on purpose, [ReasonPartnerDisconnected] when
-	// By did not come back within the resume grace.
+	// Reason is [ReasonLeft] when By left on purpose (or was kicked),
+	// [ReasonPartnerDisconnected] when By did not come back within the resume grace,
+	// and [ReasonServerRestart] when a single node's Drain ended the chat.
 	Reason    EndReason
 	StartedAt time.Time
 	EndedAt   time.Time

@@ -38,7 +38,7 @@ func (e *Engine) handleJoinQueue(c *conn, ev clientEvent) {
 	case s.queued:
 		e.sendErrorLocked(c, CodeAlreadyInQueue, "you are already in the queue", ev.typ)
 		return
-	case e.closed:
+	case e.closed || e.draining:
 		e.sendErrorLocked(c, CodeInternal, "the server is shutting down", ev.typ)
 		return
 	}

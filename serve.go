@@ -23,6 +23,10 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 	c.limits.init(&e.cfg)
 	c.nextPing = c.started.Add(e.cfg.HeartbeatInterval)
 	if !e.register(c) {
+		if e.isDraining() {
+			_ = t.Close(CloseServiceRestart, "server restarting")
+			return ErrDraining
+		}
 		_ = t.Close(CloseGoingAway, "server shutting down")
 		return ErrEngineClosed
 	}
@@ -57,12 +61,19 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 func (e *Engine) register(c *conn) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || e.draining {
 		return false
 	}
 	e.conns[c] = struct{}{}
 	e.serving.Add(1)
 	return true
+}
+
+// isDraining reports whether Drain has begun.
+func (e *Engine) isDraining() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.draining
 }
 
 // isClosed reports whether Shutdown has begun.

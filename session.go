@@ -281,6 +281,7 @@ func (e *Engine) expireLocked(a absence) (ChatEnd, bool) {
 	delete(e.sessions, s.handle)
 	s.held, s.heldBytes = nil, 0
 	e.counters.expired++
+	e.checkDrainedLocked()
 	e.log.Debug("flamingo: session expired", slog.String("user", s.handle))
 	var end ChatEnd
 	ch := s.chat

@@ -44,8 +44,9 @@ type Pinger interface {
 type CloseCode int
 
 // Close codes the engine uses. A client should reconnect (and resume) after
-// CloseGoingAway, CloseSlowConsumer and abnormal closes, and not after
-// CloseSessionReplaced, which means the user opened the chat elsewhere.
+// CloseGoingAway, CloseSlowConsumer and abnormal closes, at once after
+// CloseServiceRestart, and not after CloseSessionReplaced, which means the user opened
+// the chat elsewhere.
 const (
 	CloseNormal          CloseCode = 1000 // the connection ended normally
 	CloseGoingAway       CloseCode = 1001 // the server is shutting down or lost the peer's heartbeat
@@ -54,6 +55,7 @@ const (
 	ClosePolicyViolation CloseCode = 1008 // no init within Config.InitTimeout, or abuse
 	CloseMessageTooBig   CloseCode = 1009 // a frame over Config.MaxFrameBytes
 	CloseInternalError   CloseCode = 1011 // a hook panicked while handling this connection's event
+	CloseServiceRestart  CloseCode = 1012 // the server is draining (Engine.Drain): reconnect at once
 	CloseSessionReplaced CloseCode = 4001 // another connection took the session over
 	CloseSlowConsumer    CloseCode = 4002 // the client did not read its events fast enough
 )

@@ -85,7 +85,7 @@ type wsHandler struct {
 }
 
 func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.e.isClosed() {
+	if h.e.isClosed() || h.e.isDraining() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}

@@ -181,3 +181,22 @@ func TestWebSocket_OriginPorts(t *testing.T) {
 		})
 	}
 }
+
+// httpGetUpgrade makes a WebSocket upgrade request to url (ws://) and returns the
+// HTTP status of the answer.
+func httpGetUpgrade(url string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, "http"+strings.TrimPrefix(url, "ws"), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}

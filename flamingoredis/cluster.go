@@ -231,6 +231,13 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Kick implements [flamingo.Broker]. A user whose node is dead is not kicked: the
+// kick waits in their held list and is dropped when they resume.
+func (c *Cluster) Kick(user, reason string) { c.publish(&kickOp{user: user, reason: reason}) }
+
+// Ping reports whether Redis answers, for [flamingo.Engine.Ready].
+func (c *Cluster) Ping(ctx context.Context) error { return c.client.Ping(ctx).Err() }
+
 // Save implements [flamingo.Broker].
 func (c *Cluster) Save(st flamingo.SessionState) { c.publish(&saveOp{st: st}) }
 
@@ -408,6 +415,8 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 			return
 		}
 		host.Deliver(str(entryUser), ev)
+	case kindKick:
+		host.Kick(str(entryUser), str(entryPayload))
 	case kindHandover:
 		to, reqID := str(entryTo), str(entryID)
 		host.Release(str(entryUser), func(st flamingo.SessionState) {

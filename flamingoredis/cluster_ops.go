@@ -43,6 +43,14 @@ type endChatOp struct {
 	reason flamingo.EndReason
 }
 
+// kickOp ends a user's session on the node that holds it.
+type kickOp struct{ user, reason string }
+
+func (o *kickOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
+	return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.keys.session(o.user)},
+		c.args.base, o.user, kindKick, "", o.reason, c.args.maxHeld, c.args.ttl)
+}
+
 // replyOp answers the handover request requestID of node toNode with st.
 type replyOp struct {
 	toNode, requestID string
@@ -62,6 +70,8 @@ func opName(o op) string {
 		return "end_chat"
 	case *replyOp:
 		return "handover_reply"
+	case *kickOp:
+		return "kick"
 	}
 	return fmt.Sprintf("%T", o)
 }

@@ -132,6 +132,7 @@ const (
 // have an entryKind field; the reader's stop entry has only entryStop.
 //
 //	event             k (kindFrame, kindMessage or kindEnded), u, c, p
+//	kick              k (kindKick), u, c (empty), p (the reason)
 //	handover request  k (kindHandover), u, to, id
 //	handover reply    k (kindReply), id, u, g, n, [found], [chat, peer, pg, started],
 //	                  e0 ... e<n-1>
@@ -156,6 +157,7 @@ const (
 	kindEnded    = "e" // the chat ended; the payload is the reason
 	kindHandover = "h"
 	kindReply    = "r"
+	kindKick     = "k" // end the user's session; the payload is the reason
 )
 
 // luaNames are the names the Lua scripts may use as ${placeholders}: each is the name
