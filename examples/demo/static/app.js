@@ -54,6 +54,7 @@ const ENDED_TEXT = {
   left: "You left the chat.",
   partner_left: "The stranger left the chat.",
   partner_disconnected: "The stranger lost their connection.",
+  server_restart: "The server is restarting. Find someone new in a moment.",
   lost: "This chat expired while you were away.",
 };
 const ERROR_TEXT = {

@@ -40,6 +40,7 @@ export declare const CloseCode: Readonly<{
   POLICY_VIOLATION: 1008;
   MESSAGE_TOO_BIG: 1009;
   INTERNAL_ERROR: 1011;
+  SERVICE_RESTART: 1012;
   SESSION_REPLACED: 4001;
   SLOW_CONSUMER: 4002;
 }>;
@@ -75,7 +76,7 @@ export interface MessageReceivedPayload {
  */
 export interface ChatEndedPayload {
   chat_id: string;
-  reason: "left" | "partner_left" | "partner_disconnected" | "lost";
+  reason: "left" | "partner_left" | "partner_disconnected" | "server_restart" | "lost";
   local?: true;
 }
 /** Payload of stats: counts of users. */

@@ -32,6 +32,7 @@ export const CloseCode = Object.freeze({
   POLICY_VIOLATION: 1008,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
+  SERVICE_RESTART: 1012,
   SESSION_REPLACED: 4001,
   SLOW_CONSUMER: 4002,
 });
@@ -292,6 +293,14 @@ export class FlamingoClient extends EventTarget {
       if (this.state === "searching") this._setState("idle");
       this._setConnection("closed", { code, reason, final: true });
       this._failReadyWaiters(new FlamingoError(code === CloseCode.SESSION_REPLACED ? "session_replaced" : "closed", reason || `closed with ${code}`));
+      return;
+    }
+    if (code === CloseCode.SERVICE_RESTART) {
+      // The server is draining before a restart: another one takes the session
+      // over now, so reconnect at once instead of backing off.
+      this._attempt = 0;
+      this._setConnection("reconnecting", { code, reason, delay: 0 });
+      this._open();
       return;
     }
     this._scheduleReconnect(code, reason);
