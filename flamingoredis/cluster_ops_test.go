@@ -1,0 +1,86 @@
+package flamingoredis
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/flamingotest"
+)
+
+// TestClusterDrainMovesChats: a drained node sends its users away with 1012; they come
+// back on the other nodes and find their chats, and what was sent to them meanwhile.
+// Two chats: one across the nodes, one with both users on the drained node.
+func TestClusterDrainMovesChats(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		n := startNodes(t, client, 2)
+		n1, n2 := n[0], n[1]
+		alice, bob := chat(t, n1, n2)  // across
+		carol, dave := chat(t, n1, n1) // both on n1
+		n1.waitSaved(t, alice, carol, dave)
+		require.NoError(t, n1.e.Ready(context.Background()))
+
+		drained := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			drained <- n1.e.Drain(ctx)
+		}()
+		for _, c := range []*flamingotest.Client{alice, carol, dave} {
+			c.ExpectClosed(flamingo.CloseServiceRestart)
+		}
+		assert.ErrorIs(t, n1.e.Ready(context.Background()), flamingo.ErrDraining)
+		n1.waitAway(t, alice, carol, dave)
+		bob.Say("while you moved")
+		bob.Sync()
+
+		alice2, carol2, dave2 := n2.dial(), n2.dial(), n2.dial()
+		for _, p := range []struct{ old, now *flamingotest.Client }{{alice, alice2}, {carol, carol2}, {dave, dave2}} {
+			ready := p.now.Init(p.old.UserID)
+			require.True(t, ready.Resumed, "the session moved to n2")
+			require.Equal(t, p.old.ChatID, ready.ChatID, "with its chat")
+		}
+		assert.Equal(t, "while you moved", alice2.ExpectMessage().Content)
+		alice2.Say("still here")
+		assert.Equal(t, "still here", bob.ExpectMessage().Content)
+		carol2.Say("and us")
+		assert.Equal(t, "and us", dave2.ExpectMessage().Content)
+		require.NoError(t, <-drained, "Drain returns once every session has moved")
+	})
+}
+
+// waitAway waits until Redis has each client's session as away.
+func (n *clusterNode) waitAway(t testing.TB, clients ...*flamingotest.Client) {
+	t.Helper()
+	for _, c := range clients {
+		key := n.cl.keys.session(handleOf(c.UserID))
+		require.Eventually(t, func() bool {
+			away, err := n.cl.client.HGet(context.Background(), key, sessAway).Result()
+			return err == nil && away == "1"
+		}, 5*time.Second, 5*time.Millisecond, "%s seen away", c.UserID)
+	}
+}
+
+// TestClusterKick: a user is kicked from the node of their partner.
+func TestClusterKick(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		n := startNodes(t, client, 2)
+		n1, n2 := n[0], n[1]
+		alice, bob := chat(t, n1, n2)
+		n1.waitSaved(t, alice)
+
+		require.NoError(t, n2.e.Kick(handleOf(alice.UserID), "spam"))
+		alice.ExpectClosed(flamingo.ClosePolicyViolation)
+		var end flamingo.ChatEndedPayload
+		bob.ExpectPayload(flamingo.EventChatEnded, &end)
+		assert.Equal(t, flamingo.ReasonPartnerLeft, end.Reason)
+
+		again := n2.dial()
+		assert.False(t, again.Init(alice.UserID).Resumed, "a kicked user's id resumes nothing")
+	})
+}
