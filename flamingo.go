@@ -11,24 +11,9 @@ import (
 	"time"
 )
 
-// Errors returned by the Engine.
-var (
-	// ErrEngineClosed is returned by [Engine.Serve] once [Engine.Shutdown] has begun.
-	ErrEngineClosed = errors.New("flamingo: engine closed")
-	// ErrDraining is returned by [Engine.Serve] and [Engine.Ready] once [Engine.Drain]
-	// has begun.
-	ErrDraining = errors.New("flamingo: engine draining")
-)
-
-// Engine runs stranger chat: it serves connections, keeps sessions and chats, asks its
-// [Matcher] for pairs and enforces every protocol rule. Create one with [New]; its
-// methods are safe for concurrent use.
-//
-// # Locking
-//
-// One mutex, e.mu, guards the engine's state: the fields below it, and the fields of
-// sessions, chats and conns that say so. The rule, which each call site can be checked
-// against:
+// Locking. One mutex, Engine.mu, guards the engine's state: the fields of Engine after
+// it, and the fields of sessions, chats and conns that say so. The rule, which each
+// call site can be checked against:
 //
 //   - A function that locks e.mu unlocks it before it returns, with a deferred Unlock
 //     right after the Lock. No function unlocks a lock that its caller took.
@@ -42,6 +27,19 @@ var (
 //     by one goroutine per session (queue.go); broker calls in the broker outbox, made
 //     in order by one goroutine (cluster.go); and hook calls returned to the handler,
 //     which makes them once it has unlocked (hooks.go).
+
+// Errors returned by the Engine.
+var (
+	// ErrEngineClosed is returned by [Engine.Serve] once [Engine.Shutdown] has begun.
+	ErrEngineClosed = errors.New("flamingo: engine closed")
+	// ErrDraining is returned by [Engine.Serve] and [Engine.Ready] once [Engine.Drain]
+	// has begun.
+	ErrDraining = errors.New("flamingo: engine draining")
+)
+
+// Engine runs stranger chat: it serves connections, keeps sessions and chats, asks its
+// [Matcher] for pairs and enforces every protocol rule. Create one with [New]; its
+// methods are safe for concurrent use.
 type Engine struct {
 	cfg     Config
 	matcher Matcher
@@ -56,8 +54,8 @@ type Engine struct {
 
 	mu       sync.Mutex // guards everything below, and the state of sessions, chats and conns
 	closed   bool
-	draining bool          // Drain has begun
-	drained  chan struct{} // closed when a drain has nothing left to hand over
+	draining bool                // Drain has begun
+	drained  chan struct{}       // closed when a drain has nothing left to hand over
 	sessions map[string]*session // by handle
 	chats    map[*chat]struct{}
 	claims   map[string]*claim // by handle: sessions being claimed from another node
