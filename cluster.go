@@ -93,18 +93,19 @@ func (e *Engine) madeOutbox(n int) {
 // decided before it: the Save of a new session, made through the outbox, must reach
 // the cluster before the user's first Enqueue, or a node could pair the user before
 // the cluster knows where to send them their partner's messages.
-func (e *Engine) waitOutbox(ctx context.Context, n uint64) {
+// It returns an error if they could not be made in time.
+func (e *Engine) waitOutbox(ctx context.Context, n uint64) error {
 	for {
 		progress := e.outboxProgress(n)
 		if progress == nil {
-			return
+			return nil
 		}
 		select {
 		case <-progress:
 		case <-e.flushStop:
-			return
+			return ErrEngineClosed
 		case <-ctx.Done():
-			return
+			return fmt.Errorf("flamingo: waiting for the cluster to take this node's earlier changes: %w", ctx.Err())
 		}
 	}
 }
@@ -290,12 +291,7 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 	if old := s.conn; old != nil {
 		e.replaceConnLocked(old, s)
 	}
-	if s.queued {
-		// Cancelled before the reply goes: once the user is on the other node, a
-		// Cancel from here could take out the ticket of their next join there.
-		e.dequeueLocked(s)
-		e.publishLocked(func() { e.cancelTicket(user) })
-	}
+	e.leaveQueueLocked(s)
 	delete(e.sessions, user)
 	e.checkDrainedLocked()
 	st := e.stateLocked(s, true)
@@ -314,7 +310,22 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 		}
 	}
 	e.log.Debug("flamingo: session released to another node", slog.String("user", user))
-	e.publishLocked(func() { reply(*st) })
+	answer := func() { reply(*st) }
+	if s.matcherBusy && !e.closed {
+		// The reply waits for the session's matcher calls, its Cancel among them:
+		// once the user is on the other node, a late Cancel from here could take out
+		// the ticket of their next join there.
+		e.matcherOpLocked(s, matcherOp{then: func() { e.publish(answer) }})
+		return
+	}
+	e.publishLocked(answer)
+}
+
+// publish queues a Broker call (see publishLocked).
+func (e *Engine) publish(call func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.publishLocked(call)
 }
 
 func (h host) Resync() {

@@ -101,8 +101,11 @@ func (e *Engine) sendErrorFrameLocked(c *conn, code ErrorCode, frame []byte) {
 		e.closeConnLocked(c, ClosePolicyViolation, "too many errors")
 		return
 	}
-	e.counters.errors[code]++
-	e.replyLocked(c, frame)
+	if e.sendLocked(c, outFrame{b: frame}) {
+		e.counters.errors[code]++
+	} else {
+		e.dropSlowLocked(c, "too slow")
+	}
 }
 
 // rateLimited tells c that its event was dropped and when to try again.

@@ -266,6 +266,7 @@ func (e *Engine) close() []*conn {
 		if !c.closed {
 			conns = append(conns, c)
 			c.closed = true
+			e.counters.closes[CloseGoingAway]++
 		}
 	}
 	return conns

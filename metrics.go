@@ -25,7 +25,7 @@ type Metrics struct {
 	Matches uint64
 	// Messages counts the messages relayed to a partner.
 	Messages uint64
-	// Errors counts the error events sent, by code.
+	// Errors counts the error events sent, by code (a hook's own codes included).
 	Errors map[ErrorCode]uint64
 	// Closes counts the connections the engine closed, by close code. Connections
 	// closed by their peers are not counted.
@@ -52,9 +52,9 @@ type Metrics struct {
 	HookPanics   map[string]uint64
 }
 
-// Histogram is a distribution of durations in seconds, in the shape Prometheus
-// exports: Counts[i] counts the observations at most Bounds[i], and the ones above the
-// last bound are in Count alone.
+// Histogram is a distribution of durations in seconds: Counts[i] counts the
+// observations above Bounds[i-1] and at most Bounds[i] (not cumulative, unlike
+// Prometheus buckets), and the ones above the last bound are in Count alone.
 type Histogram struct {
 	Bounds []float64 // upper bounds in seconds, increasing
 	Counts []uint64  // not cumulative: Counts[i] is for (Bounds[i-1], Bounds[i]]

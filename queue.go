@@ -23,6 +23,9 @@ type matcherOp struct {
 	// after is how many Broker calls had been queued when the op was: they are made
 	// before it (see waitOutbox).
 	after uint64
+	// then, if set, makes this op no Matcher call but a function to run once the
+	// calls before it have been made (the reply to a release).
+	then func()
 }
 
 func (e *Engine) handleJoinQueue(c *conn, ev clientEvent) {
@@ -115,7 +118,11 @@ func (e *Engine) runMatcherOps(s *session) {
 		if !ok {
 			return
 		}
-		if op.cancel {
+		switch {
+		case op.then != nil:
+			op.then()
+			continue
+		case op.cancel:
 			e.cancelTicket(s.handle)
 			continue
 		}
@@ -148,7 +155,9 @@ func (e *Engine) callEnqueue(t Ticket, after uint64) error {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.MatcherTimeout)
 	defer cancel()
 	if e.broker != nil {
-		e.waitOutbox(ctx, after)
+		if err := e.waitOutbox(ctx, after); err != nil {
+			return err
+		}
 	}
 	return e.matcher.Enqueue(ctx, t)
 }

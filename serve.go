@@ -92,5 +92,8 @@ func (e *Engine) disconnect(c *conn) {
 		e.detachLocked(c, true)
 		e.log.Debug("flamingo: user away", slog.String("user", s.handle))
 	}
-	e.closeConnLocked(c, CloseNormal, "")
+	if !c.closed { // the peer ended it: not a close the engine decided
+		c.closed = true
+		e.goLocked(func() { e.closeTransport(c, CloseNormal, "") })
+	}
 }

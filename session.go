@@ -184,7 +184,9 @@ func (e *Engine) replaceConnLocked(old *conn, s *session) {
 	old.replaced = true
 	// The last word to the old connection, whatever its queue holds; the writer
 	// closes it after this frame.
-	e.counters.errors[CodeSessionReplaced]++
+	if !old.closed {
+		e.counters.errors[CodeSessionReplaced]++
+	}
 	e.pushLocked(old, outFrame{b: appendError(nil, CodeSessionReplaced, "this chat was opened on another connection", "")})
 	old.closeAt = &closeReq{CloseSessionReplaced, "session replaced"}
 	e.log.Debug("flamingo: session taken over", slog.String("user", s.handle))
