@@ -1,9 +1,11 @@
 package flamingoprom_test
 
 import (
+	"net/http/httptest"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flamingochat/flamingo"
@@ -14,7 +16,8 @@ import (
 // BenchmarkCollect measures one scrape of an engine with every metric present:
 // Metrics is the engine's snapshot (the only part under the engine's lock), Collect
 // adds building the constant metrics, Gather adds the registry's checks and sorting
-// (everything a /metrics request does but encode the text).
+// (everything but encoding the text), Scrape is a whole /metrics request without the
+// network.
 func BenchmarkCollect(b *testing.B) {
 	e, err := flamingo.New(flamingo.Config{
 		JoinRate:  flamingo.RateLimit{Rate: 0.001, Burst: 1},
@@ -53,14 +56,22 @@ func BenchmarkCollect(b *testing.B) {
 			}
 		}
 	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
 	b.Run("Gather", func(b *testing.B) {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(c)
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := reg.Gather(); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+	b.Run("Scrape", func(b *testing.B) {
+		h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			h.ServeHTTP(httptest.NewRecorder(), req)
 		}
 	})
 }
