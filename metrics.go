@@ -120,22 +120,27 @@ type hookCounters struct {
 	panics atomic.Uint64
 }
 
+// observe counts an observation in count before its bucket, and snapshot reads the
+// buckets before count, so that a snapshot taken while hooks run never has more
+// observations in its buckets than in Count (a histogram whose total is below one of
+// its buckets is invalid in Prometheus); one in flight is at most in Count alone.
 func (h *hookCounters) observe(d time.Duration) {
 	s := d.Seconds()
 	i := 0
 	for i < len(hookBounds) && s > hookBounds[i] {
 		i++
 	}
-	h.counts[i].Add(1)
 	h.count.Add(1)
+	h.counts[i].Add(1)
 	h.nanos.Add(uint64(max(d, 0)))
 }
 
 func (h *hookCounters) snapshot() Histogram {
-	hist := Histogram{Bounds: hookBounds, Counts: make([]uint64, len(hookBounds)), Count: h.count.Load()}
+	hist := Histogram{Bounds: hookBounds, Counts: make([]uint64, len(hookBounds))}
 	for i := range hist.Counts {
 		hist.Counts[i] = h.counts[i].Load()
 	}
+	hist.Count = h.count.Load()
 	hist.Sum = time.Duration(h.nanos.Load()).Seconds()
 	return hist
 }

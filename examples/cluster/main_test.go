@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -165,6 +167,89 @@ func TestTwoNodes(t *testing.T) {
 	stopped := time.Now()
 	assert.NoError(t, n2.stop(), "node 2 exits cleanly on SIGINT")
 	t.Logf("node 2 stopped on SIGINT in %v; test took %v", time.Since(stopped).Round(time.Millisecond), since(start))
+}
+
+// TestMetricsAndHealth scrapes /metrics on two nodes after driving traffic across
+// them, and checks /healthz.
+func TestMetricsAndHealth(t *testing.T) {
+	rdb := redisClient(t)
+	bin := buildNode(t)
+	n1 := startNode(t, bin, "node1", rdb.Options().Addr)
+	n2 := startNode(t, bin, "node2", rdb.Options().Addr)
+	for _, n := range []*node{n1, n2} {
+		status, body := n.get("/healthz")
+		assert.Equal(t, http.StatusOK, status)
+		assert.Equal(t, "ok", body)
+	}
+
+	// alice on node 1 waits for bob on node 2; they exchange five messages. alice
+	// sends an event of an unknown type; carol on node 2 waits in the queue.
+	alice, bob := n1.dial(), n2.dial()
+	flamingotest.Match(t, alice, bob)
+	for i := range 3 {
+		alice.Say(fmt.Sprint("alice ", i))
+		bob.ExpectMessage()
+	}
+	for i := range 2 {
+		bob.Say(fmt.Sprint("bob ", i))
+		alice.ExpectMessage()
+	}
+	alice.Send("nope", nil)
+	alice.ExpectError(flamingo.CodeUnknownEvent)
+	carol := n2.dial()
+	carol.Init("")
+	carol.Join(flamingo.GenderOther, flamingo.PreferOther)
+	alice.Sync()
+	bob.Sync()
+
+	m1, m2 := n1.metrics(), n2.metrics()
+	sum := func(series string) float64 { return m1[series] + m2[series] }
+	assert.Equal(t, 1.0, m1["flamingo_online"])
+	assert.Equal(t, 2.0, m2["flamingo_online"])
+	assert.Equal(t, 1.0, m1["flamingo_in_chat"])
+	assert.Equal(t, 1.0, m2["flamingo_in_chat"])
+	assert.Equal(t, 0.0, m1["flamingo_in_queue"])
+	assert.Equal(t, 1.0, m2["flamingo_in_queue"])
+	assert.Equal(t, 1.0, m1["flamingo_matches_total"], "counted on the node of alice, who waited longer")
+	assert.Equal(t, 1.0, sum("flamingo_matches_total"))
+	assert.Equal(t, 5.0, sum("flamingo_messages_total"))
+	assert.Equal(t, 1.0, m1[`flamingo_errors_total{code="unknown_event"}`])
+	assert.Equal(t, 1.0, m1["flamingo_match_wait_seconds_count"], "alice's wait")
+	assert.Equal(t, 1.0, m2["flamingo_match_wait_seconds_count"], "bob's wait")
+	assert.Contains(t, m1, "go_goroutines", "the Go runtime's metrics are there too")
+}
+
+// get fetches path from the node and returns the status and the body.
+func (n *node) get(path string) (int, string) {
+	n.t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + n.addr + path)
+	require.NoError(n.t, err, "GET %s on %s", path, n.name)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(n.t, err, "GET %s on %s", path, n.name)
+	return resp.StatusCode, string(body)
+}
+
+// metrics scrapes the node's /metrics and returns the value of each series, by its
+// name and labels as the text format writes them (flamingo_errors_total{code="x"}).
+func (n *node) metrics() map[string]float64 {
+	n.t.Helper()
+	status, body := n.get("/metrics")
+	require.Equal(n.t, http.StatusOK, status, body)
+	series := map[string]float64{}
+	for line := range strings.Lines(body) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		i := strings.LastIndexByte(line, ' ') // label values may hold spaces
+		require.Positive(n.t, i, "line %q of %s's /metrics", line, n.name)
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		require.NoError(n.t, err, "line %q of %s's /metrics", line, n.name)
+		series[line[:i]] = v
+	}
+	return series
 }
 
 // since is how long ago t was, rounded for the log.

@@ -70,7 +70,7 @@ func TestOwnRequirementsAreReplacedLocally(t *testing.T) {
 // proxy holding each of our modules at the version the go.mod files require (the
 // version its tag will carry), zipped from HEAD as the go command zips a tagged
 // commit. Then it writes a module of the kind a user writes, importing flamingo,
-// flamingotest and flamingoredis, and runs go mod tidy and go run in it with
+// flamingotest, flamingoredis and flamingoprom, and runs go mod tidy and go run in it with
 // GOWORK=off, that proxy first, checksum-database lookups off and a module cache of
 // its own, so that neither this repository nor a cached copy of an earlier run can
 // stand in for the zips. Third-party modules come from the machine's module cache,
@@ -89,9 +89,10 @@ func TestOutsideModuleBuilds(t *testing.T) {
 	}
 	repo := readHEAD(t)
 	versions := repo.requiredVersions(t)
-	redisPath := repo.rootPath + "/flamingoredis"
+	redisPath, promPath := repo.rootPath+"/flamingoredis", repo.rootPath+"/flamingoprom"
 	require.Contains(t, versions, repo.rootPath, "no go.mod names a version of the root module")
 	require.Contains(t, versions, redisPath, "no go.mod names a version of flamingoredis")
+	require.Contains(t, versions, promPath, "no go.mod names a version of flamingoprom")
 
 	proxy := t.TempDir()
 	zips := map[string]string{}
@@ -136,6 +137,7 @@ func TestOutsideModuleBuilds(t *testing.T) {
 	require.NoError(t, goMod.AddGoStmt(repo.modules[repo.rootPath].file.Go.Version))
 	require.NoError(t, goMod.AddRequire(repo.rootPath, versions[repo.rootPath]))
 	require.NoError(t, goMod.AddRequire(redisPath, versions[redisPath]))
+	require.NoError(t, goMod.AddRequire(promPath, versions[promPath]))
 	goModData, err := goMod.Format()
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(outside, "go.mod"), goModData, 0o644))
@@ -149,6 +151,8 @@ a: matched with a male stranger
 b: matched with a female stranger
 b: received "hello from outside"
 b: chat ended, partner_left
+flamingo_matches_total 1
+flamingo_messages_total 1
 engine shut down
 `, out)
 

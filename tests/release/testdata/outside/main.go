@@ -3,7 +3,8 @@
 // proxy as a user's go command would fetch the tagged versions, and checks what it prints.
 //
 // It pairs two strangers through an Engine whose Matcher is flamingoredis on an
-// in-process miniredis, over flamingotest pipes, and walks one chat from start to end.
+// in-process miniredis, over flamingotest pipes, walks one chat from start to end, and
+// reads two of the counters that flamingoprom exports.
 package main
 
 import (
@@ -14,9 +15,11 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flamingochat/flamingo"
+	"github.com/flamingochat/flamingo/flamingoprom"
 	"github.com/flamingochat/flamingo/flamingoredis"
 	"github.com/flamingochat/flamingo/flamingotest"
 )
@@ -40,6 +43,8 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(flamingoprom.NewCollector(engine, flamingoprom.Options{}))
 
 	served := make(chan error, 2)
 	connect := func(name string) *stranger {
@@ -64,6 +69,16 @@ func main() {
 	b.await(ctx, "message_received")
 	a.send(ctx, `{"type":"leave_chat"}`)
 	b.await(ctx, "chat_ended")
+
+	families, err := reg.Gather()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, f := range families {
+		if name := f.GetName(); name == "flamingo_matches_total" || name == "flamingo_messages_total" {
+			fmt.Println(name, f.GetMetric()[0].GetCounter().GetValue())
+		}
+	}
 
 	if err := engine.Shutdown(ctx); err != nil {
 		log.Fatal(err)
