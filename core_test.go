@@ -473,3 +473,56 @@ func TestJoin_EnqueueAfterTheSessionIsSaved(t *testing.T) {
 		assert.Zero(t, m.unsaved.Load())
 	})
 }
+
+// slowCancelMatcher holds each Cancel until its gate opens, as a matcher far away would.
+type slowCancelMatcher struct {
+	*flamingo.MemoryMatcher
+	gate chan struct{}
+}
+
+func (m *slowCancelMatcher) Cancel(ctx context.Context, user string) (bool, error) {
+	<-m.gate
+	return m.MemoryMatcher.Cancel(ctx, user)
+}
+
+// The reply to a release of a waiting user goes only once the Cancel of their ticket
+// has been made here: after the reply the user may join on the other node, and a late
+// Cancel from here would take out that ticket.
+func TestRelease_ReplyWaitsForTheCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBroker{}
+		m := &slowCancelMatcher{MemoryMatcher: flamingo.NewMemoryMatcher(), gate: make(chan struct{})}
+		e := newEngine(t, flamingo.Config{Broker: b, Matcher: m})
+		a := flamingotest.Connect(t, e)
+		a.Init("")
+		a.Join(flamingo.GenderOther, flamingo.PreferAny)
+		replied := make(chan flamingo.SessionState, 1)
+		b.host.Release(b.lastSaved().User, func(st flamingo.SessionState) { replied <- st })
+		synctest.Wait()
+		assert.Empty(t, replied, "no reply while the Cancel is under way")
+		assert.Equal(t, 1, m.Len())
+
+		close(m.gate)
+		synctest.Wait()
+		require.Len(t, replied, 1)
+		assert.True(t, (<-replied).Found)
+		assert.Equal(t, 0, m.Len())
+	})
+}
+
+// An Enqueue whose Broker calls before it are not made in time is not made at all: the
+// join gets an error rather than a pair that the cluster could not route.
+func TestJoin_ClusterTooSlow_NoEnqueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &gatedBroker{gate: make(chan struct{})}
+		m := &savedMatcher{MemoryMatcher: flamingo.NewMemoryMatcher(), b: b}
+		e := newEngine(t, flamingo.Config{Broker: b, Matcher: m, MatcherTimeout: time.Second})
+		a := flamingotest.Connect(t, e)
+		a.Init("")
+		a.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
+		a.ExpectError(flamingo.CodeInternal)
+		assert.Zero(t, m.enqueued.Load())
+		assert.Equal(t, 0, e.Stats().InQueue)
+		close(b.gate)
+	})
+}

@@ -1,6 +1,7 @@
 package flamingo_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -87,4 +88,34 @@ func TestMetrics_HookPanics(t *testing.T) {
 	flamingotest.Pair(t, e)
 	require.Eventually(t, func() bool { return e.Metrics().HookDuration["OnMatch"].Count == 1 }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, map[string]uint64{"OnMatch": 1}, e.Metrics().HookPanics)
+}
+
+// Closes counts the closes the engine decided, Shutdown's included, and not those of
+// peers.
+func TestMetrics_ClosesAreTheEngines(t *testing.T) {
+	e, err := flamingo.New(flamingo.Config{})
+	require.NoError(t, err)
+	a, b := flamingotest.Connect(t, e), flamingotest.Connect(t, e)
+	a.Init("")
+	b.Init("")
+	a.Close()
+	require.Eventually(t, func() bool { return flamingo.ConnCount(e) == 1 }, 5*time.Second, time.Millisecond)
+	assert.Empty(t, e.Metrics().Closes, "a peer's close is not counted")
+	require.NoError(t, e.Shutdown(context.Background()))
+	b.ExpectClosed(flamingo.CloseGoingAway)
+	assert.Equal(t, map[flamingo.CloseCode]uint64{flamingo.CloseGoingAway: 1}, e.Metrics().Closes)
+}
+
+// A message refused because the partner is away with a full hold is not counted as
+// relayed.
+func TestMetrics_RefusedMessageNotCounted(t *testing.T) {
+	e := newEngine(t, flamingo.Config{MaxQueuedEvents: 2, MessageRate: unlimited})
+	a, b := flamingotest.Pair(t, e)
+	b.Close()
+	require.Eventually(t, func() bool { return flamingo.SessionAway(e, b.UserID) }, 5*time.Second, time.Millisecond)
+	a.Say("1")
+	a.Say("2")
+	a.Say("3")
+	a.ExpectError(flamingo.CodeRateLimited)
+	assert.EqualValues(t, 2, e.Metrics().Messages)
 }
