@@ -51,6 +51,15 @@
 // gender. Implement [Matcher] to share the queue between nodes or to match on more;
 // package flamingotest has a conformance suite for implementations.
 //
+// # Operating it
+//
+// [Engine.Metrics] is a snapshot of the engine's counters (package
+// github.com/flamingochat/flamingo/flamingoprom, its own module, exports them to
+// Prometheus). [Engine.Ready] suits a readiness probe. [Engine.Drain], before a
+// restart, sends every client away with [CloseServiceRestart]; on a cluster their
+// sessions and chats move to the nodes they reconnect to. [Engine.Kick] ends a user's
+// session, on whichever node holds it.
+//
 // # Several nodes
 //
 // Set [Config.Broker] to join the engine to a cluster: package
