@@ -134,25 +134,16 @@ type ChatState struct {
 	StartedAt  time.Time
 }
 
-// ClusterEventKind tells what a [ClusterEvent] does. Experimental, like [Broker].
-type ClusterEventKind uint8
-
-// The kinds of [ClusterEvent]. Experimental, like [Broker].
-const (
-	// KindFrame is a frame to send to the user as it is (a held event).
-	KindFrame ClusterEventKind = iota + 1
-	// KindMessage is a message_received frame for the user's chat ChatID; it is
-	// dropped if the user is no longer in that chat.
-	KindMessage
-	// KindChatEnded ends the user's chat ChatID with Reason.
-	KindChatEnded
-)
-
-// ClusterEvent is an event for one user, carried between nodes. Experimental, like
-// [Broker].
+// ClusterEvent is an event for one user, carried between nodes: a frame to send
+// them, or the end of their chat. Experimental, like [Broker].
 type ClusterEvent struct {
-	Kind   ClusterEventKind
+	// ChatID is the chat the event belongs to. A frame with a ChatID (a message) is
+	// dropped if the user is no longer in that chat; one without (an event held for
+	// the user) is sent as it is.
 	ChatID string
-	Frame  []byte    // KindFrame and KindMessage
-	Reason EndReason // KindChatEnded
+	// Frame is the frame to send, or nil for the end of chat ChatID.
+	Frame []byte
+	// Ended is why chat ChatID ended (the partner's side ended it), in an event
+	// without a Frame.
+	Ended EndReason
 }

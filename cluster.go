@@ -156,7 +156,7 @@ func (e *Engine) stateLocked(s *session, withHeld bool) *SessionState {
 	}
 	if withHeld {
 		for _, b := range s.held {
-			st.Events = append(st.Events, ClusterEvent{Kind: KindFrame, Frame: b})
+			st.Events = append(st.Events, ClusterEvent{Frame: b})
 		}
 	}
 	return st
@@ -228,20 +228,20 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 // applyLocked applies an event from another node to s. With replay set, it is part
 // of a resume and goes past the queue's bounds, like a local replay.
 func (e *Engine) applyLocked(s *session, ev ClusterEvent, replay bool) {
-	switch ev.Kind {
-	case KindFrame:
+	switch {
+	case ev.Frame != nil && ev.ChatID == "": // held for the user
 		e.deliverClusterLocked(s, ev.Frame, replay, true)
-	case KindMessage:
+	case ev.Frame != nil: // a message
 		if ch := s.chat; ch != nil && ch.id == ev.ChatID {
 			e.deliverClusterLocked(s, ev.Frame, replay, false)
 		}
-	case KindChatEnded:
+	default: // the chat ended
 		ch := s.chat
 		if ch == nil || ch.id != ev.ChatID || !ch.partner(s).remote {
 			return
 		}
 		e.leaveChatLocked(s)
-		e.deliverClusterLocked(s, appendChatEnded(nil, ch.id, ev.Reason), replay, true)
+		e.deliverClusterLocked(s, appendChatEnded(nil, ch.id, ev.Ended), replay, true)
 		e.saveLocked(s)
 	}
 }

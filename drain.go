@@ -2,6 +2,7 @@ package flamingo
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 )
 
@@ -9,7 +10,7 @@ import (
 // ask whether it is ready for traffic, and kick a user out.
 
 // Drain prepares the engine to stop without ending chats where it can: it refuses new
-// connections ([Engine.Serve] returns [ErrDraining]; the WebSocket handler answers 503)
+// connections ([Engine.Serve] returns [ErrEngineClosed]; the WebSocket handler answers 503)
 // and joins, and closes every connection with [CloseServiceRestart], after which
 // clients reconnect at once, through the load balancer, to another node.
 //
@@ -74,16 +75,16 @@ func (e *Engine) checkDrainedLocked() {
 	}
 }
 
-// Ready reports whether the engine should get new connections: nil, or
-// [ErrEngineClosed] once Shutdown has begun, [ErrDraining] once Drain has, or, with a
-// Broker that can tell (one with a Ping(ctx) error method, as flamingoredis's
-// Cluster has), the error reaching the cluster's store. It suits a readiness probe.
+// Ready reports whether the engine should get new connections: nil, or an error that
+// wraps [ErrEngineClosed] once Shutdown or Drain has begun, or, with a Broker that can
+// tell (one with a Ping(ctx) error method, as flamingoredis's Cluster has), the error
+// reaching the cluster's store. It suits a readiness probe.
 func (e *Engine) Ready(ctx context.Context) error {
 	switch {
 	case e.isClosed():
-		return ErrEngineClosed
+		return fmt.Errorf("%w: shutting down", ErrEngineClosed)
 	case e.isDraining():
-		return ErrDraining
+		return fmt.Errorf("%w: draining", ErrEngineClosed)
 	}
 	if p, ok := e.broker.(interface{ Ping(context.Context) error }); ok {
 		return p.Ping(ctx)

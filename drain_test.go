@@ -37,8 +37,8 @@ func TestDrain_SingleNodeEndsChatsAndMovesClients(t *testing.T) {
 	require.Len(t, ended, 1)
 	assert.Equal(t, flamingo.ReasonServerRestart, ended[0].Reason)
 
-	assert.ErrorIs(t, e.Ready(context.Background()), flamingo.ErrDraining)
-	assert.ErrorIs(t, e.Serve(context.Background(), pipeEnd()), flamingo.ErrDraining)
+	assert.ErrorIs(t, e.Ready(context.Background()), flamingo.ErrEngineClosed)
+	assert.ErrorIs(t, e.Serve(context.Background(), pipeEnd()), flamingo.ErrEngineClosed)
 	assert.Equal(t, 0, e.Metrics().Connections)
 }
 

@@ -30,11 +30,9 @@ import (
 
 // Errors returned by the Engine.
 var (
-	// ErrEngineClosed is returned by [Engine.Serve] once [Engine.Shutdown] has begun.
+	// ErrEngineClosed is returned by [Engine.Serve] once [Engine.Shutdown] or
+	// [Engine.Drain] has begun, and wrapped by [Engine.Ready]'s error then.
 	ErrEngineClosed = errors.New("flamingo: engine closed")
-	// ErrDraining is returned by [Engine.Serve] and [Engine.Ready] once [Engine.Drain]
-	// has begun.
-	ErrDraining = errors.New("flamingo: engine draining")
 )
 
 // Engine runs stranger chat: it serves connections, keeps sessions and chats, asks its

@@ -25,7 +25,7 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 	if !e.register(c) {
 		if e.isDraining() {
 			_ = t.Close(CloseServiceRestart, "server restarting")
-			return ErrDraining
+			return ErrEngineClosed
 		}
 		_ = t.Close(CloseGoingAway, "server shutting down")
 		return ErrEngineClosed

@@ -473,26 +473,24 @@ func chatState(id, peer, peerGender, started string) *flamingo.ChatState {
 }
 
 // kindLetter names an event kind in Redis: f frame, m message, e chat ended.
-func kindLetter(k flamingo.ClusterEventKind) string {
-	switch k {
-	case flamingo.KindFrame:
-		return kindFrame
-	case flamingo.KindMessage:
-		return kindMessage
-	case flamingo.KindChatEnded:
+func kindLetter(ev flamingo.ClusterEvent) string {
+	switch {
+	case ev.Frame == nil:
 		return kindEnded
+	case ev.ChatID == "":
+		return kindFrame
 	}
-	return "?"
+	return kindMessage
 }
 
 // encodeEvent encodes an event for a held list or a handover: the kind letter, the
 // chat id, a NUL byte and the payload.
 func encodeEvent(ev flamingo.ClusterEvent) string {
 	payload := string(ev.Frame)
-	if ev.Kind == flamingo.KindChatEnded {
-		payload = string(ev.Reason)
+	if ev.Frame == nil {
+		payload = string(ev.Ended)
 	}
-	return kindLetter(ev.Kind) + ev.ChatID + "\x00" + payload
+	return kindLetter(ev) + ev.ChatID + "\x00" + payload
 }
 
 func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
@@ -507,11 +505,11 @@ func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
 func makeEvent(kind, chat, payload string) (flamingo.ClusterEvent, bool) {
 	switch kind {
 	case kindFrame:
-		return flamingo.ClusterEvent{Kind: flamingo.KindFrame, ChatID: chat, Frame: []byte(payload)}, true
+		return flamingo.ClusterEvent{Frame: []byte(payload)}, true
 	case kindMessage:
-		return flamingo.ClusterEvent{Kind: flamingo.KindMessage, ChatID: chat, Frame: []byte(payload)}, true
+		return flamingo.ClusterEvent{ChatID: chat, Frame: []byte(payload)}, true
 	case kindEnded:
-		return flamingo.ClusterEvent{Kind: flamingo.KindChatEnded, ChatID: chat, Reason: flamingo.EndReason(payload)}, true
+		return flamingo.ClusterEvent{ChatID: chat, Ended: flamingo.EndReason(payload)}, true
 	}
 	return flamingo.ClusterEvent{}, false
 }

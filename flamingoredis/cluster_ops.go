@@ -108,11 +108,11 @@ func (o *sendOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) re
 	// once, and the frame goes as it is.
 	ev := o.ev
 	var payload any = ev.Frame
-	if ev.Kind == flamingo.KindChatEnded {
-		payload = string(ev.Reason)
+	if ev.Frame == nil {
+		payload = string(ev.Ended)
 	}
 	return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.keys.session(o.user)},
-		c.args.base, o.user, kindLetter(ev.Kind), ev.ChatID, payload, c.args.maxHeld, c.args.ttl)
+		c.args.base, o.user, kindLetter(ev), ev.ChatID, payload, c.args.maxHeld, c.args.ttl)
 }
 
 func (o *endChatOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {

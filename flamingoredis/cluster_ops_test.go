@@ -34,7 +34,7 @@ func TestClusterDrainMovesChats(t *testing.T) {
 		for _, c := range []*flamingotest.Client{alice, carol, dave} {
 			c.ExpectClosed(flamingo.CloseServiceRestart)
 		}
-		assert.ErrorIs(t, n1.e.Ready(context.Background()), flamingo.ErrDraining)
+		assert.ErrorIs(t, n1.e.Ready(context.Background()), flamingo.ErrEngineClosed)
 		n1.waitAway(t, alice, carol, dave)
 		bob.Say("while you moved")
 		bob.Sync()
