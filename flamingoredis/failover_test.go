@@ -33,8 +33,9 @@ const (
 	// again (or the chat across them has ended on both sides). Generous: the figure
 	// is measured and logged, not asserted.
 	failoverBound = 30 * time.Second
-	// afterRecovery is how long the users keep chatting once service is back, before
-	// the test stops and counts.
+	// afterRecovery is how long, at least, the users keep chatting once service is
+	// back before the test stops and counts; it is two heartbeats if that is more, so
+	// that each node has renewed its registration (or found it lapsed) by then.
 	afterRecovery = time.Second
 	// sayEvery is how often each chatting user sends a message.
 	sayEvery = 20 * time.Millisecond
@@ -145,11 +146,12 @@ func testFailover(t *testing.T, opts ClusterOptions) {
 	hank.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderFemale, Preference: flamingo.PreferFemale})
 
 	// Everyone keeps chatting until every flow works again (a message sent after the
-	// kill has arrived, or the receiver's chat has ended), and for afterRecovery more.
+	// kill has arrived, or the receiver's chat has ended), and a while more.
 	var switched, allBack time.Time
+	settle := max(afterRecovery, 2*heartbeat)
 	bound := time.NewTimer(failoverBound)
 	defer bound.Stop()
-	for allBack.IsZero() || time.Since(allBack) < afterRecovery {
+	for allBack.IsZero() || time.Since(allBack) < settle {
 		select {
 		case e := <-w.events:
 			w.handle(e)
@@ -170,7 +172,7 @@ func testFailover(t *testing.T, opts ClusterOptions) {
 		}
 	}
 	// Last words: each flow still in its chat sends a marker and the test waits for
-	// it; what has not arrived before it is lost.
+	// it (or for the chat to end); what has not arrived before it is lost.
 	for _, f := range flows {
 		f.last = -1
 		if len(w.ended[f.from]) == 0 && len(w.ended[f.to]) == 0 {
@@ -179,7 +181,7 @@ func testFailover(t *testing.T, opts ClusterOptions) {
 	}
 	w.await(t, "the last messages", func() bool {
 		for _, f := range flows {
-			if f.last >= 0 && len(f.got[f.last]) == 0 {
+			if f.last >= 0 && len(f.got[f.last]) == 0 && len(w.ended[f.to]) == 0 {
 				return false
 			}
 		}
@@ -198,8 +200,12 @@ func testFailover(t *testing.T, opts ClusterOptions) {
 		assert.Equal(t, flamingo.EventQueueJoined, answer.ev.Type, "hank's answer: %s", answer.ev.Raw)
 	}
 
-	// The figures.
+	// The figures. A node whose registration lapsed has resynchronised by now, and
+	// ended its chats across the nodes.
 	lapsed := logs.count("resynchronised with the cluster")
+	if lapsed > 0 {
+		w.await(t, "chat_ended for alice and bob", func() bool { return len(w.ended["alice"]) > 0 && len(w.ended["bob"]) > 0 })
+	}
 	t.Logf("node timings: heartbeat %v, dead after %v; Sentinel: down after %v", heartbeat, deadAfter, sentinelDownAfter)
 	t.Logf("Sentinel switched to the replica %s after the kill", after(switched, killed))
 	for _, f := range flows {
@@ -271,6 +277,14 @@ func testFailover(t *testing.T, opts ClusterOptions) {
 	assert.Equal(t, "hello from n2", erin.ExpectMessage().Content)
 	for _, c := range []*flamingotest.Client{erin, fiona, gina} {
 		c.Sync()
+	}
+	// Nothing more came for the chatting users: in particular no second chat_ended.
+	for who, c := range map[string]*flamingotest.Client{"alice": alice, "bob": bob, "carol": carol, "dave": dave} {
+		c.Send(flamingo.EventPing, nil)
+		w.await(t, who+"'s pong", func() bool { return w.pongs[who] > 0 })
+	}
+	for _, who := range []string{"alice", "bob", "carol", "dave"} {
+		assert.LessOrEqual(t, len(w.ended[who]), 1, "%s's chat_ended", who)
 	}
 	w.stop()
 }
@@ -501,14 +515,15 @@ type watch struct {
 	ended   map[string][]flamingo.ChatEndedPayload
 	endedAt map[string]time.Time
 	errs    map[string][]flamingo.ErrorCode
-	other   map[string][]watchEvent // anything else, for users outside the flows
+	pongs   map[string]int
+	other   map[string][]watchEvent // anything else, for hank, who is outside the flows
 }
 
 func newWatch(t *testing.T, users map[string]*flamingotest.Client) *watch {
 	w := &watch{
 		t: t, events: make(chan watchEvent), quit: make(chan struct{}), done: make(chan struct{}),
 		flows: map[string]*flow{}, ended: map[string][]flamingo.ChatEndedPayload{}, endedAt: map[string]time.Time{},
-		errs: map[string][]flamingo.ErrorCode{}, other: map[string][]watchEvent{},
+		errs: map[string][]flamingo.ErrorCode{}, pongs: map[string]int{}, other: map[string][]watchEvent{},
 	}
 	var readers sync.WaitGroup
 	for who, c := range users {
@@ -542,10 +557,14 @@ func newWatch(t *testing.T, users map[string]*flamingotest.Client) *watch {
 	return w
 }
 
-// handle files e: a flow's message, a chat_ended, an error, or (for a user outside
-// the flows) anything else.
+// handle files e: a flow's message, a chat_ended, an error, a pong, or (for hank,
+// outside the flows) anything else.
 func (w *watch) handle(e watchEvent) {
 	t := w.t
+	if e.who == "hank" {
+		w.other[e.who] = append(w.other[e.who], e)
+		return
+	}
 	switch e.ev.Type {
 	case flamingo.EventMessageReceived:
 		var p flamingo.MessageReceivedPayload
@@ -561,6 +580,9 @@ func (w *watch) handle(e watchEvent) {
 		f.got[i] = append(f.got[i], e.at)
 		f.order = append(f.order, i)
 		return
+	case flamingo.EventPong:
+		w.pongs[e.who]++
+		return
 	case flamingo.EventChatEnded:
 		var p flamingo.ChatEndedPayload
 		require.NoError(t, e.ev.Decode(&p))
@@ -570,13 +592,10 @@ func (w *watch) handle(e watchEvent) {
 	case flamingo.EventError:
 		var p flamingo.ErrorPayload
 		require.NoError(t, e.ev.Decode(&p))
-		if e.who != "hank" {
-			w.errs[e.who] = append(w.errs[e.who], p.Code)
-			return
-		}
+		w.errs[e.who] = append(w.errs[e.who], p.Code)
+		return
 	}
-	require.Equal(t, "hank", e.who, "%s got an unexpected event: %s", e.who, e.ev.Raw)
-	w.other[e.who] = append(w.other[e.who], e)
+	t.Errorf("%s got an unexpected event: %s", e.who, e.ev.Raw)
 }
 
 // await handles events until cond holds, for up to 10 s.
@@ -594,8 +613,8 @@ func (w *watch) await(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// awaitEvent waits for the next event of who, a user outside the flows, and checks
-// its type.
+// awaitEvent waits for the next event of hank (or another user filed in other) and
+// checks its type.
 func (w *watch) awaitEvent(t *testing.T, who string, typ flamingo.EventType) flamingotest.Event {
 	t.Helper()
 	n := len(w.other[who])
