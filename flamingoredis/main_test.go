@@ -11,15 +11,30 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/flamingochat/flamingo/internal/redistest"
 )
 
-// redisAddrEnv names the environment variable with the address of a real redis-server
-// for the tests. Without it they run on miniredis only, unless CI is "true", where a
-// missing or unreachable server fails them.
-const redisAddrEnv = "FLAMINGO_REDIS_ADDR"
+// sharedRedis is the redis-server the package's tests share: started on first use
+// when redis-server is installed (or the one FLAMINGO_REDIS_ADDR names), stopped after
+// the tests.
+var sharedRedis redistest.Shared
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(stopRedisAfter{m})
+}
+
+// stopRedisAfter runs the tests, then stops the shared redis-server, before goleak
+// looks for goroutines left running.
+type stopRedisAfter struct{ m *testing.M }
+
+func (s stopRedisAfter) Run() int {
+	code := s.m.Run()
+	if err := sharedRedis.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the tests' redis-server:", err)
+		code = 1
+	}
+	return code
 }
 
 // backend is a Redis the tests run against.
@@ -45,21 +60,16 @@ func miniredisClient(tb testing.TB) redis.UniversalClient {
 	return newClient(tb, s.Addr())
 }
 
-// realRedisClient connects to the server at FLAMINGO_REDIS_ADDR. It skips the test if
-// the variable is unset, except in CI, and fails it if the server does not answer.
+// realRedisClient connects to the real redis-server the package's tests share (see
+// sharedRedis). Without redis-server it skips the test, except in CI, and it fails the
+// test if the server does not answer.
 func realRedisClient(tb testing.TB) redis.UniversalClient {
 	tb.Helper()
-	addr := os.Getenv(redisAddrEnv)
-	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("%s is not set: CI must start a redis-server and point the tests at it", redisAddrEnv)
-		}
-		tb.Skipf("%s is not set: start a redis-server and set it (host:port) to run this test", redisAddrEnv)
-	}
+	addr := sharedRedis.Addr(tb)
 	c := newClient(tb, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	require.NoError(tb, c.Ping(ctx).Err(), "redis-server at %s=%s does not answer", redisAddrEnv, addr)
+	require.NoError(tb, c.Ping(ctx).Err(), "redis-server at %s does not answer", addr)
 	return c
 }
 

@@ -29,12 +29,8 @@ import (
 
 	"github.com/flamingochat/flamingo"
 	"github.com/flamingochat/flamingo/flamingotest"
+	"github.com/flamingochat/flamingo/internal/redistest"
 )
-
-// redisAddrEnv names the environment variable with the address (host:port) of the
-// redis-server the nodes share. Without it the test is skipped, unless CI is "true",
-// where it fails.
-const redisAddrEnv = "FLAMINGO_REDIS_ADDR"
 
 // Timings of the test. The nodes run with the library's defaults, as main.go keeps
 // them: heartbeat 1 s, dead after 3 s, resume grace 30 s.
@@ -255,23 +251,21 @@ func (n *node) metrics() map[string]float64 {
 // since is how long ago t was, rounded for the log.
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
 
-// redisClient connects to the redis-server at FLAMINGO_REDIS_ADDR. It skips the test
-// if the variable is unset, except in CI, and fails it if the server does not answer.
-// The test only reads from Redis: other tests share the server.
+// redisClient starts a redis-server for the test, or connects to the one
+// FLAMINGO_REDIS_ADDR names. Without redis-server (and the variable) it skips the
+// test, except in CI; it fails the test if the server does not answer. The test only
+// reads from Redis, so a server named by the variable may be shared with other tests.
 func redisClient(t *testing.T) *redis.Client {
 	t.Helper()
-	addr := os.Getenv(redisAddrEnv)
+	addr := os.Getenv(redistest.AddrEnv)
 	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: CI must start a redis-server and point the tests at it", redisAddrEnv)
-		}
-		t.Skipf("%s is not set: start a redis-server and run e.g. %s=127.0.0.1:6379 go test .", redisAddrEnv, redisAddrEnv)
+		addr = redistest.Start(t).Addr()
 	}
 	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
 	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	require.NoError(t, c.Ping(ctx).Err(), "redis-server at %s=%s does not answer", redisAddrEnv, addr)
+	require.NoError(t, c.Ping(ctx).Err(), "redis-server at %s does not answer", addr)
 	return c
 }
 
