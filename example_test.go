@@ -2,10 +2,12 @@ package flamingo_test
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
 
 	"github.com/flamingochat/flamingo"
 	"github.com/flamingochat/flamingo/flamingotest"
@@ -213,4 +215,60 @@ func ExampleEngine_Serve_resume() {
 	// Output:
 	// resumed: true same chat: true
 	// held for a: are you there?
+}
+
+// An admin endpoint that kicks a user out, behind a bearer token. Handles are what
+// hooks and logs name users by; here OnMatch records them.
+func ExampleEngine_Kick() {
+	handles := make(chan [2]string, 1)
+	engine, err := flamingo.New(flamingo.Config{OnMatch: func(c flamingo.ChatInfo) { handles <- c.Users }})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer engine.Shutdown(context.Background())
+
+	const token = "s3cret" // in production: from the environment or a secret store
+	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, []byte("Bearer "+token)) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		if err := engine.Kick(r.FormValue("user"), "kicked by a moderator"); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+
+	alice, bob := connect(engine), connect(engine)
+	alice.send(`{"type":"init"}`)
+	bob.send(`{"type":"init"}`)
+	alice.next(nil)
+	bob.next(nil)
+	alice.send(`{"type":"join_queue","payload":{"gender":"female","preference":"any"}}`)
+	alice.next(nil)
+	bob.send(`{"type":"join_queue","payload":{"gender":"male","preference":"female"}}`)
+	bob.next(nil)
+	alice.next(nil)
+	bob.next(nil)
+	alice1 := (<-handles)[0] // alice waited longer
+
+	kick := func(auth string) int {
+		req := httptest.NewRequest(http.MethodPost, "/admin/kick?user="+alice1, nil)
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		admin.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	fmt.Println("without the token:", kick("Bearer guess"))
+	fmt.Println("with it:", kick("Bearer "+token))
+	var ended flamingo.ChatEndedPayload
+	fmt.Println("bob sees:", bob.next(&ended), ended.Reason)
+	fmt.Println("again:", kick("Bearer "+token))
+	// Output:
+	// without the token: 401
+	// with it: 204
+	// bob sees: chat_ended partner_left
+	// again: 404
 }
