@@ -153,6 +153,7 @@ func (e *Engine) relayLocked(c *conn, s *session, ch *chat, ev clientEvent, msgI
 		// Whether a partner away on another node can take more is not known here:
 		// that node drops what is over its bound.
 		e.publishLocked(func() { e.broker.Send(p.handle, ClusterEvent{ChatID: ch.id, Frame: frame}) })
+		e.counters.crossNode++
 	} else if !e.deliverLocked(p, frame, false) {
 		e.sendErrorLocked(c, CodeRateLimited, "your partner is away and cannot take more messages now", ev.typ)
 		return

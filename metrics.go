@@ -45,6 +45,15 @@ type Metrics struct {
 	MatchWait Histogram
 	// ChatDuration is how long chats lasted, observed when they end on this node.
 	ChatDuration Histogram
+	// CrossNodeMessages counts the messages relayed to a partner on another node of
+	// a cluster (they are in Messages too).
+	CrossNodeMessages uint64
+	// BrokerOps counts the operations the [Broker] applied to the cluster's store,
+	// by kind, and BrokerRoundTrip is how long its round trips to the store took,
+	// when the Broker can tell (one with a BrokerMetrics() (map[string]uint64,
+	// Histogram) method, as flamingoredis's Cluster has); nil and zero otherwise.
+	BrokerOps       map[string]uint64
+	BrokerRoundTrip Histogram
 	// HookDuration is how long the calls of each hook that has run took, by name
 	// ("OnMatch", "OnMessage", "OnChatEnd"); HookPanics counts the calls that
 	// panicked, by the same names.
@@ -72,6 +81,7 @@ var (
 // counters are the engine's counters guarded by e.mu.
 type counters struct {
 	matches, messages, slowConsumers, resumed, expired uint64
+	crossNode                                          uint64
 	errors                                             map[ErrorCode]uint64
 	closes                                             map[CloseCode]uint64
 	rateLimited                                        map[EventType]uint64
@@ -163,9 +173,15 @@ func (e *Engine) Metrics() Metrics {
 			m.HookPanics[name] = h.panics.Load()
 		}
 	}
+	if b, ok := e.broker.(interface {
+		BrokerMetrics() (map[string]uint64, Histogram)
+	}); ok {
+		m.BrokerOps, m.BrokerRoundTrip = b.BrokerMetrics()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := &e.counters
+	m.CrossNodeMessages = n.crossNode
 	m.Stats = e.statsLocked(Stats{})
 	m.Connections = len(e.conns)
 	m.Matches, m.Messages, m.SlowConsumers = n.matches, n.messages, n.slowConsumers

@@ -35,6 +35,7 @@ type Collector struct {
 	rateLimited, slowConsumers, resumes  *prometheus.Desc
 	matchWait, chatDuration              *prometheus.Desc
 	hookDuration, hookPanics             *prometheus.Desc
+	crossNode, brokerOps, brokerRTT      *prometheus.Desc
 	descs                                []*prometheus.Desc // all of the above, for Describe
 }
 
@@ -80,6 +81,12 @@ func NewCollector(e *flamingo.Engine, opts Options) *Collector {
 		"How long calls of a hook took, by hook.", "hook")
 	c.hookPanics = desc("flamingo_hook_panics_total",
 		"Calls of a hook that panicked, by hook.", "hook")
+	c.crossNode = desc("flamingo_cross_node_messages_total",
+		"Messages relayed to a partner on another node of a cluster.")
+	c.brokerOps = desc("flamingo_broker_ops_total",
+		"Operations the cluster's broker applied to its store (Redis), by kind.", "op")
+	c.brokerRTT = desc("flamingo_broker_round_trip_seconds",
+		"How long the broker's round trips to its store (Redis pipelines) took.")
 	return c
 }
 
@@ -129,6 +136,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, n := range m.HookPanics {
 		counter(c.hookPanics, n, name)
+	}
+	if m.BrokerOps != nil { // on a cluster
+		counter(c.crossNode, m.CrossNodeMessages)
+		for op, n := range byLabel(m.BrokerOps, "") {
+			counter(c.brokerOps, n, op)
+		}
+		ch <- histogram(c.brokerRTT, m.BrokerRoundTrip)
 	}
 }
 

@@ -29,7 +29,9 @@
 // flamingo_closes_total{code}, flamingo_rate_limited_total{event},
 // flamingo_slow_consumers_total, flamingo_resumes_total{result} and
 // flamingo_hook_panics_total{hook}; the histograms are flamingo_match_wait_seconds,
-// flamingo_chat_duration_seconds and flamingo_hook_duration_seconds{hook}. The help
+// flamingo_chat_duration_seconds and flamingo_hook_duration_seconds{hook}. On a
+// cluster there are also flamingo_cross_node_messages_total,
+// flamingo_broker_ops_total{op} and flamingo_broker_round_trip_seconds. The help
 // text of each says what it counts, and README.md in the module's folder has them in
 // a table.
 //

@@ -60,6 +60,8 @@ type Cluster struct {
 	host  flamingo.BrokerHost
 	grace time.Duration
 
+	stats clusterStats // what the writer did, for BrokerMetrics
+
 	mu         sync.Mutex
 	started    bool
 	stopping   bool // Stop has begun
@@ -702,10 +704,13 @@ func (c *Cluster) write(ctx context.Context, ops []op) (int, error) {
 	for i, op := range ops {
 		cmds[i] = op.queue(ctx, c, pipe)
 	}
+	start := time.Now()
 	_, _ = pipe.Exec(ctx)
+	c.stats.roundTrip(time.Since(start))
 	for i, cmd := range cmds {
 		err := cmd.Err()
 		if err == nil || errors.Is(err, redis.Nil) {
+			c.stats.op(ops[i])
 			if s, ok := ops[i].(*saveOp); ok {
 				c.saved(s, cmd)
 			}

@@ -84,3 +84,26 @@ func TestClusterKick(t *testing.T) {
 		assert.False(t, again.Init(alice.UserID).Resumed, "a kicked user's id resumes nothing")
 	})
 }
+
+// TestClusterMetrics: a node counts the messages it sent across, and what its writer
+// applied to Redis.
+func TestClusterMetrics(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		n := startNodes(t, client, 2)
+		alice, bob := chat(t, n[0], n[1])
+		for range 3 {
+			alice.Say("over there")
+			assert.Equal(t, "over there", bob.ExpectMessage().Content)
+		}
+		m := n[0].e.Metrics()
+		assert.EqualValues(t, 3, m.CrossNodeMessages)
+		assert.EqualValues(t, 3, m.Messages)
+		// The writer counts an op once Redis has answered, which may be just after
+		// the partner's node has read it.
+		require.Eventually(t, func() bool { return n[0].e.Metrics().BrokerOps["send"] >= 3 }, 5*time.Second, time.Millisecond)
+		assert.GreaterOrEqual(t, m.BrokerOps["save"], uint64(2), "alice's new session and her chat")
+		assert.Positive(t, m.BrokerRoundTrip.Count)
+		assert.Len(t, m.BrokerRoundTrip.Counts, len(m.BrokerRoundTrip.Bounds))
+		assert.Zero(t, n[1].e.Metrics().CrossNodeMessages, "bob sent nothing")
+	})
+}

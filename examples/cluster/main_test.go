@@ -209,6 +209,8 @@ func TestMetricsAndHealth(t *testing.T) {
 	assert.Equal(t, 1.0, m1["flamingo_matches_total"], "counted on the node of alice, who waited longer")
 	assert.Equal(t, 1.0, sum("flamingo_matches_total"))
 	assert.Equal(t, 5.0, sum("flamingo_messages_total"))
+	assert.Equal(t, 5.0, sum("flamingo_cross_node_messages_total"), "alice and bob are on different nodes")
+	assert.Positive(t, m1["flamingo_broker_round_trip_seconds_count"])
 	assert.Equal(t, 1.0, m1[`flamingo_errors_total{code="unknown_event"}`])
 	assert.Equal(t, 1.0, m1["flamingo_match_wait_seconds_count"], "alice's wait")
 	assert.Equal(t, 1.0, m2["flamingo_match_wait_seconds_count"], "bob's wait")
