@@ -1,11 +1,17 @@
 // Command cluster is one node of a flamingo cluster on Redis: the demo chat page at /
 // and the WebSocket at /ws, with the queue, the sessions and the delivery of events
 // shared with every node on the same Redis; Prometheus metrics at /metrics (see
-// flamingoprom) and a liveness check at /healthz. Start two and open the page on
-// either:
+// flamingoprom), a liveness check at /healthz and a readiness check at /readyz. Start
+// two and open the page on either:
 //
 //	go run . -addr 127.0.0.1:8081 -redis 127.0.0.1:6379
 //	go run . -addr 127.0.0.1:8082 -redis 127.0.0.1:6379
+//
+// On SIGTERM or SIGINT the node drains before it stops: its users are told to reconnect
+// at once (close code 1012) and move to the other nodes with their chats, for up to
+// -drain; a second signal stops it at once. /readyz answers 200 while the node should
+// get new connections, and 503 with the reason (draining, stopping, Redis unreachable)
+// otherwise.
 package main
 
 import (
@@ -17,6 +23,7 @@ import (
 	"net/http"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,12 +38,13 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8081", "address to listen on")
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "address of the Redis server the nodes share")
+	drainFor := flag.Duration("drain", 30*time.Second, "how long to wait on SIGTERM for the users to move to other nodes before stopping")
 	flag.Parse()
 	ln, err := net.Listen("tcp", *addr) // before saying where: the port may be taken
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	signalled, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	client := redis.NewClient(&redis.Options{Addr: *redisAddr})
@@ -53,9 +61,31 @@ func main() {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok") // alive while it serves
 	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := engine.Ready(r.Context()); err != nil { // draining, stopping, no Redis
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
 	mux.Handle("/", demo.Handler())
 	log.Printf("flamingo node %s on http://%s (WebSocket at /ws, metrics at /metrics), Redis at %s",
 		cluster.NodeID(), demo.DisplayAddr(ln.Addr().String()), *redisAddr)
+	// On a signal, drain first, while the HTTP server still answers /readyz (503 from
+	// then on); then demo.Serve shuts the server and the engine down.
+	ctx, drained := context.WithCancel(context.Background())
+	context.AfterFunc(signalled, func() {
+		stop() // a second signal kills the process
+		dctx, cancel := context.WithTimeout(context.Background(), *drainFor)
+		defer cancel()
+		began := time.Now()
+		if err := engine.Drain(dctx); err != nil {
+			log.Printf("drain: %v after %v; stopping anyway", err, *drainFor)
+		} else {
+			log.Printf("drained in %v", time.Since(began).Round(time.Millisecond))
+		}
+		drained()
+	})
 	if err := demo.Serve(ctx, ln, mux, engine); err != nil {
 		log.Fatal(err)
 	}
