@@ -715,6 +715,8 @@ func (r *rolling) check(sendTime time.Duration) {
 	var (
 		written, failed, received, failedArrived int
 		lost, dup, disorder, phantom             []string
+		lostAtClose                              int
+		lostBefore                               time.Duration
 		resumes, closes                          int
 		gaps                                     []time.Duration
 		worstGap                                 time.Duration
@@ -751,7 +753,12 @@ func (r *rolling) check(sendTime time.Duration) {
 		}
 		for _, m := range u.sent {
 			if m.ok && seen[m.seq] == 0 {
-				lost = append(lost, u.lostDetail(m, seen))
+				d, atClose, before := u.lostDetail(m, seen)
+				lost = append(lost, d)
+				if atClose {
+					lostAtClose++
+					lostBefore = max(lostBefore, before)
+				}
 			}
 		}
 		for _, mv := range u.moves {
@@ -774,6 +781,10 @@ func (r *rolling) check(sendTime time.Duration) {
 		gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)*9/10].Round(time.Millisecond),
 		worstGap.Round(time.Millisecond), worstGapUser)
 
+	if len(lost) > 0 {
+		t.Logf("lost: %d messages, %d of them the last write before a drain's 1012 (written up to %v before the client read it)",
+			len(lost), lostAtClose, lostBefore.Round(time.Millisecond))
+	}
 	assert.Empty(t, r.problemList(), "no chat ended, no error, no unexpected close, every resume with its chat")
 	assert.Empty(t, lost, "messages lost (written successfully, never delivered)")
 	assert.Empty(t, dup, "messages delivered twice")
@@ -795,8 +806,9 @@ func (r *rolling) check(sendTime time.Duration) {
 
 // lostDetail describes a lost message m of u: on which connection it was written, how
 // long before the client read that connection's 1012 close frame, and how many of
-// u's later messages on that connection arrived.
-func (u *rollUser) lostDetail(m sentMsg, arrived map[int]int) string {
+// u's later messages on that connection arrived. atClose reports whether m was the
+// last write on a connection that a drain closed.
+func (u *rollUser) lostDetail(m sentMsg, arrived map[int]int) (detail string, atClose bool, before time.Duration) {
 	later, laterArrived := 0, 0
 	for _, o := range u.sent {
 		if o.gen == m.gen && o.seq > m.seq && o.ok {
@@ -806,12 +818,14 @@ func (u *rollUser) lostDetail(m sentMsg, arrived map[int]int) string {
 			}
 		}
 	}
-	s := fmt.Sprintf("u%d#%d (connection %d", u.idx, m.seq, m.gen)
+	detail = fmt.Sprintf("u%d#%d (connection %d", u.idx, m.seq, m.gen)
 	for _, mv := range u.moves {
 		if mv.gen == m.gen {
-			s += fmt.Sprintf(" to node %d, written %v before the client read its 1012 close frame",
-				mv.from+1, mv.closedAt.Sub(m.at).Round(time.Microsecond))
+			before = mv.closedAt.Sub(m.at)
+			atClose = later == 0
+			detail += fmt.Sprintf(" to node %d, written %v before the client read its 1012 close frame",
+				mv.from+1, before.Round(time.Microsecond))
 		}
 	}
-	return s + fmt.Sprintf("; %d later writes on it, %d of them arrived)", later, laterArrived)
+	return detail + fmt.Sprintf("; %d later writes on it, %d of them arrived)", later, laterArrived), atClose, before
 }
