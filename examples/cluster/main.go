@@ -7,11 +7,12 @@
 //	go run . -addr 127.0.0.1:8081 -redis 127.0.0.1:6379
 //	go run . -addr 127.0.0.1:8082 -redis 127.0.0.1:6379
 //
-// On SIGTERM or SIGINT the node drains before it stops: its users are told to reconnect
-// at once (close code 1012) and move to the other nodes with their chats, for up to
-// -drain; a second signal stops it at once. /readyz answers 200 while the node should
-// get new connections, and 503 with the reason (draining, stopping, Redis unreachable)
-// otherwise.
+// On SIGTERM, what a deploy sends, the node drains before it stops: its users are told
+// to reconnect at once (close code 1012) and move to the other nodes with their chats,
+// for up to -drain. SIGINT (Ctrl-C) stops it without waiting for them, also during a
+// drain; they resume elsewhere within the grace all the same. /readyz answers 200 while
+// the node should get new connections, and 503 with the reason (draining, stopping,
+// Redis unreachable) otherwise.
 package main
 
 import (
@@ -44,8 +45,10 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	signalled, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	interrupted, stopInt := signal.NotifyContext(context.Background(), syscall.SIGINT)
+	defer stopInt()
+	terminated, stopTerm := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stopTerm()
 
 	client := redis.NewClient(&redis.Options{Addr: *redisAddr})
 	defer client.Close()
@@ -71,16 +74,18 @@ func main() {
 	mux.Handle("/", demo.Handler())
 	log.Printf("flamingo node %s on http://%s (WebSocket at /ws, metrics at /metrics), Redis at %s",
 		cluster.NodeID(), demo.DisplayAddr(ln.Addr().String()), *redisAddr)
-	// On a signal, drain first, while the HTTP server still answers /readyz (503 from
-	// then on); then demo.Serve shuts the server and the engine down.
-	ctx, drained := context.WithCancel(context.Background())
-	context.AfterFunc(signalled, func() {
-		stop() // a second signal kills the process
-		dctx, cancel := context.WithTimeout(context.Background(), *drainFor)
+	// SIGTERM drains first, while the HTTP server still answers /readyz (503 from then
+	// on); SIGINT ends the drain or skips it. Then demo.Serve shuts the server and the
+	// engine down.
+	ctx, drained := context.WithCancel(interrupted)
+	context.AfterFunc(terminated, func() {
+		stopTerm() // a second SIGTERM kills the process
+		log.Printf("draining: users move to the other nodes (up to %v; SIGINT stops now)", *drainFor)
+		dctx, cancel := context.WithTimeout(ctx, *drainFor)
 		defer cancel()
 		began := time.Now()
 		if err := engine.Drain(dctx); err != nil {
-			log.Printf("drain: %v after %v; stopping anyway", err, *drainFor)
+			log.Printf("drain: %v after %v; stopping", err, time.Since(began).Round(time.Millisecond))
 		} else {
 			log.Printf("drained in %v", time.Since(began).Round(time.Millisecond))
 		}

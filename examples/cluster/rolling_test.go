@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -153,6 +154,29 @@ func TestReadyzWhileDraining(t *testing.T) {
 	assert.Regexp(t, drainedRe, n1.stderr.String(), "node 1's drain ended: every session moved")
 	alice2.Say("moved")
 	assert.Equal(t, "moved", bob.ExpectMessage().Content)
+}
+
+// TestInterruptEndsDrain: SIGINT during a drain that waits for a user with nowhere to
+// go (a single node) stops the node at once, with status 0.
+func TestInterruptEndsDrain(t *testing.T) {
+	raddr := redisClient(t).Options().Addr
+	bin := buildNode(t)
+	n := launchNode(t, bin, "node1", freeAddr(t), raddr)
+	alice := n.dial()
+	alice.Init("")
+
+	require.NoError(t, n.cmd.Process.Signal(syscall.SIGTERM))
+	alice.ExpectClosed(flamingo.CloseServiceRestart)
+	code, _ := n.get("/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code, "draining: alice's session is still here")
+	require.NoError(t, n.cmd.Process.Signal(os.Interrupt))
+	select {
+	case <-n.exited:
+	case <-time.After(stopTimeout):
+		t.Fatalf("node did not exit within %v of SIGINT", stopTimeout)
+	}
+	require.NoError(t, n.err, "exits with status 0")
+	assert.Contains(t, n.stderr.String(), "drain: context canceled")
 }
 
 // rolling is the test's cluster and its users.
