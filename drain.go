@@ -95,8 +95,10 @@ func (e *Engine) Ready(ctx context.Context) error {
 // Kick ends the session of the user with handle (the name hooks and logs use): their
 // chat ends (the partner gets chat_ended with [ReasonPartnerLeft]), their connection is
 // closed with [ClosePolicyViolation] and reason, and their user_id resumes nothing any
-// more. With a [Broker], a user on another node is kicked there. Without one, Kick
-// returns [ErrSessionNotFound] if no session has that handle.
+// more. With a [Broker], a user on another node is kicked there, and the user_id
+// resumes nothing once the cluster has recorded the kick, a moment after the
+// connection closes. Without one, Kick returns [ErrSessionNotFound] if no session has
+// that handle.
 func (e *Engine) Kick(handle, reason string) error {
 	end, ended, err := e.kick(handle, reason)
 	if ended {

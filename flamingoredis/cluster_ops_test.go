@@ -80,6 +80,13 @@ func TestClusterKick(t *testing.T) {
 		bob.ExpectPayload(flamingo.EventChatEnded, &end)
 		assert.Equal(t, flamingo.ReasonPartnerLeft, end.Reason)
 
+		// Once n1's Forget has reached Redis (a moment after the close), the id
+		// resumes nothing anywhere.
+		key := n1.cl.keys.session(handleOf(alice.UserID))
+		require.Eventually(t, func() bool {
+			n, err := n1.cl.client.Exists(context.Background(), key).Result()
+			return err == nil && n == 0
+		}, 5*time.Second, time.Millisecond, "the kicked session is forgotten in Redis")
 		again := n2.dial()
 		assert.False(t, again.Init(alice.UserID).Resumed, "a kicked user's id resumes nothing")
 	})
