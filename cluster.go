@@ -354,23 +354,7 @@ func (e *Engine) resync() (ends []ChatEnd, requeued int) {
 	return ends, requeued
 }
 
-func (h host) Kick(user, reason string) {
-	end, ended := h.e.kickHere(user, reason)
-	if ended {
-		h.e.callOnChatEnd(nil, end)
-	}
-}
-
-// kickHere kicks user if this node holds their session.
-func (e *Engine) kickHere(user, reason string) (ChatEnd, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if s := e.sessions[user]; s != nil {
-		end, ended, _ := e.kickLocked(s, reason)
-		return end, ended
-	}
-	return ChatEnd{}, false
-}
+func (h host) Kick(user, reason string) { _ = h.e.kick(user, reason, false) }
 
 func (h host) LocalStats() Stats {
 	h.e.mu.Lock()

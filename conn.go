@@ -74,11 +74,20 @@ func (e *Engine) closeConn(c *conn, code CloseCode, reason string) {
 }
 
 func (e *Engine) closeConnLocked(c *conn, code CloseCode, reason string) {
+	if !c.closed {
+		e.counters.closes[code]++ // a close the engine decided
+		e.releaseConnLocked(c, code, reason)
+	}
+}
+
+// releaseConnLocked marks c closed and closes its transport on a worker goroutine,
+// without counting the close: it is also how the engine lets go of a connection its
+// peer ended.
+func (e *Engine) releaseConnLocked(c *conn, code CloseCode, reason string) {
 	if c.closed {
 		return
 	}
 	c.closed = true
-	e.counters.closes[code]++
 	e.goLocked(func() { e.closeTransport(c, code, reason) })
 }
 

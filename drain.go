@@ -100,25 +100,32 @@ func (e *Engine) Ready(ctx context.Context) error {
 // connection closes. Without one, Kick returns [ErrSessionNotFound] if no session has
 // that handle.
 func (e *Engine) Kick(handle, reason string) error {
-	end, ended, err := e.kick(handle, reason)
+	return e.kick(handle, reason, true)
+}
+
+// kick kicks the user with handle if this node holds their session, or else, with
+// forward set and a Broker, asks the cluster to kick them where they are.
+func (e *Engine) kick(handle, reason string, forward bool) error {
+	end, ended, err := e.kickOrForward(handle, reason, forward)
 	if ended {
 		e.callOnChatEnd(nil, end)
 	}
 	return err
 }
 
-func (e *Engine) kick(handle, reason string) (end ChatEnd, ended bool, err error) {
+func (e *Engine) kickOrForward(handle, reason string, forward bool) (end ChatEnd, ended bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := e.sessions[handle]
-	if s == nil {
-		if b := e.broker; b != nil {
-			e.publishLocked(func() { b.Kick(handle, reason) })
-			return ChatEnd{}, false, nil
-		}
-		return ChatEnd{}, false, ErrSessionNotFound
+	if s := e.sessions[handle]; s != nil {
+		return e.kickLocked(s, reason)
 	}
-	return e.kickLocked(s, reason)
+	if b := e.broker; b != nil {
+		if forward {
+			e.publishLocked(func() { b.Kick(handle, reason) })
+		}
+		return ChatEnd{}, false, nil
+	}
+	return ChatEnd{}, false, ErrSessionNotFound
 }
 
 // kickLocked ends session s (see Kick).

@@ -174,7 +174,7 @@ func (e *Engine) cancelTicket(user string) {
 func (e *Engine) isWaiting(s *session, t Ticket) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return s.queued && s.ticket.JoinedAt.Equal(t.JoinedAt)
+	return s.waitsWith(t)
 }
 
 // enqueued answers the join of s once the matcher has taken t, or failed to: with
@@ -184,7 +184,7 @@ func (e *Engine) enqueued(s *session, t Ticket, err error) {
 	others := e.otherStats()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !s.queued || !s.ticket.JoinedAt.Equal(t.JoinedAt) {
+	if !s.waitsWith(t) {
 		return
 	}
 	if err == nil {
@@ -243,7 +243,7 @@ func (e *Engine) startLocalPair(p Pair) (ChatInfo, bool) {
 // waitingLocked returns the session that t belongs to if it is still waiting with t.
 func (e *Engine) waitingLocked(t Ticket) *session {
 	s := e.sessions[t.User]
-	if s == nil || !s.queued || !s.ticket.JoinedAt.Equal(t.JoinedAt) || s.conn == nil {
+	if s == nil || !s.waitsWith(t) || s.conn == nil {
 		return nil
 	}
 	return s

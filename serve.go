@@ -92,8 +92,5 @@ func (e *Engine) disconnect(c *conn) {
 		e.detachLocked(c, true)
 		e.log.Debug("flamingo: user away", slog.String("user", s.handle))
 	}
-	if !c.closed { // the peer ended it: not a close the engine decided
-		c.closed = true
-		e.goLocked(func() { e.closeTransport(c, CloseNormal, "") })
-	}
+	e.releaseConnLocked(c, CloseNormal, "") // the peer ended it: no close of the engine's
 }

@@ -41,6 +41,12 @@ type session struct {
 	remote bool
 }
 
+// waitsWith reports whether s is waiting with ticket t (JoinedAt tells a user's
+// tickets apart).
+func (s *session) waitsWith(t Ticket) bool {
+	return s.queued && s.ticket.JoinedAt.Equal(t.JoinedAt)
+}
+
 // absence is an entry in the reaper's queue: sess left at gen and expires at deadline.
 type absence struct {
 	sess     *session

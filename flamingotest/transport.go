@@ -260,28 +260,36 @@ func testTransportReadResult(t *testing.T, makePipe func(t *testing.T) (a, b fla
 	}
 }
 
-func testTransportCloseRead(t *testing.T, makePipe func(t *testing.T) (a, b flamingo.Transport)) {
-	for _, closer := range []string{"a", "b"} {
-		t.Run("CloseOn_"+closer, func(t *testing.T) {
+// onEachEnd runs f twice, on a new rig each time: once with c its end a and peer its
+// end b, once the other way round (subtests CloseOn_a and CloseOn_b).
+func onEachEnd(t *testing.T, makePipe func(t *testing.T) (a, b flamingo.Transport), f func(t *testing.T, c, peer *transportEnd)) {
+	for _, name := range []string{"a", "b"} {
+		t.Run("CloseOn_"+name, func(t *testing.T) {
 			r := newTransportRig(t, makePipe)
 			c, peer := r.a, r.b
-			if closer == "b" {
+			if name == "b" {
 				c, peer = r.b, r.a
 			}
-			// A message first: both ends are known to work before the Reads that
-			// Close must end.
-			sendAndExpect(t, c, peer, [][]byte{[]byte(`{"before":"close"}`)})
-			c.startRead()
-			peer.startRead()
-			c.closeEnd(t)
-			for _, e := range []*transportEnd{c, peer} {
-				res := e.readResult(t)
-				if res.err == nil {
-					t.Errorf("flamingotest: a Read pending on end %s when end %s was closed returned %s and no error", e.name, c.name, describeMessage(res.b))
-				}
-			}
+			f(t, c, peer)
 		})
 	}
+}
+
+func testTransportCloseRead(t *testing.T, makePipe func(t *testing.T) (a, b flamingo.Transport)) {
+	onEachEnd(t, makePipe, func(t *testing.T, c, peer *transportEnd) {
+		// A message first: both ends are known to work before the Reads that
+		// Close must end.
+		sendAndExpect(t, c, peer, [][]byte{[]byte(`{"before":"close"}`)})
+		c.startRead()
+		peer.startRead()
+		c.closeEnd(t)
+		for _, e := range []*transportEnd{c, peer} {
+			res := e.readResult(t)
+			if res.err == nil {
+				t.Errorf("flamingotest: a Read pending on end %s when end %s was closed returned %s and no error", e.name, c.name, describeMessage(res.b))
+			}
+		}
+	})
 }
 
 // Bounds of the write loop of CloseUnblocksWrite: Close comes once the loop has made
@@ -336,26 +344,19 @@ func testTransportCloseWrite(t *testing.T, makePipe func(t *testing.T) (a, b fla
 }
 
 func testTransportWriteAfterClose(t *testing.T, makePipe func(t *testing.T) (a, b flamingo.Transport)) {
-	for _, closer := range []string{"a", "b"} {
-		t.Run("CloseOn_"+closer, func(t *testing.T) {
-			r := newTransportRig(t, makePipe)
-			c, peer := r.a, r.b
-			if closer == "b" {
-				c, peer = r.b, r.a
-			}
-			sendAndExpect(t, c, peer, [][]byte{[]byte(`{"before":"close"}`)})
-			// The peer reads, as it always does, so that a close handshake can finish.
-			peer.startRead()
-			c.closeEnd(t)
-			err := await(t, c.goCall("Write", func() error { return c.tr.Write(context.Background(), []byte(`{"after":"close"}`)) }), "Write on end %s after Close", c.name)
-			if err == nil {
-				t.Errorf("flamingotest: Write on end %s after Close returned no error", c.name)
-			}
-			if res := peer.readResult(t); res.err == nil {
-				t.Errorf("flamingotest: end %s read %s after end %s was closed", peer.name, describeMessage(res.b), c.name)
-			}
-		})
-	}
+	onEachEnd(t, makePipe, func(t *testing.T, c, peer *transportEnd) {
+		sendAndExpect(t, c, peer, [][]byte{[]byte(`{"before":"close"}`)})
+		// The peer reads, as it always does, so that a close handshake can finish.
+		peer.startRead()
+		c.closeEnd(t)
+		err := await(t, c.goCall("Write", func() error { return c.tr.Write(context.Background(), []byte(`{"after":"close"}`)) }), "Write on end %s after Close", c.name)
+		if err == nil {
+			t.Errorf("flamingotest: Write on end %s after Close returned no error", c.name)
+		}
+		if res := peer.readResult(t); res.err == nil {
+			t.Errorf("flamingotest: end %s read %s after end %s was closed", peer.name, describeMessage(res.b), c.name)
+		}
+	})
 }
 
 func testTransportCloseTwice(t *testing.T, makePipe func(t *testing.T) (a, b flamingo.Transport)) {
