@@ -1,6 +1,7 @@
 package flamingo
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -77,6 +78,27 @@ type Config struct {
 	// Cancel): a join whose Enqueue has not returned by then gets error internal.
 	// Shutdown's context bounds them too. Zero means 5 seconds.
 	MatcherTimeout time.Duration
+	// SignalRate limits one connection's signal events (WebRTC signaling), which
+	// count against it instead of EventRate. Zero means 20 per second with a burst of
+	// 60, so that a burst of ICE candidates fits.
+	SignalRate RateLimit
+	// InterestWait is how long a user who gave interests waits for someone sharing
+	// one before they may be paired with anyone (see [Ticket.RelaxAt]). Zero means 10
+	// seconds.
+	InterestWait time.Duration
+	// RepeatWindow is how long two users who were partners are not paired again.
+	// Zero means 10 minutes.
+	RepeatWindow time.Duration
+	// ReportContext is how many of a chat's last messages (both sides) the engine
+	// keeps in memory, for the chat's life and 5 minutes after, so that a report
+	// can carry them to OnReport. Zero means 20; a negative value keeps none. They
+	// are the only message content the engine keeps (SECURITY.md).
+	ReportContext int
+	// ICEServers, if set, is called for each user of each new chat (with the user's
+	// handle) and gives the ICE servers sent in their match_found, for WebRTC. Nil
+	// means none: ice_servers is []. [TURNServers] makes one that hands out
+	// short-lived TURN credentials.
+	ICEServers func(user string) []ICEServer
 	// InitTimeout, WriteTimeout and HeartbeatInterval are enforced by one engine
 	// goroutine that looks at every connection ten times per the shortest of the
 	// three (every second with the defaults), so each may run over by that much.
@@ -90,6 +112,15 @@ type Config struct {
 	OnMessage func(Message) error
 	// OnChatEnd, if set, is called once after a chat ends.
 	OnChatEnd func(ChatEnd)
+	// OnJoin, if set, is called for each join_queue (and next) before the user
+	// waits: ctx is the context given to [Engine.Serve] for the user's connection.
+	// It may set the request's Pool and Labels. A non-nil error refuses the join:
+	// the user gets an error event with the code of an [*Error] (or
+	// [CodeJoinRefused] for any other error) and does not wait.
+	OnJoin func(ctx context.Context, j *JoinRequest) error
+	// OnReport, if set, is called for each report a user makes, with the chat's last
+	// messages (see ReportContext).
+	OnReport func(Report)
 	// The hooks are called on engine goroutines, never with an engine lock held, and
 	// must return quickly: a slow hook delays the connection (or the worker) that
 	// called it. Hooks for one chat may run on different goroutines: OnChatEnd can
@@ -146,6 +177,15 @@ func (c Config) resolve() (Config, error) {
 	limit("InitRate", &c.InitRate, 5, 100)
 	limit("ResumeGuessRate", &c.ResumeGuessRate, 1.0/60, 10)
 	limit("ErrorBudget", &c.ErrorBudget, 1, 20)
+	limit("SignalRate", &c.SignalRate, 20, 60)
+	dur("InterestWait", &c.InterestWait, 10*time.Second)
+	dur("RepeatWindow", &c.RepeatWindow, 10*time.Minute)
+	switch {
+	case c.ReportContext == 0:
+		c.ReportContext = 20
+	case c.ReportContext < 0:
+		c.ReportContext = 0
+	}
 	if len(bad) > 0 {
 		return c, fmt.Errorf("flamingo: invalid Config: %s", strings.Join(bad, "; "))
 	}

@@ -21,6 +21,13 @@ const (
 	EventLeaveChat   EventType = "leave_chat"
 	EventPing        EventType = "ping"
 	EventGetStats    EventType = "get_stats"
+	EventNext        EventType = "next"
+	EventBlock       EventType = "block"
+	EventReport      EventType = "report"
+	EventTyping      EventType = "typing"
+	// EventSignal carries WebRTC signaling both ways: from a client, and relayed by
+	// the server to the partner with the same payload.
+	EventSignal EventType = "signal"
 )
 
 // Events the server sends.
@@ -34,6 +41,12 @@ const (
 	EventPong            EventType = "pong"
 	EventStats           EventType = "stats"
 	EventError           EventType = "error"
+	EventBlocked         EventType = "blocked"
+	EventReported        EventType = "reported"
+	EventPartnerTyping   EventType = "partner_typing"
+	EventMessageSent     EventType = "message_sent"
+	EventPartnerAway     EventType = "partner_away"
+	EventPartnerBack     EventType = "partner_back"
 )
 
 // ErrorCode is the "code" of an error event. Hooks may use codes of their own; the
@@ -74,6 +87,9 @@ const (
 	// CodeMessageRejected: a Config.OnMessage hook refused the message without giving
 	// a code of its own.
 	CodeMessageRejected ErrorCode = "message_rejected"
+	// CodeJoinRefused: a Config.OnJoin hook refused the join without giving a code
+	// of its own.
+	CodeJoinRefused ErrorCode = "join_refused"
 )
 
 // Error is a protocol error: what an error event carries. Hooks return one to refuse
@@ -104,12 +120,14 @@ type InitPayload struct {
 type JoinQueuePayload struct {
 	Gender     Gender     `json:"gender"`
 	Preference Preference `json:"preference,omitempty"`
+	Interests  []string   `json:"interests,omitempty"`
 }
 
 // SendMessagePayload is the payload of send_message.
 type SendMessagePayload struct {
-	ChatID  string `json:"chat_id"`
-	Content string `json:"content"`
+	ChatID      string `json:"chat_id"`
+	Content     string `json:"content"`
+	ClientMsgID string `json:"client_msg_id,omitempty"`
 }
 
 // LeaveChatPayload is the payload of leave_chat.
@@ -138,6 +156,65 @@ type Partner struct {
 type MatchFoundPayload struct {
 	ChatID  string  `json:"chat_id"`
 	Partner Partner `json:"partner"`
+	// CommonInterests are the interests both users gave, sorted; empty when none.
+	CommonInterests []string `json:"common_interests"`
+	// Relaxed is true when at least one user gave interests and the two share none.
+	Relaxed bool `json:"relaxed"`
+	// Initiator is true for exactly one user of the chat: the one who makes the
+	// WebRTC offer.
+	Initiator bool `json:"initiator"`
+	// ICEServers are for this user's RTCPeerConnection (see [Config.ICEServers]).
+	ICEServers []ICEServer `json:"ice_servers"`
+}
+
+// ICEServer is one entry of an RTCPeerConnection's iceServers: STUN or TURN URLs
+// and, for TURN, the credentials.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// ChatPayload names a chat. It is the payload of block, blocked, reported and
+// partner_back.
+type ChatPayload struct {
+	ChatID string `json:"chat_id"`
+}
+
+// ReportPayload is the payload of report.
+type ReportPayload struct {
+	ChatID  string       `json:"chat_id"`
+	Reason  ReportReason `json:"reason"`
+	Details string       `json:"details,omitempty"`
+}
+
+// TypingPayload is the payload of typing and of partner_typing.
+type TypingPayload struct {
+	ChatID string `json:"chat_id"`
+	Typing bool   `json:"typing"`
+}
+
+// SignalPayload is the payload of signal, both ways. Data is a JSON object that the
+// engine relays as it is.
+type SignalPayload struct {
+	ChatID string          `json:"chat_id"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// MessageSentPayload is the payload of message_sent: the acknowledgement of a
+// send_message that carried a client_msg_id.
+type MessageSentPayload struct {
+	ChatID      string    `json:"chat_id"`
+	ClientMsgID string    `json:"client_msg_id"`
+	MessageID   string    `json:"message_id"`
+	SentAt      time.Time `json:"sent_at"`
+}
+
+// PartnerAwayPayload is the payload of partner_away: the partner's connection
+// dropped, and the chat is kept for GraceMs milliseconds.
+type PartnerAwayPayload struct {
+	ChatID  string `json:"chat_id"`
+	GraceMs int64  `json:"grace_ms"`
 }
 
 // MessageReceivedPayload is the payload of message_received.

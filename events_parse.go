@@ -2,7 +2,9 @@ package flamingo
 
 import (
 	"bytes"
+	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -12,12 +14,18 @@ import (
 
 // clientEvent is a parsed client event. Only the fields of its type are set.
 type clientEvent struct {
-	typ     EventType
-	userID  string
-	gender  Gender
-	pref    Preference
-	chatID  string
-	content string
+	typ         EventType
+	userID      string
+	gender      Gender
+	pref        Preference
+	interests   []string // normalised: see normaliseInterests
+	chatID      string
+	content     string
+	clientMsgID string
+	reason      ReportReason
+	details     string
+	typing      bool
+	data        []byte // signal's object, a view of the frame: valid during handle only
 }
 
 // parseError is what parseClientEvent reports for a frame it refuses.
@@ -29,14 +37,45 @@ type parseError struct {
 
 // Field names of client payloads, as the parser matches them (exactly, case included).
 const (
-	keyType       = "type"
-	keyPayload    = "payload"
-	keyUserID     = "user_id"
-	keyGender     = "gender"
-	keyPreference = "preference"
-	keyChatID     = "chat_id"
-	keyContent    = "content"
+	keyType        = "type"
+	keyPayload     = "payload"
+	keyUserID      = "user_id"
+	keyGender      = "gender"
+	keyPreference  = "preference"
+	keyInterests   = "interests"
+	keyChatID      = "chat_id"
+	keyContent     = "content"
+	keyClientMsgID = "client_msg_id"
+	keyReason      = "reason"
+	keyDetails     = "details"
+	keyTyping      = "typing"
+	keyData        = "data"
 )
+
+// Limits of the fields of protocol v2 (DESIGN.md §4.7, §4.8).
+const (
+	maxInterests       = 10
+	maxInterestRunes   = 32
+	maxClientMsgID     = 64
+	maxReportDetails   = 500 // characters
+	maxSignalDataBytes = 16 << 10
+)
+
+// fieldKind is the JSON kind a payload field must have.
+type fieldKind uint8
+
+const (
+	kindString  fieldKind = iota
+	kindBool              // true or false
+	kindStrings           // an array of strings
+	kindObject            // any object, kept as its raw bytes
+)
+
+// field is a payload field the engine reads.
+type field struct {
+	key  string
+	kind fieldKind
+}
 
 // parseClientEvent parses one client frame strictly: one JSON object, exact key names,
 // no duplicate keys among the ones that count, nothing after the object, known event
@@ -116,31 +155,51 @@ func clientEventType(v []byte) EventType {
 		return EventPing
 	case EventGetStats:
 		return EventGetStats
+	case EventNext:
+		return EventNext
+	case EventBlock:
+		return EventBlock
+	case EventReport:
+		return EventReport
+	case EventTyping:
+		return EventTyping
+	case EventSignal:
+		return EventSignal
 	}
 	return ""
 }
 
 // payloadFields lists, per client event, the payload fields the engine reads.
-var payloadFields = map[EventType][]string{
-	EventInit:        {keyUserID},
-	EventJoinQueue:   {keyGender, keyPreference},
+var payloadFields = map[EventType][]field{
+	EventInit:        {{keyUserID, kindString}},
+	EventJoinQueue:   {{keyGender, kindString}, {keyPreference, kindString}, {keyInterests, kindStrings}},
 	EventLeaveQueue:  nil,
-	EventSendMessage: {keyChatID, keyContent},
-	EventLeaveChat:   {keyChatID},
+	EventSendMessage: {{keyChatID, kindString}, {keyContent, kindString}, {keyClientMsgID, kindString}},
+	EventLeaveChat:   {{keyChatID, kindString}},
 	EventPing:        nil,
 	EventGetStats:    nil,
+	EventNext:        nil,
+	EventBlock:       {{keyChatID, kindString}},
+	EventReport:      {{keyChatID, kindString}, {keyReason, kindString}, {keyDetails, kindString}},
+	EventTyping:      {{keyChatID, kindString}, {keyTyping, kindBool}},
+	EventSignal:      {{keyChatID, kindString}, {keyData, kindObject}},
 }
+
+// maxFields is the most fields any event's payload has.
+const maxFields = 3
 
 // payload is what read found in a payload for the fields of one event type.
 type payload struct {
-	raw  [2][]byte // the values, as views of the frame (or copies, for escaped ones)
-	seen [2]bool   // with a non-null value
-	bad  string    // the first problem, if any
+	raw  [maxFields][]byte // string values and raw objects, as views of the frame (or copies, for escaped strings)
+	flag [maxFields]bool   // bool values
+	list [][]byte          // the strings of the one kindStrings field (copies)
+	seen [maxFields]bool   // with a non-null value
+	bad  string            // the first problem, if any
 }
 
 // read reads a payload value from s, keeping the string values of fields. It reports
 // whether the value is valid JSON; problems with the fields go to p.bad.
-func (p *payload) read(s *scanner, fields []string) bool {
+func (p *payload) read(s *scanner, fields []field) bool {
 	s.ws()
 	switch s.peek() {
 	case 'n':
@@ -150,7 +209,7 @@ func (p *payload) read(s *scanner, fields []string) bool {
 		p.bad = "payload must be an object"
 		return s.skipValue()
 	}
-	var present [2]bool
+	var present [maxFields]bool
 	fail := func(msg string) bool {
 		if p.bad == "" {
 			p.bad = msg
@@ -161,33 +220,80 @@ func (p *payload) read(s *scanner, fields []string) bool {
 	defer func() { s.depth-- }()
 	return s.object(func(key []byte) bool {
 		for i, f := range fields {
-			if string(key) != f {
+			if string(key) != f.key {
 				continue
 			}
 			if present[i] {
-				return fail("duplicate field " + f)
+				return fail("duplicate field " + f.key)
 			}
 			present[i] = true
 			s.ws()
-			switch s.peek() {
-			case 'n': // null counts as absent
+			if s.peek() == 'n' { // null counts as absent
 				return s.literal("null")
-			case '"':
-			default:
-				return fail("field " + f + " must be a string")
 			}
-			v, ok := s.stringValue()
-			if !ok {
-				return false
-			}
-			if s.escaped { // v is the scanner's scratch, which the next string reuses
-				v = append([]byte(nil), v...)
-			}
-			p.raw[i], p.seen[i] = v, true
-			return true
+			return p.value(s, i, f, fail)
 		}
 		return s.skipValue()
 	})
+}
+
+// value reads the value of field f, the i'th of its event, into p.
+func (p *payload) value(s *scanner, i int, f field, fail func(string) bool) bool {
+	switch f.kind {
+	case kindString:
+		if s.peek() != '"' {
+			return fail("field " + f.key + " must be a string")
+		}
+		v, ok := s.stringValue()
+		if !ok {
+			return false
+		}
+		if s.escaped { // v is the scanner's scratch, which the next string reuses
+			v = append([]byte(nil), v...)
+		}
+		p.raw[i] = v
+	case kindBool:
+		switch s.peek() {
+		case 't':
+			p.flag[i] = true
+			if !s.literal("true") {
+				return false
+			}
+		case 'f':
+			if !s.literal("false") {
+				return false
+			}
+		default:
+			return fail("field " + f.key + " must be true or false")
+		}
+	case kindObject:
+		if s.peek() != '{' {
+			return fail("field " + f.key + " must be an object")
+		}
+		start := s.i
+		if !s.skipValue() {
+			return false
+		}
+		p.raw[i] = s.b[start:s.i]
+	case kindStrings:
+		if s.peek() != '[' {
+			return fail("field " + f.key + " must be an array of strings")
+		}
+		if !s.stringList(func(v []byte) bool {
+			if len(p.list) > maxInterests {
+				return true // too many already: read the rest, keep nothing more
+			}
+			p.list = append(p.list, append([]byte(nil), v...))
+			return true
+		}) {
+			if p.bad == "" {
+				p.bad = "field " + f.key + " must be an array of strings"
+			}
+			return s.skipRest()
+		}
+	}
+	p.seen[i] = true
+	return true
 }
 
 // setPayload checks p's values for ev's type and stores them in ev.
@@ -195,7 +301,7 @@ func (ev *clientEvent) setPayload(p *payload) *parseError {
 	if p.bad != "" {
 		return &parseError{code: CodeInvalidPayload, msg: p.bad}
 	}
-	values, seen := joinStrings(p.raw), p.seen
+	values, seen := joinStrings([2][]byte{p.raw[0], p.raw[1]}), p.seen
 	switch ev.typ {
 	case EventInit:
 		ev.userID = values[0]
@@ -211,15 +317,99 @@ func (ev *clientEvent) setPayload(p *payload) *parseError {
 		if !ev.pref.Valid() {
 			return &parseError{code: CodeInvalidPayload, msg: `preference must be "male", "female", "other" or "any"`}
 		}
+		if seen[2] {
+			interests, msg := normaliseInterests(p.list)
+			if msg != "" {
+				return &parseError{code: CodeInvalidPayload, msg: msg}
+			}
+			ev.interests = interests
+		}
 	case EventSendMessage:
 		if !seen[0] || !seen[1] {
 			return &parseError{code: CodeInvalidPayload, msg: "send_message needs chat_id and content"}
 		}
 		ev.chatID, ev.content = values[0], values[1]
+		if seen[2] {
+			if !validClientMsgID(p.raw[2]) {
+				return &parseError{code: CodeInvalidPayload, msg: "client_msg_id must be 1 to 64 of A-Z, a-z, 0-9, _ and -"}
+			}
+			ev.clientMsgID = string(p.raw[2])
+		}
 	case EventLeaveChat:
 		ev.chatID = values[0]
+	case EventBlock:
+		if !seen[0] {
+			return &parseError{code: CodeInvalidPayload, msg: "block needs chat_id"}
+		}
+		ev.chatID = values[0]
+	case EventReport:
+		if !seen[0] || !seen[1] {
+			return &parseError{code: CodeInvalidPayload, msg: "report needs chat_id and reason"}
+		}
+		ev.chatID, ev.reason = values[0], ReportReason(p.raw[1])
+		if !ev.reason.Valid() {
+			return &parseError{code: CodeInvalidPayload, msg: `reason must be "spam", "harassment", "nudity", "underage" or "other"`}
+		}
+		if seen[2] {
+			if utf8.RuneCount(p.raw[2]) > maxReportDetails {
+				return &parseError{code: CodeInvalidPayload, msg: "details must be at most 500 characters"}
+			}
+			ev.details = string(p.raw[2])
+		}
+	case EventTyping:
+		if !seen[0] || !seen[1] {
+			return &parseError{code: CodeInvalidPayload, msg: "typing needs chat_id and typing"}
+		}
+		ev.chatID, ev.typing = values[0], p.flag[1]
+	case EventSignal:
+		if !seen[0] || !seen[1] {
+			return &parseError{code: CodeInvalidPayload, msg: "signal needs chat_id and a data object"}
+		}
+		if len(p.raw[1]) > maxSignalDataBytes {
+			return &parseError{code: CodeInvalidPayload, msg: "signal data must be at most 16 KiB"}
+		}
+		ev.chatID, ev.data = values[0], p.raw[1]
 	}
 	return nil
+}
+
+// normaliseInterests trims and lower-cases each interest, drops duplicates and sorts
+// them, or says what is wrong with them (DESIGN.md §4.7).
+func normaliseInterests(raw [][]byte) ([]string, string) {
+	if len(raw) > maxInterests {
+		return nil, "at most 10 interests"
+	}
+	out := make([]string, 0, len(raw))
+	for _, r := range raw {
+		v := strings.ToLower(strings.TrimSpace(string(r)))
+		n := utf8.RuneCountInString(v)
+		if n == 0 || n > maxInterestRunes {
+			return nil, "each interest must be 1 to 32 characters"
+		}
+		for _, c := range v {
+			if unicode.IsControl(c) {
+				return nil, "an interest must not hold control characters"
+			}
+		}
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), ""
+}
+
+// validClientMsgID reports whether v is 1 to 64 of [A-Za-z0-9_-].
+func validClientMsgID(v []byte) bool {
+	if len(v) == 0 || len(v) > maxClientMsgID {
+		return false
+	}
+	for _, c := range v {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // joinStrings turns both values into strings with one allocation: the strings share
@@ -429,6 +619,62 @@ func (s *scanner) hex4() (rune, bool) {
 	}
 	s.i += 4
 	return r, true
+}
+
+// stringList reads an array whose elements are all strings, calling each with each
+// (valid only during the call). It reports false, with the scanner inside the array,
+// at the first element that is not a string.
+func (s *scanner) stringList(each func([]byte) bool) bool {
+	s.i++ // the '['
+	s.ws()
+	if s.peek() == ']' {
+		s.i++
+		return true
+	}
+	for {
+		s.ws()
+		if s.peek() != '"' {
+			return false
+		}
+		v, ok := s.stringValue()
+		if !ok || !each(v) {
+			return false
+		}
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// skipRest skips what is left of an array that stringList gave up on, from an
+// element's start: the elements, and the closing bracket.
+func (s *scanner) skipRest() bool {
+	if s.depth++; s.depth > maxDepth {
+		return false
+	}
+	defer func() { s.depth-- }()
+	for {
+		if !s.skipValue() {
+			return false
+		}
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // skipValue reads and discards any JSON value, nested at most maxDepth deep.

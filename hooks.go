@@ -42,6 +42,53 @@ type ChatEnd struct {
 	EndedAt   time.Time
 }
 
+// JoinRequest is a user's request to wait for a stranger, as [Config.OnJoin] sees
+// it. The hook may set Pool and Labels; the other fields are for reading.
+type JoinRequest struct {
+	User       string // the user's handle
+	RemoteAddr string // from the transport, if it is an [Addresser]
+	Gender     Gender
+	Preference Preference
+	Interests  []string // normalised, as in [Ticket]
+	// Pool and Labels go into the user's [Ticket]: users meet only within a pool.
+	Pool   string
+	Labels map[string]string
+}
+
+// ReportReason is why a user reports their partner.
+type ReportReason string
+
+// The reasons a report may give.
+const (
+	ReportSpam       ReportReason = "spam"
+	ReportHarassment ReportReason = "harassment"
+	ReportNudity     ReportReason = "nudity"
+	ReportUnderage   ReportReason = "underage"
+	ReportOther      ReportReason = "other"
+)
+
+// Valid reports whether r is one of the defined reasons.
+func (r ReportReason) Valid() bool {
+	switch r {
+	case ReportSpam, ReportHarassment, ReportNudity, ReportUnderage, ReportOther:
+		return true
+	}
+	return false
+}
+
+// Report is what [Config.OnReport] is told: who reported whom, why, and the chat's last
+// messages, oldest first (at most [Config.ReportContext], both sides; From tells them
+// apart).
+type Report struct {
+	ChatID   string
+	Reporter string // handle
+	Reported string // handle
+	Reason   ReportReason
+	Details  string
+	Messages []Message
+	At       time.Time
+}
+
 // callHook runs a user hook, recovering a panic. If the hook ran for connection c, a
 // panic closes c with CloseInternalError. It reports whether the hook returned.
 func (e *Engine) callHook(c *conn, hook int, f func()) (ok bool) {

@@ -75,8 +75,8 @@ var (
 
 // Ticket is one user's place in the waiting queue.
 //
-// New fields may be added in later versions (interests, for example); matchers must
-// ignore fields they do not know.
+// New fields may be added in later versions; matchers must carry fields they do not
+// know unchanged into the Pair.
 type Ticket struct {
 	// User identifies the waiting user. It is the engine's opaque handle for the user,
 	// never the secret user_id, and a matcher holds at most one ticket per User.
@@ -92,6 +92,81 @@ type Ticket struct {
 	// an Engine without a Broker. A matcher shared by several nodes returns it
 	// unchanged in the Pair, so that each node knows which tickets are its own.
 	Node string
+	// Interests are what the user would like to talk about: trimmed, lower-cased,
+	// without duplicates, sorted, at most 10. Empty means none given.
+	Interests []string
+	// RelaxAt is when the ticket becomes relaxed: from then on it may be paired with
+	// a waiter that shares none of its interests (if that waiter is relaxed too). A
+	// ticket without interests is always relaxed, and so is one whose RelaxAt is zero.
+	// The engine sets RelaxAt to JoinedAt + [Config.InterestWait].
+	RelaxAt time.Time
+	// Pool is the group the user meets strangers in (a language, a region, "verified
+	// adults"): two tickets are paired only if their Pools are equal. The engine
+	// leaves it empty unless [Config.OnJoin] sets it.
+	Pool string
+	// Labels are the embedder's own, set by [Config.OnJoin]. Matchers carry them
+	// unchanged into the Pair and do not look at them.
+	Labels map[string]string
+	// Avoid lists the users this one must not be paired with: those it has blocked
+	// or been blocked by, and its partners of the last [Config.RepeatWindow] (as of
+	// JoinedAt). A pair is refused if either ticket avoids the other's User.
+	Avoid []string
+}
+
+// Relaxed reports whether t is relaxed at time now: it has no interests, or its
+// RelaxAt has come.
+func (t Ticket) Relaxed(now time.Time) bool {
+	return len(t.Interests) == 0 || !now.Before(t.RelaxAt)
+}
+
+// CommonInterests returns the interests t and u both have, sorted (both lists are
+// sorted, as in a Ticket), or nil if they share none.
+func (t Ticket) CommonInterests(u Ticket) []string {
+	var common []string
+	i, j := 0, 0
+	for i < len(t.Interests) && j < len(u.Interests) {
+		switch a, b := t.Interests[i], u.Interests[j]; {
+		case a == b:
+			common = append(common, a)
+			i++
+			j++
+		case a < b:
+			i++
+		default:
+			j++
+		}
+	}
+	return common
+}
+
+// Acceptable reports whether t and u may be paired at time now: they are
+// [Ticket.Compatible], in the same Pool, neither avoids the other, and they share an
+// interest or are both relaxed.
+func (t Ticket) Acceptable(u Ticket, now time.Time) bool {
+	if !t.Compatible(u) || t.Pool != u.Pool || t.avoids(u.User) || u.avoids(t.User) {
+		return false
+	}
+	return (t.Relaxed(now) && u.Relaxed(now)) || t.sharesInterest(u)
+}
+
+func (t Ticket) avoids(user string) bool {
+	for _, a := range t.Avoid {
+		if a == user {
+			return true
+		}
+	}
+	return false
+}
+
+func (t Ticket) sharesInterest(u Ticket) bool {
+	for _, a := range t.Interests {
+		for _, b := range u.Interests {
+			if a == b {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Compatible reports whether t and u may be paired: they are different users and each
@@ -134,9 +209,15 @@ type Pair struct {
 // A Matcher must be:
 //   - atomic: a ticket is in at most one reported Pair, ever; a ticket whose Cancel
 //     returned true is never reported;
-//   - mutual: both tickets of a Pair satisfy [Ticket.Compatible];
-//   - fair: a ticket is paired with the compatible waiter whose JoinedAt is earliest;
-//   - complete: no two compatible tickets are left waiting together.
+//   - mutual: the tickets of a Pair are [Ticket.Acceptable] to each other at the
+//     moment they are paired: compatible genders and preferences, one Pool, neither
+//     avoiding the other, and a shared interest or both relaxed;
+//   - fair: a ticket is paired with the acceptable waiter that shares an interest
+//     with it and whose JoinedAt is earliest; if none shares one, with the acceptable
+//     waiter whose JoinedAt is earliest;
+//   - complete: no two acceptable tickets are left waiting together, for longer than
+//     the matcher's tick once one of them becomes relaxed (a matcher looks again when
+//     a waiter's RelaxAt comes, without waiting for a new arrival).
 //
 // Pairs may be reported from any goroutine, including from within Enqueue before it
 // returns, and later (a pair made on another node, or after a waiting rule relaxes).
