@@ -35,13 +35,19 @@ func (ch *chat) info() ChatInfo {
 // leave the queue and get match_found (after queue_joined, if their join was not
 // answered yet). A remote user is a stand-in for a user of another node, which starts
 // its own side of the chat.
-func (e *Engine) startChatLocked(id string, users [2]*session, others Stats) *chat {
+//
+// p is the pair as the matcher reported it (users[0] is p.A's), and ice the ICE
+// servers of each user (Config.ICEServers, called before the lock). The user who
+// waited longer, p.A, is the WebRTC initiator.
+func (e *Engine) startChatLocked(id string, users [2]*session, p Pair, ice [2][]ICEServer, others Stats) *chat {
 	ch := &chat{id: id, users: users, started: time.Now()}
 	e.chats[ch] = struct{}{}
 	if !users[0].remote { // on a cluster, the node of the user who waited longer counts it
 		e.counters.matches++
 	}
-	for _, s := range users {
+	common := p.A.CommonInterests(p.B)
+	relaxed := common == nil && (len(p.A.Interests) > 0 || len(p.B.Interests) > 0)
+	for i, s := range users {
 		if s.remote {
 			continue
 		}
@@ -51,7 +57,14 @@ func (e *Engine) startChatLocked(id string, users [2]*session, others Stats) *ch
 		s.chat = ch
 		e.inChat++
 		e.saveLocked(s)
-		e.deliverLocked(s, appendMatchFound(nil, ch.id, ch.partner(s).gender), true)
+		e.deliverLocked(s, appendMatchFound(nil, matchFound{
+			chatID:     ch.id,
+			partner:    ch.partner(s).gender,
+			common:     common,
+			relaxed:    relaxed,
+			initiator:  i == 0,
+			iceServers: ice[i],
+		}), true)
 	}
 	return ch
 }

@@ -393,6 +393,12 @@ func (e *Engine) startRemotePair(p Pair) (ChatInfo, bool) {
 	if id == "" {
 		id = pairChatID(p)
 	}
+	var ice [2][]ICEServer
+	if aMine {
+		ice[0] = e.iceServers(mine.User)
+	} else {
+		ice[1] = e.iceServers(mine.User)
+	}
 	others := e.otherStats()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -409,7 +415,7 @@ func (e *Engine) startRemotePair(p Pair) (ChatInfo, bool) {
 	if !aMine {
 		users = [2]*session{peer, s}
 	}
-	return e.startChatLocked(id, users, others).info(), true
+	return e.startChatLocked(id, users, p, ice, others).info(), true
 }
 
 // pairChatID derives a chat id from the tickets of a pair whose matcher set none, so

@@ -10,8 +10,10 @@ import (
 // handle processes one client frame on c.
 func (e *Engine) handle(c *conn, b []byte) {
 	now := time.Now()
-	if ok, retry := take(&c.limits.events, now); !ok { // before parsing: shed a flood cheaply
-		e.rateLimited(c, "", retry)
+	r := c.limits.events.ReserveN(now, 1) // before parsing: shed a flood cheaply
+	if d := r.DelayFrom(now); !r.OK() || d > 0 {
+		r.CancelAt(now)
+		e.rateLimited(c, "", max(d, time.Millisecond))
 		return
 	}
 	ev, perr := parseClientEvent(b)
@@ -20,6 +22,12 @@ func (e *Engine) handle(c *conn, b []byte) {
 		return
 	}
 	switch ev.typ {
+	case EventSignal:
+		r.CancelAt(now) // signals have their own limit instead of the event rate
+		if ok, retry := take(&c.limits.signals, now); !ok {
+			e.rateLimited(c, ev.typ, retry)
+			return
+		}
 	case EventSendMessage:
 		if ok, retry := take(&c.limits.messages, now); !ok {
 			e.rateLimited(c, ev.typ, retry)
@@ -50,6 +58,16 @@ func (e *Engine) handle(c *conn, b []byte) {
 		e.handleSendMessage(c, ev)
 	case EventLeaveChat:
 		e.handleLeaveChat(c, ev)
+	case EventTyping:
+		e.handleTyping(c, ev)
+	case EventSignal:
+		e.handleSignal(c, ev)
+	case EventNext:
+		e.handleNext(c, ev)
+	case EventBlock:
+		e.handleBlock(c, ev)
+	case EventReport:
+		e.handleReport(c, ev)
 	}
 }
 

@@ -81,15 +81,63 @@ func appendQueueJoined(dst []byte, inQueue int) []byte {
 	return append(dst, "}}"...)
 }
 
-func appendMatchFound(dst []byte, chatID string, partner Gender) []byte {
+// matchFound is what one user's match_found says.
+type matchFound struct {
+	chatID     string
+	partner    Gender
+	common     []string
+	relaxed    bool
+	initiator  bool
+	iceServers []ICEServer
+}
+
+func appendMatchFound(dst []byte, m matchFound) []byte {
 	dst = appendHead(dst, EventMatchFound)
 	dst = appendField(dst, true, "chat_id")
-	dst = appendString(dst, chatID)
+	dst = appendString(dst, m.chatID)
 	dst = appendField(dst, false, "partner")
 	dst = append(dst, '{')
 	dst = appendField(dst, true, "gender")
-	dst = appendString(dst, string(partner))
-	return append(dst, "}}}"...)
+	dst = appendString(dst, string(m.partner))
+	dst = append(dst, '}')
+	dst = appendField(dst, false, "common_interests")
+	dst = appendStrings(dst, m.common)
+	dst = appendField(dst, false, "relaxed")
+	dst = strconv.AppendBool(dst, m.relaxed)
+	dst = appendField(dst, false, "initiator")
+	dst = strconv.AppendBool(dst, m.initiator)
+	dst = appendField(dst, false, "ice_servers")
+	dst = append(dst, '[')
+	for i, srv := range m.iceServers {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '{')
+		dst = appendField(dst, true, "urls")
+		dst = appendStrings(dst, srv.URLs)
+		if srv.Username != "" {
+			dst = appendField(dst, false, "username")
+			dst = appendString(dst, srv.Username)
+		}
+		if srv.Credential != "" {
+			dst = appendField(dst, false, "credential")
+			dst = appendString(dst, srv.Credential)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, "]}}"...)
+}
+
+// appendStrings appends a JSON array of strings ([] for none).
+func appendStrings(dst []byte, ss []string) []byte {
+	dst = append(dst, '[')
+	for i, v := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, v)
+	}
+	return append(dst, ']')
 }
 
 // appendSentAt appends t in UTC as RFC 3339 with milliseconds

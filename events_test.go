@@ -650,16 +650,22 @@ func TestAppendMatchFound(t *testing.T) {
 		name string
 		give MatchFoundPayload
 	}{
-		{"male", MatchFoundPayload{ChatID: "c0ffee", Partner: Partner{Gender: GenderMale}}},
-		{"female", MatchFoundPayload{ChatID: "0123456789abcdef", Partner: Partner{Gender: GenderFemale}}},
-		{"other", MatchFoundPayload{ChatID: "a", Partner: Partner{Gender: GenderOther}}},
-		{"awkward chat id", MatchFoundPayload{ChatID: "\"}\\{\n", Partner: Partner{Gender: GenderOther}}},
+		{"male", MatchFoundPayload{ChatID: "c0ffee", Partner: Partner{Gender: GenderMale}, CommonInterests: []string{}, ICEServers: []ICEServer{}}},
+		{"female", MatchFoundPayload{ChatID: "0123456789abcdef", Partner: Partner{Gender: GenderFemale}, CommonInterests: []string{"go", "music"}, Initiator: true, ICEServers: []ICEServer{}}},
+		{"other", MatchFoundPayload{ChatID: "a", Partner: Partner{Gender: GenderOther}, CommonInterests: []string{}, Relaxed: true, ICEServers: []ICEServer{
+			{URLs: []string{"stun:127.0.0.1:3478"}},
+			{URLs: []string{"turn:127.0.0.1:3478", "turns:127.0.0.1:5349"}, Username: "1700000000:ab", Credential: "c2VjcmV0"},
+		}}},
+		{"awkward chat id", MatchFoundPayload{ChatID: "\"}\\{\n", Partner: Partner{Gender: GenderOther}, CommonInterests: []string{"\"q\""}, ICEServers: []ICEServer{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			frame := appendMatchFound(nil, tt.give.ChatID, tt.give.Partner.Gender)
+			frame := appendMatchFound(nil, matchFound{
+				chatID: tt.give.ChatID, partner: tt.give.Partner.Gender, common: tt.give.CommonInterests,
+				relaxed: tt.give.Relaxed, initiator: tt.give.Initiator, iceServers: tt.give.ICEServers,
+			})
 			var got MatchFoundPayload
-			eventsTestDecode(t, frame, EventMatchFound, []string{"chat_id", "partner"}, &got)
+			eventsTestDecode(t, frame, EventMatchFound, []string{"chat_id", "common_interests", "ice_servers", "initiator", "partner", "relaxed"}, &got)
 			assert.Equal(t, tt.give, got)
 
 			// The partner object carries the gender and nothing else.
@@ -800,7 +806,7 @@ func TestAppendBuildersKeepPrefix(t *testing.T) {
 		"ready":            func(b []byte) []byte { return appendReady(b, "u", true, "c") },
 		"empty":            func(b []byte) []byte { return appendEmpty(b, EventPong) },
 		"queue_joined":     func(b []byte) []byte { return appendQueueJoined(b, 7) },
-		"match_found":      func(b []byte) []byte { return appendMatchFound(b, "c", GenderFemale) },
+		"match_found":      func(b []byte) []byte { return appendMatchFound(b, matchFound{chatID: "c", partner: GenderFemale}) },
 		"message_received": func(b []byte) []byte { return appendMessageReceived(b, "c", "m", "hi\n", at) },
 		"chat_ended":       func(b []byte) []byte { return appendChatEnded(b, "c", ReasonLeft) },
 		"stats":            func(b []byte) []byte { return appendStats(b, Stats{Online: 1, InQueue: 2, InChat: 3}) },

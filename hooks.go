@@ -115,6 +115,16 @@ func (e *Engine) callOnMatch(info ChatInfo) {
 	}
 }
 
+// iceServers calls Config.ICEServers for user, or returns nil if it is not set or
+// panics.
+func (e *Engine) iceServers(user string) []ICEServer {
+	var servers []ICEServer
+	if e.cfg.ICEServers != nil {
+		e.callHook(nil, hookICEServers, func() { servers = e.cfg.ICEServers(user) })
+	}
+	return servers
+}
+
 func (e *Engine) callOnChatEnd(c *conn, ends ...ChatEnd) {
 	if e.cfg.OnChatEnd == nil {
 		return

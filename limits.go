@@ -49,7 +49,7 @@ func take(l *rate.Limiter, now time.Time) (ok bool, retry time.Duration) {
 
 // connLimits are one connection's buckets, held in the conn itself: no allocation.
 type connLimits struct {
-	events, messages, joins, errors rate.Limiter
+	events, messages, joins, errors, signals rate.Limiter
 }
 
 func (l *connLimits) init(cfg *Config) {
@@ -57,6 +57,7 @@ func (l *connLimits) init(cfg *Config) {
 	cfg.MessageRate.set(&l.messages)
 	cfg.JoinRate.set(&l.joins)
 	cfg.ErrorBudget.set(&l.errors)
+	cfg.SignalRate.set(&l.signals)
 }
 
 // ipLimits are the buckets of one remote address.

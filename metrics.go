@@ -156,12 +156,15 @@ func (h *hookCounters) snapshot() Histogram {
 }
 
 // hookNames are the hooks, in the order of Engine.hooks.
-var hookNames = [...]string{"OnMatch", "OnMessage", "OnChatEnd"}
+var hookNames = [...]string{"OnMatch", "OnMessage", "OnChatEnd", "OnJoin", "OnReport", "ICEServers"}
 
 const (
 	hookOnMatch = iota
 	hookOnMessage
 	hookOnChatEnd
+	hookOnJoin
+	hookOnReport
+	hookICEServers
 )
 
 // Metrics returns a snapshot of e's counters.

@@ -214,6 +214,7 @@ func (e *Engine) onPair(p Pair) {
 
 // startLocalPair starts the chat of a pair whose users are both on this node.
 func (e *Engine) startLocalPair(p Pair) (ChatInfo, bool) {
+	ice := [2][]ICEServer{e.iceServers(p.A.User), e.iceServers(p.B.User)}
 	others := e.otherStats()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -236,7 +237,7 @@ func (e *Engine) startLocalPair(p Pair) (ChatInfo, bool) {
 	if id == "" {
 		id = randomHex(16)
 	}
-	ch := e.startChatLocked(id, [2]*session{a, b}, others)
+	ch := e.startChatLocked(id, [2]*session{a, b}, p, ice, others)
 	return ch.info(), true
 }
 
