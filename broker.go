@@ -116,8 +116,15 @@ type SessionState struct {
 	// User is the session's handle and Digest the SHA-256 digest of its user_id.
 	User   string
 	Digest [sha256.Size]byte
-	// Gender is what the user said in their last join_queue.
-	Gender Gender
+	// Gender, Preference and Interests are what the user said in their last
+	// join_queue (next joins again with them).
+	Gender     Gender
+	Preference Preference
+	Interests  []string
+	// Avoid lists the users this one must not be paired with, each until a time: a
+	// recent partner until its RepeatWindow ends, a blocked user (either way) with
+	// the zero time, for as long as the session lives.
+	Avoid map[string]time.Time
 	// Away reports that the user has no connection.
 	Away bool
 	// Chat is the user's chat, or nil.
@@ -132,6 +139,18 @@ type ChatState struct {
 	Peer       string // the partner's handle
 	PeerGender Gender
 	StartedAt  time.Time
+	// Acked are the user's last acknowledged messages in the chat (those sent with
+	// a client_msg_id), oldest first, so that a retry on another node is
+	// acknowledged with the same message_id and not delivered twice.
+	Acked []AckedMessage
+}
+
+// AckedMessage is a message a user sent with a client_msg_id, as remembered for
+// de-duplication. Experimental, like [Broker].
+type AckedMessage struct {
+	ClientMsgID string
+	MessageID   string
+	SentAt      time.Time
 }
 
 // ClusterEvent is an event for one user, carried between nodes: a frame to send
