@@ -172,6 +172,7 @@ func (e *Engine) relayLocked(c *conn, s *session, ch *chat, ev clientEvent, msgI
 		return
 	}
 	e.counters.messages++
+	e.recordMessageLocked(s, ch, msgID, ev.content, sentAt) // for a report (moderation.go)
 }
 
 func (e *Engine) handleLeaveChat(c *conn, ev clientEvent) {
@@ -200,6 +201,7 @@ func (e *Engine) leaveChat(c *conn, ev clientEvent) (ChatEnd, bool) {
 // either user), telling each remaining participant once. It returns
 // what the OnChatEnd hook is to be told.
 func (e *Engine) endChatLocked(ch *chat, by *session, reason EndReason) ChatEnd {
+	e.chatEndedLocked(ch) // for next, block and report (moderation.go)
 	for _, s := range ch.users {
 		if !s.remote && s.chat == ch {
 			e.leaveChatLocked(s)
