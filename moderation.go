@@ -221,14 +221,6 @@ func (e *Engine) restoreCriteriaLocked(s *session, st *SessionState) {
 	s.avoid = maps.Clone(st.Avoid)
 }
 
-// appendChat appends an event whose payload is only a chat id: blocked or reported.
-func appendChat(dst []byte, t EventType, chatID string) []byte {
-	dst = appendHead(dst, t)
-	dst = appendField(dst, true, "chat_id")
-	dst = appendString(dst, chatID)
-	return append(dst, "}}"...)
-}
-
 // handleNext ends the user's chat, if any, and joins the queue again with the criteria
 // of their last join_queue. Since it joins the queue, it counts against
 // Config.JoinRate, as join_queue does.

@@ -36,6 +36,7 @@ func (e *Engine) sweep(now time.Time) {
 	if e.sweeps++; e.sweeps%64 == 0 {
 		e.forgetIdleIPsLocked(now)
 	}
+	e.expireTypingLocked(now)
 	e.forgetEndedChatsLocked(now) // what a report could carry (moderation.go)
 	for c := range e.conns {
 		switch {
