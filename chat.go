@@ -253,6 +253,12 @@ func (e *Engine) leaveChatLocked(s *session) {
 	ch := s.chat
 	s.chat = nil
 	e.inChat--
+	if side := ch.sideOf(s); side.typing { // (the partner was told, if still there)
+		side.typing = false
+		if !ch.sides[0].typing && !ch.sides[1].typing {
+			delete(e.typers, ch)
+		}
+	}
 	if p := ch.partner(s); p.remote || p.chat != ch {
 		delete(e.chats, ch)
 	}
