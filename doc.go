@@ -65,6 +65,24 @@
 // gender. Implement [Matcher] to share the queue between nodes or to match on more;
 // package flamingotest has a conformance suite for implementations.
 //
+// # Pools, next, block and report
+//
+// [Config.OnJoin] sees each join (with the context given to [Engine.Serve], so a
+// value the HTTP handler put in the request's context reaches it) and may refuse it
+// with an [*Error] of its own code, or put the user in a pool: users meet only within
+// their pool (a language, a region, verified adults), and the hook's labels ride
+// along in the [Ticket]. A user may give up to ten interests; a stranger who shares
+// one is preferred, and after [Config.InterestWait] anyone will do (match_found says
+// which interests are shared, and whether the match was relaxed).
+//
+// next ends the chat and joins the queue again with the same choices. Two users who
+// were partners are not paired again within [Config.RepeatWindow]. block ends the chat
+// (the partner sees only that the user left) and keeps the two apart for as long as
+// either session lives; report does the same and tells [Config.OnReport], with the
+// chat's last [Config.ReportContext] messages. Both work on the current chat and on one
+// that ended up to five minutes ago; the engine keeps those messages in memory for
+// that long and no longer (SECURITY.md).
+//
 // # Operating it
 //
 // [Engine.Metrics] is a snapshot of the engine's counters (package

@@ -53,8 +53,12 @@ type endsRecorder struct {
 	ends []flamingo.ChatEnd
 }
 
-func (r *endsRecorder) add(end flamingo.ChatEnd) { r.mu.Lock(); r.ends = append(r.ends, end); r.mu.Unlock() }
-func (r *endsRecorder) len() int                 { r.mu.Lock(); defer r.mu.Unlock(); return len(r.ends) }
+func (r *endsRecorder) add(end flamingo.ChatEnd) {
+	r.mu.Lock()
+	r.ends = append(r.ends, end)
+	r.mu.Unlock()
+}
+func (r *endsRecorder) len() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.ends) }
 
 func TestNext_InChat_EndsAndJoinsAgainWithSameCriteria(t *testing.T) {
 	m := newRecordingMatcher()
@@ -312,7 +316,7 @@ type reports struct {
 	ch chan flamingo.Report
 }
 
-func newReports() *reports            { return &reports{ch: make(chan flamingo.Report, 16)} }
+func newReports() *reports                 { return &reports{ch: make(chan flamingo.Report, 16)} }
 func (r *reports) add(rep flamingo.Report) { r.ch <- rep }
 
 func (r *reports) next(t *testing.T) flamingo.Report {
