@@ -166,7 +166,7 @@ func TestAcks_MessageSentMatchesWhatThePartnerGot(t *testing.T) {
 }
 
 func TestAcks_RepeatAcknowledgedAgainNotDeliveredTwice(t *testing.T) {
-	e := newEngine(t, flamingo.Config{})
+	e := newEngine(t, flamingo.Config{RepeatWindow: time.Nanosecond}) // the two meet again below
 	a, b := flamingotest.Pair(t, e)
 	say(a, "once", "retry_me")
 	first := expectSent(t, a, "retry_me")
