@@ -31,6 +31,9 @@ type chatRecord struct {
 	// until full, then a ring whose oldest entry is at next.
 	msgs []recordedMessage
 	next int
+	// reported is set for each user (as in users) who has reported the chat: a
+	// second report of theirs is answered but not passed on to OnReport again.
+	reported [2]bool
 }
 
 // recordedMessage is one message of a chatRecord. A message relayed by this node is
@@ -68,6 +71,17 @@ func (r *chatRecord) other(user string) string {
 		return r.users[1]
 	}
 	return r.users[0]
+}
+
+// reportedBy records that user reports the chat, and reports whether they had before.
+func (r *chatRecord) reportedBy(user string) bool {
+	i := 0
+	if r.users[1] == user {
+		i = 1
+	}
+	was := r.reported[i]
+	r.reported[i] = true
+	return was
 }
 
 // talkLocked returns the record of ch, s's live chat, making it if there is none yet:
@@ -314,7 +328,7 @@ func (e *Engine) block(c *conn, ev clientEvent, reply EventType) (end ChatEnd, e
 		e.saveLocked(p)
 	}
 	e.replyLocked(c, appendChat(nil, reply, rec.id))
-	if reply == EventReported && e.cfg.OnReport != nil {
+	if reply == EventReported && e.cfg.OnReport != nil && !rec.reportedBy(s.handle) {
 		r = &pendingReport{
 			report: Report{ChatID: rec.id, Reporter: s.handle, Reported: partner, Reason: ev.reason, Details: ev.details, At: now},
 			users:  rec.users,

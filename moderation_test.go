@@ -400,6 +400,11 @@ func TestReport_EndedChat_ByEitherUser(t *testing.T) {
 	b.Send(flamingo.EventReport, flamingo.ReportPayload{ChatID: id, Reason: flamingo.ReportOther, Details: "they reported me"})
 	expectChat(t, b, flamingo.EventReported, id)
 	second := reps.next(t)
+	// A user's second report of a chat is answered, but not passed on again.
+	b.Send(flamingo.EventReport, flamingo.ReportPayload{ChatID: id, Reason: flamingo.ReportSpam})
+	expectChat(t, b, flamingo.EventReported, id)
+	b.Sync()
+	assert.Empty(t, reps.ch)
 	assert.Equal(t, first.Reporter, second.Reported)
 	assert.Equal(t, first.Reported, second.Reporter)
 	require.Len(t, second.Messages, 1)
