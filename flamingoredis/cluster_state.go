@@ -16,7 +16,8 @@ import (
 //
 // Each is a sequence of strings, each written as its length in bytes (decimal), a
 // colon and the string: any byte may appear in a string, so the encoding holds
-// whatever the engine gives, whatever its parser allows. The interests are one string
+// whatever the engine gives, whatever its parser allows. A field that does not decode
+// (which only a bug or a hand edit makes) reads as an empty list. The interests are one string
 // each; an avoided user is two (the user, and when it ends in Unix ms, "0" for never);
 // an acknowledged message is three (client_msg_id, message_id, and sent_at in Unix
 // ms: what message_sent shows of it).
@@ -99,7 +100,11 @@ func decodeAvoid(s string) map[string]time.Time {
 	}
 	m := make(map[string]time.Time, len(f)/2)
 	for i := 0; i < len(f); i += 2 {
-		m[f[i]] = msTime(f[i+1])
+		until, ok := msTime(f[i+1])
+		if !ok {
+			return nil
+		}
+		m[f[i]] = until
 	}
 	return m
 }
@@ -121,7 +126,11 @@ func decodeAcked(s string) []flamingo.AckedMessage {
 	}
 	out := make([]flamingo.AckedMessage, 0, len(f)/3)
 	for i := 0; i < len(f); i += 3 {
-		out = append(out, flamingo.AckedMessage{ClientMsgID: f[i], MessageID: f[i+1], SentAt: msTime(f[i+2])})
+		sent, ok := msTime(f[i+2])
+		if !ok {
+			return nil
+		}
+		out = append(out, flamingo.AckedMessage{ClientMsgID: f[i], MessageID: f[i+1], SentAt: sent})
 	}
 	return out
 }
@@ -134,11 +143,14 @@ func msString(t time.Time) string {
 	return strconv.FormatInt(t.UnixMilli(), 10)
 }
 
-// msTime reads what msString wrote.
-func msTime(s string) time.Time {
+// msTime reads what msString wrote; ok is false if s is not a number.
+func msTime(s string) (t time.Time, ok bool) {
 	ms, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || ms == 0 {
-		return time.Time{}
+	switch {
+	case err != nil:
+		return time.Time{}, false
+	case ms == 0:
+		return time.Time{}, true
 	}
-	return time.UnixMilli(ms)
+	return time.UnixMilli(ms), true
 }
