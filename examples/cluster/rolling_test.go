@@ -156,6 +156,8 @@ func TestReadyzWhileDraining(t *testing.T) {
 	require.NoError(t, n1.err, "node 1 exits with status 0")
 	assert.Regexp(t, drainedRe, n1.stderr.String(), "node 1's drain ended: every session moved")
 	alice2.Say("moved")
+	bob.Expect(flamingo.EventPartnerAway)
+	bob.Expect(flamingo.EventPartnerBack)
 	assert.Equal(t, "moved", bob.ExpectMessage().Content)
 }
 
