@@ -84,6 +84,9 @@ type page struct {
 	t    testing.TB
 	name string
 	api  *webrtc.API
+	// policy is the PeerConnection's ICE transport policy: all candidates, or
+	// relayed ones only.
+	policy webrtc.ICETransportPolicy
 
 	failed   chan struct{} // closed by the first failure; err says what it was
 	failOnce sync.Once
@@ -114,6 +117,7 @@ type page struct {
 	conn    *websocket.Conn // the current WebSocket, ready or not
 	userID  string
 	match   *flamingo.MatchFoundPayload
+	matchAt json.RawMessage // match_found's payload as it came
 	pc      *webrtc.PeerConnection
 	dc      *webrtc.DataChannel
 	offers  int               // offers made, ICE restarts included
@@ -310,6 +314,9 @@ func (p *page) handle(c *websocket.Conn, env flamingo.Envelope) bool {
 			p.fail("match_found: %v", err)
 			return false
 		}
+		p.mu.Lock()
+		p.matchAt = env.Payload
+		p.mu.Unlock()
 		return p.matched(m)
 	case flamingo.EventPartnerBack:
 		// The partner resumed, from a page that may have lost its network path: the
@@ -395,7 +402,7 @@ func (p *page) outgoing(data []byte) outgoing {
 // matched makes the page's PeerConnection for a new chat, with the ICE servers
 // flamingo gave, and, on the initiator's side, the data channel and the first offer.
 func (p *page) matched(m flamingo.MatchFoundPayload) bool {
-	cfg := webrtc.Configuration{}
+	cfg := webrtc.Configuration{ICETransportPolicy: p.policy}
 	for _, s := range m.ICEServers {
 		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
@@ -593,6 +600,23 @@ func (p *page) identity() (userID, chatID string) {
 	return p.userID, chatID
 }
 
+// matchFound returns the page's match_found, which it keeps across reloads.
+func (p *page) matchFound() flamingo.MatchFoundPayload {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.match == nil {
+		return flamingo.MatchFoundPayload{}
+	}
+	return *p.match
+}
+
+// matchPayload returns the payload of the page's match_found as it came.
+func (p *page) matchPayload() json.RawMessage {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.matchAt
+}
+
 // offerCount returns how many offers the page has made.
 func (p *page) offerCount() int {
 	p.mu.Lock()
@@ -632,6 +656,19 @@ func (p *page) selectedPair() string {
 		return fmt.Sprintf("none (%v)", err)
 	}
 	return fmt.Sprintf("%s:%d <-> %s:%d", pair.Local.Address, pair.Local.Port, pair.Remote.Address, pair.Remote.Port)
+}
+
+// selectedTypes returns the types (host, relay, ...) of the local and the remote
+// candidate of the pair that carries the page's data.
+func (p *page) selectedTypes() (local, remote webrtc.ICECandidateType) {
+	p.mu.Lock()
+	pc := p.pc
+	p.mu.Unlock()
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		return webrtc.ICECandidateTypeUnknown, webrtc.ICECandidateTypeUnknown
+	}
+	return pair.Local.Typ, pair.Remote.Typ
 }
 
 // iceUfrags returns the ICE username fragments of the page's local and remote

@@ -132,11 +132,23 @@ func reloadAndRestart(t *testing.T, reloads, stays *page, url string) {
 }
 
 // call connects two new pages, a to urlA and b to urlB, matches them and waits until
-// their data channel is open on both sides. It checks match_found's WebRTC fields:
-// exactly one initiator, and ice_servers [] since none are configured.
+// their data channel is open on both sides. It checks that exactly one is the
+// initiator, and that ice_servers is [] since none are configured.
 func call(t *testing.T, api *webrtc.API, urlA, urlB string) (a, b *page) {
 	t.Helper()
 	a, b = newPage(t, "a", api), newPage(t, "b", api)
+	connectPair(t, a, b, urlA, urlB)
+	for _, p := range []*page{a, b} {
+		assert.Contains(t, string(p.matchPayload()), `"ice_servers":[]`, "%s's match_found", p.name)
+	}
+	return a, b
+}
+
+// connectPair connects pages a to urlA and b to urlB, matches them and waits until
+// their data channel is open on both sides. It checks that both have the same chat
+// and that exactly one is the initiator.
+func connectPair(t *testing.T, a, b *page, urlA, urlB string) {
+	t.Helper()
 	a.connect(urlA)
 	b.connect(urlB)
 	a.init("")
@@ -144,17 +156,13 @@ func call(t *testing.T, api *webrtc.API, urlA, urlB string) (a, b *page) {
 	a.join(flamingo.GenderFemale, flamingo.PreferAny)
 	b.join(flamingo.GenderMale, flamingo.PreferFemale)
 	var ma, mb flamingo.MatchFoundPayload
-	ea := a.expect(flamingo.EventMatchFound, &ma)
-	eb := b.expect(flamingo.EventMatchFound, &mb)
+	a.expect(flamingo.EventMatchFound, &ma)
+	b.expect(flamingo.EventMatchFound, &mb)
 	require.NotEmpty(t, ma.ChatID)
 	require.Equal(t, ma.ChatID, mb.ChatID)
 	require.NotEqual(t, ma.Initiator, mb.Initiator, "exactly one side is the initiator")
-	for _, ev := range []event{ea, eb} {
-		assert.Contains(t, string(ev.payload), `"ice_servers":[]`)
-	}
 	a.waitOpen()
 	b.waitOpen()
-	return a, b
 }
 
 // exchange sends messages over the data channel both ways at once, text and binary
