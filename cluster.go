@@ -295,6 +295,10 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 		e.publishLocked(func() { reply(SessionState{User: user}) })
 		return
 	}
+	// Away tells the claiming node whether the user came back after a drop (their
+	// partner saw partner_away and is to get partner_back) or took the session over
+	// from a live connection (no drop: neither).
+	away := s.conn == nil
 	if old := s.conn; old != nil {
 		e.replaceConnLocked(old, s)
 	}
@@ -302,7 +306,7 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 	delete(e.sessions, user)
 	e.checkDrainedLocked()
 	st := e.stateLocked(s, true)
-	st.Away = true
+	st.Away = away
 	s.held, s.heldBytes = nil, 0
 	if ch := s.chat; ch != nil {
 		e.leaveChatLocked(s)

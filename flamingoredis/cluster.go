@@ -428,7 +428,7 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 		c.mu.Lock()
 		ch := c.waiters[str(entryID)]
 		c.mu.Unlock()
-		st := flamingo.SessionState{Found: str(entryFound) == "1", Gender: flamingo.Gender(str(entryGender))}
+		st := flamingo.SessionState{Found: str(entryFound) == "1", Away: str(entryAway) == "1", Gender: flamingo.Gender(str(entryGender))}
 		st.Chat = chatState(str(sessChat), str(sessPeer), str(sessPeerGender), str(sessStarted))
 		n, _ := strconv.Atoi(str(entryEvents))
 		for i := range n {

@@ -127,6 +127,9 @@ func (o *replyOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) r
 	if st.Found {
 		vals = append(vals, entryFound, "1")
 	}
+	if st.Away {
+		vals = append(vals, entryAway, "1")
+	}
 	if cs := st.Chat; cs != nil {
 		vals = append(vals, sessChat, cs.ID, sessPeer, cs.Peer, sessPeerGender, string(cs.PeerGender),
 			sessStarted, strconv.FormatInt(cs.StartedAt.UnixMilli(), 10))

@@ -145,6 +145,7 @@ const (
 	entryID      = "id"    // the handover request's id, echoed by the reply
 	entryFound   = "found" // "1" if the node held the session (absent if not)
 	entryGender  = "g"     // the session's gender, in a reply
+	entryAway    = "away"  // "1" if the session had no connection when released (absent if not)
 	entryEvents  = "n"     // how many events a reply carries
 	entryEvent   = "e"     // + index (decimal): one encoded event of a reply
 	entryStop    = "stop"  // the stop entry: the token of the Matcher that stops
