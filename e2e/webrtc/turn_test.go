@@ -27,7 +27,9 @@ func TestDataChannelThroughTURN(t *testing.T) {
 	const ttl = 10 * time.Minute
 	url := startNode(t, flamingo.Config{ICEServers: flamingo.TURNServers(secret, ttl, turnURL)})
 
-	api := loopbackAPI()
+	// pion waits ICERelayAcceptanceMinWait (2 s by default) for a better pair before
+	// it takes a relayed one; here relayed pairs are all there is.
+	api := loopbackAPI(func(se *webrtc.SettingEngine) { se.SetRelayAcceptanceMinWait(50 * time.Millisecond) })
 	a, b := newPage(t, "a", api), newPage(t, "b", api)
 	for _, p := range []*page{a, b} {
 		p.policy = webrtc.ICETransportPolicyRelay

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -252,30 +254,57 @@ func serve(t *testing.T, e *flamingo.Engine) string {
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
-// Timings of the test clusters, as in flamingoredis's tests: quick heartbeats.
-const (
-	testHeartbeat = 100 * time.Millisecond
-	testDeadAfter = 500 * time.Millisecond
-)
-
 // startCluster starts a redis-server of the test's own and n flamingo nodes on it,
 // each with its own Redis client, a Cluster broker and the Redis matcher, and returns
 // their URLs. Without redis-server the test skips, or fails when $CI is "true".
 func startCluster(t *testing.T, n int) []string {
 	t.Helper()
 	addr := redistest.Start(t).Addr()
+	log := testLogger(t)
 	urls := make([]string, n)
 	for i := range urls {
 		client := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
 		t.Cleanup(func() { _ = client.Close() })
+		// The default heartbeat timings (1 s, dead after 3 s): with quicker ones, as
+		// in flamingoredis's tests, the race detector and the peers' DTLS handshakes
+		// on two cores now and then held a node's heartbeat past its deadline, the
+		// node took itself for dropped from the cluster and ended its chats.
 		cl := flamingoredis.NewCluster(client, flamingoredis.ClusterOptions{
-			Options:   flamingoredis.Options{Prefix: "webrtc-test"},
-			Heartbeat: testHeartbeat,
-			DeadAfter: testDeadAfter,
+			Options: flamingoredis.Options{Prefix: "webrtc-test", NodeID: fmt.Sprint("node", i), Logger: log},
 		})
-		e, err := flamingo.New(flamingo.Config{Matcher: cl.Matcher(), Broker: cl})
+		e, err := flamingo.New(flamingo.Config{Matcher: cl.Matcher(), Broker: cl, Logger: log.With("node", i)})
 		require.NoError(t, err)
 		urls[i] = serve(t, e)
 	}
 	return urls
+}
+
+// testLogger returns a logger whose records (Info and up) the test prints if it
+// fails.
+func testLogger(t *testing.T) *slog.Logger {
+	var buf syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", buf.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// syncBuffer is a bytes.Buffer for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
