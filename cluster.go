@@ -299,6 +299,7 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 		e.publishLocked(func() { reply(SessionState{User: user}) })
 		return
 	}
+	away := s.conn == nil // else a takeover, which is no drop: the partner saw no partner_away
 	if old := s.conn; old != nil {
 		e.replaceConnLocked(old, s)
 	}
@@ -306,7 +307,7 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 	delete(e.sessions, user)
 	e.checkDrainedLocked()
 	st := e.stateLocked(s, true)
-	st.Away = true
+	st.Away = away
 	s.held, s.heldBytes = nil, 0
 	if ch := s.chat; ch != nil {
 		e.leaveChatLocked(s)
