@@ -9,8 +9,13 @@
 //	func TestRedisMatcher_Properties(t *testing.T) {
 //		newMatcher := func() flamingo.Matcher { return newTestRedisMatcher(t) }
 //		property.CheckMatcher(t, newMatcher, property.Options{})
+//		property.CheckMatcherRules(t, newMatcher, property.Options{})
 //		property.CheckMatcherConcurrent(t, newMatcher, 32, 300, property.Options{})
 //	}
+//
+// [CheckMatcherRules] holds a matcher to the rules of matching v2 (interests and
+// their relaxation, pools, Avoid) with a state machine of its own; the invariants
+// below are those of the other two checks, which use tickets without interests.
 //
 // Both checks hold a matcher to the invariants its contract states:
 //   - nobody is matched twice: a Pair only holds tickets that are waiting, and a
