@@ -376,23 +376,24 @@ func TestOnJoin_TakeoverDuringHook_NoDoubleEnqueue(t *testing.T) {
 	assert.Equal(t, 1, e.Stats().InQueue)
 }
 
-// A join_queue sent while the hook runs for the previous one is refused with
-// already_in_queue, and the first join is queued once.
-func TestOnJoin_StateCheckedAgainAfterHook(t *testing.T) {
+// The user is kicked while the hook runs: once it returns and accepts the join,
+// nothing is queued for the session that is gone.
+func TestOnJoin_KickedDuringHook_NotQueued(t *testing.T) {
 	m := newRecordingMatcher()
-	e := newEngine(t, flamingo.Config{Matcher: m, OnJoin: func(context.Context, *flamingo.JoinRequest) error { return nil }})
+	entered, release := make(chan string), make(chan struct{})
+	e := newEngine(t, flamingo.Config{Matcher: m, OnJoin: func(_ context.Context, j *flamingo.JoinRequest) error {
+		entered <- j.User
+		<-release
+		return nil
+	}})
 	c := flamingotest.Connect(t, e)
 	c.Init("")
 	c.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
-	c.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderOther})
-	var got []flamingo.EventType
-	for range 2 {
-		ev := c.Next()
-		got = append(got, ev.Type)
-	}
-	assert.ElementsMatch(t, []flamingo.EventType{flamingo.EventQueueJoined, flamingo.EventError}, got)
-	c.Sync()
-	assert.Len(t, m.tickets(), 1)
+	require.NoError(t, e.Kick(<-entered, "banned"))
+	close(release)
+	c.ExpectClosed(flamingo.ClosePolicyViolation)
+	assert.Empty(t, m.tickets())
+	assert.Equal(t, 0, e.Stats().InQueue)
 }
 
 func TestOnJoin_Panic_ClosesConnection(t *testing.T) {
