@@ -310,7 +310,12 @@ export class FlamingoClient extends EventTarget {
    */
   next() {
     this._wantQueue = true;
-    return this._request("next", {}, "queue_joined").catch((err) => {
+    return this._request("next", {}, "queue_joined").catch(async (err) => {
+      if (err.code === "unknown_event" && this._lastQueue) {
+        // A server without protocol v2: leave and join again in two steps.
+        if (this.chatId) await this.leaveChat();
+        return this.joinQueue(this._lastQueue);
+      }
       if (err.code !== "already_in_queue") this._wantQueue = false;
       throw err;
     });
