@@ -175,6 +175,7 @@ func (e *Engine) relayLocked(c *conn, s *session, ch *chat, ev clientEvent, msgI
 	}
 	e.counters.messages++
 	e.sentLocked(s, ch, ev, msgID, sentAt)
+	e.recordMessageLocked(s, ch, msgID, ev.content, sentAt) // for a report (moderation.go)
 }
 
 func (e *Engine) handleLeaveChat(c *conn, ev clientEvent) {
@@ -203,6 +204,7 @@ func (e *Engine) leaveChat(c *conn, ev clientEvent) (ChatEnd, bool) {
 // either user), telling each remaining participant once. It returns
 // what the OnChatEnd hook is to be told.
 func (e *Engine) endChatLocked(ch *chat, by *session, reason EndReason) ChatEnd {
+	e.chatEndedLocked(ch) // for next, block and report (moderation.go)
 	for _, s := range ch.users {
 		if !s.remote && s.chat == ch {
 			e.stopTypingLocked(s, ch)

@@ -155,6 +155,7 @@ func (e *Engine) stateLocked(s *session, withHeld bool) *SessionState {
 		st.Chat = &ChatState{ID: ch.id, Peer: p.handle, PeerGender: p.gender, StartedAt: ch.started,
 			Acked: ch.sideOf(s).acked.list()}
 	}
+	e.criteriaStateLocked(s, st)
 	if withHeld {
 		for _, b := range s.held {
 			st.Events = append(st.Events, ClusterEvent{Frame: b})
@@ -197,6 +198,7 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 		return
 	}
 	s := &session{handle: h, digest: digest, gender: st.Gender}
+	e.restoreCriteriaLocked(s, &st)
 	e.sessions[h] = s
 	chatID := ""
 	if cs := st.Chat; cs != nil {
@@ -241,12 +243,14 @@ func (e *Engine) applyLocked(s *session, ev ClusterEvent, replay bool) {
 	case ev.Frame != nil: // a message
 		if ch := s.chat; ch != nil && ch.id == ev.ChatID {
 			e.deliverClusterLocked(s, ev.Frame, replay, false)
+			e.recordDeliveredLocked(s, ch, ev.Frame) // for a report (moderation.go)
 		}
 	default: // the chat ended
 		ch := s.chat
 		if ch == nil || ch.id != ev.ChatID || !ch.partner(s).remote {
 			return
 		}
+		e.chatEndedLocked(ch) // for next, block and report (moderation.go)
 		e.leaveChatLocked(s)
 		e.deliverClusterLocked(s, appendChatEnded(nil, ch.id, ev.Ended), replay, true)
 		e.saveLocked(s)

@@ -46,8 +46,8 @@ type Config struct {
 	// MessageRate limits one connection's send_message. Zero means 5 per second
 	// with a burst of 20.
 	MessageRate RateLimit
-	// JoinRate limits one connection's join_queue. Zero means one every 2 seconds
-	// with a burst of 5.
+	// JoinRate limits one connection's join_queue and next. Zero means one every 2
+	// seconds with a burst of 5.
 	JoinRate RateLimit
 	// InitRate limits, per remote address (see [Addresser]), init that makes a new
 	// identity. Resuming with a valid user_id is not limited. Zero means 5 per second

@@ -16,6 +16,8 @@ type conn struct {
 	e *Engine
 	t Transport
 
+	ctx context.Context // given to Serve, for Config.OnJoin
+
 	pinger  Pinger     // t, if it is one
 	addr    netip.Addr // the peer's address, if t is an Addresser
 	limits  connLimits

@@ -68,6 +68,9 @@ type Engine struct {
 	sweeps   int       // sweeps so far
 	// lastMsgID is the last message_id given out (see startMessageLocked).
 	lastMsgID uint64
+	// endedChats are the records of chats that ended within reportWindow, oldest
+	// first; the sweep forgets their messages (moderation.go).
+	endedChats []*chatRecord
 	// outbox holds the Broker calls decided under the lock, in order (cluster.go);
 	// outQueued counts the calls ever queued and outMade those made, and outProgress,
 	// if not nil, is closed when outMade next grows.

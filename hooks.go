@@ -148,19 +148,47 @@ func (e *Engine) callOnMessage(c *conn, m Message) (refusal *Error, ok bool) {
 	if err == nil {
 		return nil, true
 	}
-	return refusalOf(err), true
+	return refusalOf(err, CodeMessageRejected, "the message was refused"), true
+}
+
+// callOnJoin asks the OnJoin hook about j, a join of the user of c, with the context
+// c was served with. It returns ok false if the hook panicked (c is then closing),
+// and otherwise the error event for the user if the hook refused the join, nil if it
+// accepted it.
+func (e *Engine) callOnJoin(c *conn, j *JoinRequest) (refusal *Error, ok bool) {
+	if e.cfg.OnJoin == nil {
+		return nil, true
+	}
+	var err error
+	if !e.callHook(c, hookOnJoin, func() { err = e.cfg.OnJoin(c.ctx, j) }) {
+		return nil, false
+	}
+	if err == nil {
+		return nil, true
+	}
+	return refusalOf(err, CodeJoinRefused, "you cannot join the queue now"), true
+}
+
+// callOnReport tells the OnReport hook about r, a report by the user of c, if r is
+// not nil.
+func (e *Engine) callOnReport(c *conn, r *pendingReport) {
+	if e.cfg.OnReport == nil || r == nil {
+		return
+	}
+	report := r.toReport()
+	e.callHook(c, hookOnReport, func() { e.cfg.OnReport(report) })
 }
 
 // refusalOf is the error event for a hook's error: its own code and message if it is
-// an [*Error] with a code, [CodeMessageRejected] otherwise.
-func refusalOf(err error) *Error {
+// an [*Error] with a code, code and msg otherwise (the message of an [*Error] without
+// a code instead of msg).
+func refusalOf(err error, code ErrorCode, msg string) *Error {
 	var perr *Error
 	if errors.As(err, &perr) && perr != nil && perr.Code != "" {
 		return perr
 	}
-	msg := "the message was refused"
 	if perr != nil && perr.Message != "" {
 		msg = perr.Message
 	}
-	return &Error{Code: CodeMessageRejected, Message: msg}
+	return &Error{Code: code, Message: msg}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -28,25 +30,108 @@ type matcherOp struct {
 	then func()
 }
 
+// criteria are what a user waits with: those of a join_queue, which the session keeps
+// for next.
+type criteria struct {
+	gender    Gender
+	pref      Preference
+	interests []string
+}
+
+// pendingJoin is a join to ask Config.OnJoin about, with no lock held.
+type pendingJoin struct {
+	crit criteria
+	req  *JoinRequest // what the hook sees and may change
+}
+
 func (e *Engine) handleJoinQueue(c *conn, ev clientEvent) {
+	if pj := e.joinQueue(c, ev); pj != nil {
+		e.joinAfterHook(c, ev.typ, pj)
+	}
+}
+
+// joinQueue answers a join_queue that the session's state refuses; otherwise it
+// queues the user, or returns the join to ask Config.OnJoin about first.
+func (e *Engine) joinQueue(c *conn, ev clientEvent) *pendingJoin {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := e.sessionLocked(c, ev)
+	if !e.mayJoinLocked(c, s, ev.typ) {
+		return nil
+	}
+	return e.joinLocked(c, s, criteria{gender: ev.gender, pref: ev.pref, interests: ev.interests})
+}
+
+// mayJoinLocked reports whether s, the session of c, may join the queue now, and
+// otherwise answers the event ref with the error that says why.
+func (e *Engine) mayJoinLocked(c *conn, s *session, ref EventType) bool {
 	switch {
 	case s == nil:
-		return
+		return false
 	case s.chat != nil:
-		e.sendErrorLocked(c, CodeAlreadyInChat, "leave your chat first", ev.typ)
-		return
+		e.sendErrorLocked(c, CodeAlreadyInChat, "leave your chat first", ref)
+		return false
 	case s.queued:
-		e.sendErrorLocked(c, CodeAlreadyInQueue, "you are already in the queue", ev.typ)
-		return
+		e.sendErrorLocked(c, CodeAlreadyInQueue, "you are already in the queue", ref)
+		return false
 	case e.closed || e.draining:
-		e.sendErrorLocked(c, CodeInternal, "the server is shutting down", ev.typ)
+		e.sendErrorLocked(c, CodeInternal, "the server is shutting down", ref)
+		return false
+	}
+	return true
+}
+
+// joinLocked queues s, which may join, with crit; or, if there is an OnJoin hook,
+// returns the join to ask it about.
+func (e *Engine) joinLocked(c *conn, s *session, crit criteria) *pendingJoin {
+	if e.cfg.OnJoin == nil {
+		e.enqueueLocked(s, crit, "", nil)
+		return nil
+	}
+	req := &JoinRequest{
+		User:       s.handle,
+		Gender:     crit.gender,
+		Preference: crit.pref,
+		Interests:  slices.Clone(crit.interests),
+	}
+	if c.addr.IsValid() {
+		req.RemoteAddr = c.addr.String()
+	}
+	return &pendingJoin{crit: crit, req: req}
+}
+
+// joinAfterHook asks Config.OnJoin about pj, with no lock held, and queues the user
+// if the hook agrees and the user still may join: they may have left, or joined on
+// another connection, meanwhile. ref is the event that asked (join_queue or next).
+func (e *Engine) joinAfterHook(c *conn, ref EventType, pj *pendingJoin) {
+	refusal, ok := e.callOnJoin(c, pj.req)
+	switch {
+	case !ok:
+		return
+	case refusal != nil:
+		e.sendError(c, refusal.Code, refusal.Message, ref)
 		return
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := c.sess
+	if s == nil || s.handle != pj.req.User || !e.mayJoinLocked(c, s, ref) {
+		return
+	}
+	e.enqueueLocked(s, pj.crit, pj.req.Pool, maps.Clone(pj.req.Labels))
+}
+
+// enqueueLocked puts s in the queue with crit, in pool with labels: the ticket also
+// avoids the users s has blocked or been blocked by and its recent partners, and
+// relaxes Config.InterestWait after it is made if it has interests. queue_joined
+// follows once the matcher has the ticket (enqueued).
+func (e *Engine) enqueueLocked(s *session, crit criteria, pool string, labels map[string]string) {
+	if len(crit.interests) == 0 {
+		crit.interests = nil
+	}
+	changed := s.gender != crit.gender || s.pref != crit.pref || !slices.Equal(s.interests, crit.interests)
 	s.queued, s.joinAcked = true, false
-	s.gender = ev.gender
+	s.gender, s.pref, s.interests = crit.gender, crit.pref, crit.interests
 	// JoinedAt also tells one ticket of a user from the next (see waitingLocked), so
 	// it never repeats, even where the clock does not move between two joins.
 	now := time.Now()
@@ -54,9 +139,17 @@ func (e *Engine) handleJoinQueue(c *conn, ev clientEvent) {
 		now = e.lastJoin.Add(time.Nanosecond)
 	}
 	e.lastJoin = now
-	s.ticket = Ticket{User: s.handle, Gender: ev.gender, Preference: ev.pref, JoinedAt: now, Node: e.node}
+	s.ticket = Ticket{
+		User: s.handle, Gender: crit.gender, Preference: crit.pref, JoinedAt: now, Node: e.node,
+		Interests: crit.interests, Pool: pool, Labels: labels, Avoid: e.avoidListLocked(s, now),
+	}
+	if len(crit.interests) > 0 {
+		s.ticket.RelaxAt = now.Add(e.cfg.InterestWait)
+	}
 	e.inQueue++
-	// queue_joined follows once the matcher has the ticket (enqueued).
+	if changed {
+		e.saveLocked(s) // the criteria move with the session; saved before the Enqueue
+	}
 	e.matcherOpLocked(s, matcherOp{ticket: s.ticket})
 }
 

@@ -15,7 +15,7 @@ import (
 // with [CloseGoingAway]) or the engine shuts down. It closes t before returning. It
 // returns [ErrEngineClosed] if Shutdown had begun before the call, nil otherwise.
 func (e *Engine) Serve(ctx context.Context, t Transport) error {
-	c := &conn{e: e, t: t, started: time.Now()}
+	c := &conn{e: e, t: t, ctx: ctx, started: time.Now()}
 	c.pinger, _ = t.(Pinger)
 	if a, ok := t.(Addresser); ok {
 		c.addr = a.RemoteAddr()

@@ -39,6 +39,19 @@ type session struct {
 	// remote marks a stand-in for a chat partner whose session is on another node
 	// (with a Broker): only handle and gender are set, and it is in no map.
 	remote bool
+
+	// matching v2 (moderation.go). pref and interests are, with gender, the criteria
+	// of the last join_queue, which next joins with again. avoid maps the users this
+	// one must not be paired with to when that ends: a recent partner's RepeatWindow,
+	// or the zero time for a block (either way), which lasts as long as the session.
+	// talk is the record of the user's current or last chat (its messages, for a
+	// report), and ended the records of the chats that ended within reportWindow,
+	// oldest first.
+	pref      Preference
+	interests []string
+	avoid     map[string]time.Time
+	talk      *chatRecord
+	ended     []*chatRecord
 }
 
 // waitsWith reports whether s is waiting with ticket t (JoinedAt tells a user's

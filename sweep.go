@@ -38,6 +38,7 @@ func (e *Engine) sweep(now time.Time) {
 		e.forgetIdleIPsLocked(now)
 	}
 	e.expireTypingLocked(now)
+	e.forgetEndedChatsLocked(now) // what a report could carry (moderation.go)
 	for c := range e.conns {
 		switch {
 		case c.closed:
