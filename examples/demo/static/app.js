@@ -413,6 +413,11 @@ el.interestInput.addEventListener("keydown", (ev) => {
     removeInterest(ui.interests[ui.interests.length - 1]);
   }
 });
+// A keypress Enter is what submits a form implicitly. Browsers skip it when keydown
+// was prevented, but synthetic key events (automation, some IMEs) send it anyway.
+el.interestInput.addEventListener("keypress", (ev) => {
+  if (ev.key === "Enter") ev.preventDefault();
+});
 el.chipsBox.addEventListener("click", (ev) => {
   if (ev.target === el.chipsBox) el.interestInput.focus();
 });
@@ -632,6 +637,9 @@ el.reportBtn.addEventListener("click", () => {
 });
 
 el.reportCancel.addEventListener("click", () => el.reportDialog.close());
+el.reportForm.addEventListener("change", () => {
+  el.reportError.hidden = true;
+});
 
 el.reportForm.addEventListener("submit", async (ev) => {
   ev.preventDefault();
