@@ -54,7 +54,7 @@ func (u *user) waitHidden(css string) {
 	u.waitJS(css+" to be hidden", fmt.Sprintf(`!document.querySelector(%s).checkVisibility()`, jsString(css)))
 }
 
-// myStatus returns the status line of the user's own message with text ("" once it
+// myStatusJS is a JavaScript expression for the status line of the user's own message with text ("" once it
 // shows its time, that is once the server acknowledged it).
 func (u *user) myStatusJS(text string) string {
 	return fmt.Sprintf(`(() => {
@@ -121,14 +121,6 @@ func TestRelaxedMatchSaysStrangerIsRandom(t *testing.T) {
 		u.waitVisibleText("#match-note", "No one shared your interests, so this stranger is random")
 	}
 	bob.screenshot("relaxed")
-}
-
-func TestNoInterestsNoNote(t *testing.T) {
-	h := newHarness(t, flamingo.Config{})
-	alice, bob := matchPair(h)
-	for _, u := range []*user{alice, bob} {
-		assert.True(t, u.hidden("#match-note"), "%s: a note without interests", u.name)
-	}
 }
 
 func TestNextButtonAndEscTwice(t *testing.T) {
@@ -251,6 +243,10 @@ func TestReportViaMenuAfterTheChatEnded(t *testing.T) {
 func TestTypingIndicatorOnAndOff(t *testing.T) {
 	h := newHarness(t, flamingo.Config{})
 	alice, bob := matchPair(h)
+	for _, u := range []*user{alice, bob} {
+		// Neither gave interests: there is nothing to say about them.
+		assert.True(t, u.hidden("#match-note"), "%s: a note without interests", u.name)
+	}
 	assert.True(t, alice.hidden("#typing"))
 
 	bob.do(chromedp.SendKeys(chromedp.CSS("#msg-input"), "hel"))
