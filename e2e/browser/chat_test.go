@@ -141,7 +141,8 @@ func TestReloadMidChatResumesAndShowsMissedMessage(t *testing.T) {
 }
 
 func TestLeaveShowsEndedScreenToBoth(t *testing.T) {
-	h := newHarness(t, flamingo.Config{})
+	// The two meet again below: turn off the matcher's rule against repeats.
+	h := newHarness(t, flamingo.Config{RepeatWindow: noRepeatWindow})
 	alice, bob := matchPair(h)
 	alice.typeAndSend("bye then")
 	bob.waitBubble("them", "bye then")
@@ -167,7 +168,7 @@ func TestLeaveShowsEndedScreenToBoth(t *testing.T) {
 	bob.waitScreen("chat")
 	assert.Empty(t, alice.bubbles(), "a new chat starts empty")
 
-	// "New stranger" leaves and searches at once; the partner sees the end.
+	// "Next" leaves and searches at once; the partner sees the end.
 	bob.click("#next-btn")
 	bob.waitScreen("searching")
 	alice.waitVisibleText("#ended-text", "The stranger left the chat.")

@@ -73,22 +73,30 @@ func chromiumPath(t *testing.T) string {
 // harness is one in-process flamingo server (engine, WebSocket handler, demo page) on
 // 127.0.0.1 and one headless Chromium.
 type harness struct {
-	t       *testing.T
-	engine  *flamingo.Engine
-	srv     *httptest.Server
-	mux     *http.ServeMux // tests may add pages before users open them
-	gate    *gate
+	t      *testing.T
+	engine *flamingo.Engine
+	srv    *httptest.Server
+	mux    *http.ServeMux // tests may add pages before users open them
+	gate   *gate
+	// msgGate holds every message in the engine's OnMessage hook while it is closed:
+	// the message is neither delivered nor acknowledged until it opens.
+	msgGate *gate
 	browser context.Context
 
 	mu       sync.Mutex
 	messages []string // contents the engine has accepted, in order
+	arrived  []string // contents that reached OnMessage, held or not, in order
 }
 
 func newHarness(t *testing.T, cfg flamingo.Config) *harness {
 	t.Helper()
 	exe := chromiumPath(t)
-	h := &harness{t: t, gate: &gate{}}
+	h := &harness{t: t, gate: &gate{}, msgGate: &gate{}}
 	cfg.OnMessage = func(m flamingo.Message) error {
+		h.mu.Lock()
+		h.arrived = append(h.arrived, m.Content)
+		h.mu.Unlock()
+		h.msgGate.wait()
 		h.mu.Lock()
 		h.messages = append(h.messages, m.Content)
 		h.mu.Unlock()
@@ -123,6 +131,7 @@ func newHarness(t *testing.T, cfg flamingo.Config) *harness {
 		cancelBrowser() // closes every tab, and so every WebSocket
 		cancelAlloc()   // waits for the browser process to exit
 		h.gate.release()
+		h.msgGate.release()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		assert.NoError(t, engine.Shutdown(ctx), "engine shutdown")
@@ -137,14 +146,34 @@ func newHarness(t *testing.T, cfg flamingo.Config) *harness {
 
 // acceptedMessage reports whether the engine has accepted a message with content.
 func (h *harness) acceptedMessage(content string) bool {
+	return h.acceptedCount(content) > 0
+}
+
+// arrivedMessage reports whether a message with content has reached the engine's
+// OnMessage hook (it may be held there).
+func (h *harness) arrivedMessage(content string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, m := range h.messages {
+	for _, m := range h.arrived {
 		if m == content {
 			return true
 		}
 	}
 	return false
+}
+
+// acceptedCount returns how many times the engine's OnMessage hook has seen a
+// message with content.
+func (h *harness) acceptedCount(content string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.messages {
+		if m == content {
+			n++
+		}
+	}
+	return n
 }
 
 // eventually polls cond every 20 ms until it holds, failing after stepTimeout.
@@ -180,6 +209,16 @@ func (g *gate) release() {
 	if g.closed != nil {
 		close(g.closed)
 		g.closed = nil
+	}
+}
+
+// wait returns once the gate is open.
+func (g *gate) wait() {
+	g.mu.Lock()
+	ch := g.closed
+	g.mu.Unlock()
+	if ch != nil {
+		<-ch
 	}
 }
 

@@ -2,7 +2,7 @@
 // turns its events into screens. Text from strangers is only ever set with
 // textContent, never parsed as HTML.
 
-import { FlamingoClient } from "./flamingo.js";
+import { FlamingoClient, Limits, normalizeInterest } from "./flamingo.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,6 +18,28 @@ const el = {
   },
   welcomeTitle: $("welcome-title"),
   startForm: $("start-form"),
+  chipsBox: $("chips-box"),
+  chips: $("interest-chips"),
+  interestInput: $("interest-input"),
+  interestHint: $("interest-hint"),
+  modeChoice: $("mode-choice"),
+  notice: $("notice"),
+  searchingInterests: $("searching-interests"),
+  matchNote: $("match-note"),
+  videoArea: $("video-area"),
+  typing: $("typing"),
+  presence: $("presence"),
+  more: $("more"),
+  moreBtn: $("more-btn"),
+  moreMenu: $("more-menu"),
+  blockBtn: $("block-btn"),
+  reportBtn: $("report-btn"),
+  reportDialog: $("report-dialog"),
+  reportForm: $("report-form"),
+  reportDetails: $("report-details"),
+  reportError: $("report-error"),
+  reportCancel: $("report-cancel"),
+  reportSend: $("report-send"),
   startBtn: $("start-btn"),
   formError: $("form-error"),
   welcomeOnline: $("welcome-online"),
@@ -56,7 +78,12 @@ const ENDED_TEXT = {
   partner_disconnected: "The stranger lost their connection.",
   server_restart: "The server is restarting. Find someone new in a moment.",
   lost: "This chat expired while you were away.",
+  blocked: "You blocked this stranger. You won't be matched with them again.",
+  reported: "Thanks for your report. You won't be matched with this stranger again.",
 };
+const INTEREST_HINT = "We look for someone who shares one first, then anyone after a few seconds.";
+const RELAXED_NOTE = "No one shared your interests, so this stranger is random.";
+const STATUS_TEXT = { sending: "sending…", failed: "not sent", unconfirmed: "may not have been delivered" };
 const ERROR_TEXT = {
   rate_limited: "Slow down a little: that message was not sent.",
   message_too_long: "That message is too long to send.",
@@ -65,6 +92,7 @@ const ERROR_TEXT = {
   message_rejected: "That message was not allowed.",
   internal: "Something went wrong on the server. Please try again.",
   not_connected: "You are offline. Wait a moment and try again.",
+  join_refused: "You can't join right now.",
 };
 
 // sessionStorage survives a reload of this tab (not a new tab): the transcript and
@@ -80,11 +108,17 @@ const client = new FlamingoClient("ws", { storage: local });
 
 const ui = {
   screen: "welcome",
+  // {gender, preference, interests: [], mode: "text"|"video"}
   choice: loadJSON(local, CHOICE_KEY),
-  // {chat_id, partner: {gender}|null, ended: reason|null, items: [{who, text, at, id?}]}
+  interests: [], // the chips on the start screen
+  video: false, // FlamingoVideo has started
+  // {chat_id, partner: {gender}|null, note: string, ended: reason|null,
+  //  moderated: "blocked"|"reported"|undefined,
+  //  items: [{who, text, at, id?, cid?, status?}]}
   transcript: null,
+  moderating: false, // a block or report is on its way: its chat_ended is not the end
+  lastEsc: 0, // when Escape was last pressed in a chat, for Esc twice
   restoring: false, // showing a chat from before a reload that the server has not confirmed
-  nextAfterLeave: false,
   statsTimer: 0,
   waitTimer: 0,
   reconnectTimer: 0,
@@ -105,18 +139,23 @@ function show(screen, focusTarget) {
 
 function showWelcome(focus = true) {
   restoreChoice();
+  stopVideo();
   show("welcome", focus ? el.welcomeTitle : null);
 }
 
 function showSearching() {
   const c = ui.choice;
   el.searchingDesc.textContent = c ? `${SELF_LABEL[c.gender]}, looking to meet ${PREF_LABEL[c.preference]}.` : "";
+  const interests = c?.interests || [];
+  el.searchingInterests.textContent = interests.length ? `Interests: ${interests.join(", ")}` : "";
+  el.searchingInterests.hidden = interests.length === 0;
   startWaitClock();
   show("searching", el.cancelBtn);
   announce("Looking for someone to chat with.");
 }
 
 function showChat(focus = true) {
+  closeMenu();
   el.ended.hidden = true;
   el.composer.hidden = false;
   el.chatActions.hidden = false;
@@ -125,6 +164,9 @@ function showChat(focus = true) {
 }
 
 function showEnded(reason, focus = true) {
+  closeMenu();
+  setTypingShown(false);
+  setPresence(null);
   el.composer.hidden = true;
   el.chatActions.hidden = true;
   el.ended.hidden = false;
@@ -143,12 +185,38 @@ function renderChatHead() {
   else if (client.connection === "closed") status = "Disconnected";
   else if (client.connection !== "open") status = "Reconnecting… your chat is kept";
   el.chatSub.textContent = status;
+  const note = t?.note || "";
+  el.matchNote.textContent = note;
+  el.matchNote.hidden = note === "";
+  // Block and report work on the live chat and on one that ended at most five
+  // minutes ago, once per chat.
+  const id = t?.chat_id;
+  el.more.hidden = !id || !!t.moderated || (id !== client.chatId && id !== client.lastChatId && !ui.restoring);
+  if (el.more.hidden) closeMenu();
+}
+
+// matchNote says what the partner and the user have in common.
+function matchNote(p) {
+  if (p.common_interests?.length) return `You both like: ${p.common_interests.join(", ")}`;
+  if (p.relaxed) return RELAXED_NOTE;
+  return "";
+}
+
+function setTypingShown(on) {
+  el.typing.hidden = !on;
+}
+
+function setPresence(text) {
+  el.presence.textContent = text || "";
+  el.presence.hidden = !text;
 }
 
 // ---------- transcript ----------
 
-function resetTranscript(chatId, partner) {
-  ui.transcript = { chat_id: chatId, partner: partner || null, ended: null, items: [] };
+function resetTranscript(chatId, partner, note = "") {
+  ui.transcript = { chat_id: chatId, partner: partner || null, note, ended: null, items: [] };
+  setTypingShown(false);
+  setPresence(null);
   el.messages.replaceChildren();
   addSystem("You're now chatting with a random stranger. Say hi!");
 }
@@ -188,6 +256,7 @@ function addSystem(text) {
 function renderItem(item) {
   const li = document.createElement("li");
   li.className = `msg ${item.who}`;
+  if (item.cid) li.dataset.cid = item.cid;
   if (item.who === "system") {
     li.textContent = item.text;
     return li;
@@ -198,6 +267,15 @@ function renderItem(item) {
   const bubble = document.createElement("p");
   bubble.className = "bubble";
   bubble.textContent = item.text; // strangers' text is data, never markup
+  if (item.status && item.status !== "sent") {
+    // Not acknowledged by the server (yet).
+    const st = document.createElement("span");
+    st.className = `msg-status ${item.status}`;
+    st.textContent = STATUS_TEXT[item.status] || "";
+    li.dataset.status = item.status;
+    li.append(who, bubble, st);
+    return li;
+  }
   const time = document.createElement("time");
   time.dateTime = item.at;
   time.textContent = new Date(item.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -205,8 +283,21 @@ function renderItem(item) {
   return li;
 }
 
+// setStatus moves one of the user's messages to a new status, on screen and in the
+// saved transcript.
+function setStatus(cid, status, at) {
+  const item = ui.transcript?.items.find((i) => i.cid === cid);
+  if (!item || item.status === status) return;
+  item.status = status;
+  if (at) item.at = at;
+  saveTranscript();
+  const li = [...el.messages.children].find((n) => n.dataset.cid === cid);
+  if (li) li.replaceWith(renderItem(item));
+}
+
 function endChat(reason) {
   ui.restoring = false;
+  ui.moderating = false;
   if (ui.transcript) {
     ui.transcript.ended = reason;
     saveTranscript();
@@ -222,6 +313,8 @@ async function startSearch(choice) {
   setJSON(local, CHOICE_KEY, choice);
   session.setItem(SEARCHING_KEY, "1");
   if (ui.screen !== "searching") showSearching();
+  if (choice.mode === "video") await startVideo();
+  if (ui.screen !== "searching" || session.getItem(SEARCHING_KEY) !== "1") return; // cancelled meanwhile
   try {
     await client.joinQueue(choice);
   } catch (err) {
@@ -243,10 +336,125 @@ el.startForm.addEventListener("submit", (ev) => {
     el.startForm.querySelector('input[name="gender"]').focus();
     return;
   }
+  if (!addInterest(el.interestInput.value)) {
+    el.interestInput.focus();
+    return;
+  }
+  el.interestInput.value = "";
   el.formError.hidden = true;
+  hideNotice();
   clearTranscript();
-  startSearch({ gender, preference: data.get("preference") || "any" });
+  const mode = window.FlamingoVideo && data.get("mode") === "video" ? "video" : "text";
+  startSearch({ gender, preference: data.get("preference") || "any", interests: [...ui.interests], mode });
 });
+
+// ---------- interests as chips ----------
+
+// addInterest adds what the user typed (one interest, or several separated by
+// commas) as chips. It returns false, with a hint saying why, if one is refused.
+function addInterest(text) {
+  for (const part of String(text).split(",")) {
+    const s = normalizeInterest(part);
+    if (s === "" || ui.interests.includes(s)) continue;
+    if ([...s].length > Limits.interestChars) {
+      interestHint(`"${[...s].slice(0, 12).join("")}…" is longer than ${Limits.interestChars} characters.`, true);
+      return false;
+    }
+    if (/[\u0000-\u001f\u007f-\u009f]/.test(s)) {
+      interestHint("Interests cannot contain control characters.", true);
+      return false;
+    }
+    if (ui.interests.length >= Limits.interests) {
+      interestHint(`Up to ${Limits.interests} interests.`, true);
+      return false;
+    }
+    ui.interests.push(s);
+  }
+  interestHint(INTEREST_HINT, false);
+  renderChips();
+  return true;
+}
+
+function removeInterest(s) {
+  ui.interests = ui.interests.filter((i) => i !== s);
+  interestHint(INTEREST_HINT, false);
+  renderChips();
+  el.interestInput.focus();
+}
+
+function renderChips() {
+  el.chips.replaceChildren(...ui.interests.map((s) => {
+    const li = document.createElement("li");
+    li.className = "chip";
+    const name = document.createElement("span");
+    name.textContent = s;
+    const x = document.createElement("button");
+    x.type = "button";
+    x.className = "chip-x";
+    x.setAttribute("aria-label", `Remove ${s}`);
+    x.textContent = "×";
+    x.addEventListener("click", () => removeInterest(s));
+    li.append(name, x);
+    return li;
+  }));
+  el.chips.hidden = ui.interests.length === 0;
+}
+
+function interestHint(text, bad) {
+  el.interestHint.textContent = text;
+  el.interestHint.classList.toggle("bad", bad);
+}
+
+el.interestInput.addEventListener("keydown", (ev) => {
+  if ((ev.key === "Enter" || ev.key === ",") && !ev.isComposing) {
+    ev.preventDefault(); // Enter here adds a chip; it does not start the search
+    if (addInterest(el.interestInput.value)) el.interestInput.value = "";
+  } else if (ev.key === "Backspace" && el.interestInput.value === "" && ui.interests.length > 0) {
+    removeInterest(ui.interests[ui.interests.length - 1]);
+  }
+});
+// A keypress Enter is what submits a form implicitly. Browsers skip it when keydown
+// was prevented, but synthetic key events (automation, some IMEs) send it anyway.
+el.interestInput.addEventListener("keypress", (ev) => {
+  if (ev.key === "Enter") ev.preventDefault();
+});
+el.chipsBox.addEventListener("click", (ev) => {
+  if (ev.target === el.chipsBox) el.interestInput.focus();
+});
+
+// ---------- video (video.js, when present, defines window.FlamingoVideo) ----------
+
+async function startVideo() {
+  if (ui.video || !window.FlamingoVideo) return ui.video;
+  try {
+    await window.FlamingoVideo.start(client, el.videoArea);
+    ui.video = true;
+    el.videoArea.hidden = false;
+  } catch (err) {
+    showNotice(`${err?.message || "Video could not start."} Continuing with text chat.`);
+  }
+  return ui.video;
+}
+
+function stopVideo() {
+  if (!ui.video) return;
+  ui.video = false;
+  el.videoArea.hidden = true;
+  try {
+    window.FlamingoVideo.stop();
+  } catch {
+    // nothing left to stop
+  }
+}
+
+function showNotice(text) {
+  el.notice.textContent = text;
+  el.notice.hidden = false;
+}
+
+function hideNotice() {
+  el.notice.hidden = true;
+}
 
 el.startForm.addEventListener("change", () => {
   el.formError.hidden = true;
@@ -283,7 +491,11 @@ el.input.addEventListener("beforeinput", (ev) => {
     sendCurrent();
   }
 });
-el.input.addEventListener("input", autoGrow);
+el.input.addEventListener("input", () => {
+  autoGrow();
+  // true at most every few seconds while typing, false once the box is empty.
+  if (client.state === "chatting") client.setTyping(el.input.value.trim() !== "");
+});
 
 function sendCurrent() {
   const text = el.input.value;
@@ -295,7 +507,8 @@ function sendCurrent() {
     toast(ERROR_TEXT[err.code] || err.message);
     return;
   }
-  addItem({ who: "me", text: sent.content, at: sent.sent_at });
+  // Shown at once as "sending…" until the server acknowledges it.
+  addItem({ who: "me", text: sent.content, at: sent.sent_at, cid: sent.client_msg_id, status: "sending" });
   el.input.value = "";
   autoGrow();
   el.input.focus();
@@ -306,25 +519,160 @@ function autoGrow() {
   el.input.style.height = `${Math.min(el.input.scrollHeight, 140)}px`;
 }
 
-el.leaveBtn.addEventListener("click", () => leave(false));
-el.nextBtn.addEventListener("click", () => leave(true));
+el.leaveBtn.addEventListener("click", leave);
+el.nextBtn.addEventListener("click", next);
 
-async function leave(next) {
-  ui.nextAfterLeave = next;
+async function leave() {
   try {
     await client.leaveChat();
   } catch (err) {
-    ui.nextAfterLeave = false;
     if (err.code === "not_in_chat") return; // it had ended already; its chat_ended shows
     toast(ERROR_TEXT[err.code] || "Could not leave the chat. Please try again.");
   }
 }
+
+// next ends the chat (if it is live) and searches again with the same choices, in
+// one step on the server.
+async function next() {
+  if (client.connection !== "open") {
+    toast(ERROR_TEXT.not_connected);
+    return;
+  }
+  if (client.state === "searching") return;
+  clearTranscript(); // the chat_ended that comes first is for a chat no longer shown
+  session.setItem(SEARCHING_KEY, "1");
+  showSearching();
+  try {
+    await client.next();
+  } catch (err) {
+    if (err.code === "already_in_queue") return;
+    if (err.code === "not_in_chat" && ui.choice) {
+      startSearch(ui.choice); // this identity never joined (a new one after a long absence)
+      return;
+    }
+    session.removeItem(SEARCHING_KEY);
+    if (client.state === "chatting") return;
+    toast(ERROR_TEXT[err.code] || "Could not start searching. Please try again.");
+    showWelcome();
+  }
+}
+
+// Esc twice within a second in a chat (live or ended) does Next. The first press
+// says so; Esc that closes the menu or the report dialog does not count.
+const ESC_TWICE_MS = 1000;
+document.addEventListener("keydown", (ev) => {
+  if (ev.key !== "Escape" || ev.repeat || ev.defaultPrevented) return;
+  if (ui.screen !== "chat" || el.reportDialog.open || !el.moreMenu.hidden) return;
+  const now = performance.now();
+  if (ui.lastEsc && now - ui.lastEsc <= ESC_TWICE_MS) {
+    ui.lastEsc = 0;
+    next();
+    return;
+  }
+  ui.lastEsc = now;
+  toast("Press Esc again for the next stranger.");
+});
 
 el.againBtn.addEventListener("click", () => {
   clearTranscript();
   if (ui.choice) startSearch(ui.choice);
   else showWelcome();
 });
+
+// ---------- block and report (the ⋯ menu) ----------
+
+function openMenu() {
+  el.moreMenu.hidden = false;
+  el.moreBtn.setAttribute("aria-expanded", "true");
+  el.blockBtn.focus();
+}
+
+function closeMenu(focusButton = false) {
+  if (el.moreMenu.hidden) return;
+  el.moreMenu.hidden = true;
+  el.moreBtn.setAttribute("aria-expanded", "false");
+  if (focusButton) el.moreBtn.focus();
+}
+
+el.moreBtn.addEventListener("click", () => (el.moreMenu.hidden ? openMenu() : closeMenu()));
+el.moreMenu.addEventListener("keydown", (ev) => {
+  const items = [...el.moreMenu.querySelectorAll('[role="menuitem"]')];
+  const i = items.indexOf(document.activeElement);
+  if (ev.key === "Escape") {
+    ev.preventDefault();
+    closeMenu(true);
+  } else if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+    ev.preventDefault();
+    items[(i + (ev.key === "ArrowDown" ? 1 : items.length - 1)) % items.length].focus();
+  } else if (ev.key === "Tab") {
+    closeMenu();
+  }
+});
+document.addEventListener("click", (ev) => {
+  if (!el.more.contains(ev.target)) closeMenu();
+});
+
+el.blockBtn.addEventListener("click", async () => {
+  closeMenu();
+  const id = ui.transcript?.chat_id;
+  if (!id) return;
+  ui.moderating = true;
+  try {
+    await client.block(id);
+  } catch (err) {
+    ui.moderating = false;
+    toast(ERROR_TEXT[err.code] || "Could not block. Please try again.");
+    return;
+  }
+  moderated("blocked");
+});
+
+el.reportBtn.addEventListener("click", () => {
+  closeMenu();
+  el.reportForm.reset();
+  el.reportError.hidden = true;
+  el.reportSend.disabled = false;
+  el.reportDialog.showModal();
+  el.reportForm.querySelector('input[name="reason"]').focus();
+});
+
+el.reportCancel.addEventListener("click", () => el.reportDialog.close());
+el.reportForm.addEventListener("change", () => {
+  el.reportError.hidden = true;
+});
+
+el.reportForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const reason = new FormData(el.reportForm).get("reason");
+  if (!reason) {
+    el.reportError.textContent = "Choose a reason.";
+    el.reportError.hidden = false;
+    return;
+  }
+  const id = ui.transcript?.chat_id;
+  ui.moderating = true;
+  el.reportSend.disabled = true;
+  try {
+    await client.report(id, reason, el.reportDetails.value);
+  } catch (err) {
+    ui.moderating = false;
+    el.reportSend.disabled = false;
+    el.reportError.textContent = err.code === "not_in_chat"
+      ? "This chat is too old to report."
+      : ERROR_TEXT[err.code] || "Could not send the report. Please try again.";
+    el.reportError.hidden = false;
+    return;
+  }
+  el.reportDialog.close();
+  moderated("reported");
+});
+
+// moderated shows the chat as ended by a block or a report.
+function moderated(kind) {
+  if (!ui.transcript) return;
+  ui.transcript.moderated = kind;
+  endChat(kind);
+}
 
 el.changeBtn.addEventListener("click", () => {
   clearTranscript();
@@ -398,11 +746,12 @@ client.on("match_found", (p) => {
   if (ui.transcript?.chat_id === p.chat_id) {
     // A replay of the match we already show: it tells us who the partner is.
     ui.transcript.partner = p.partner;
+    ui.transcript.note = matchNote(p);
     saveTranscript();
     renderChatHead();
     return;
   }
-  resetTranscript(p.chat_id, p.partner);
+  resetTranscript(p.chat_id, p.partner, matchNote(p));
   showChat();
   announce(`You're now chatting with ${PARTNER_SPOKEN[p.partner?.gender] || "a stranger"}. Say hi!`);
   notify("New chat");
@@ -415,20 +764,40 @@ client.on("message_received", (m) => {
     showChat();
   }
   addItem({ who: "them", text: m.content, at: m.sent_at, id: m.message_id });
+  setTypingShown(false);
   notify("New message");
 });
 
 client.on("chat_ended", (p) => {
   if (ui.transcript?.chat_id !== p.chat_id) return; // a chat we no longer show
-  if (ui.nextAfterLeave && p.reason === "left") {
-    ui.nextAfterLeave = false;
-    clearTranscript();
-    if (ui.choice) {
-      startSearch(ui.choice);
-      return;
-    }
+  if (ui.moderating && p.reason === "left") {
+    // Ended by our block or report: its reply says so in a moment.
+    showEnded("left", false);
+    return;
   }
   endChat(p.reason);
+});
+
+client.on("message_status", (s) => {
+  if (ui.transcript?.chat_id !== s.chat_id) return;
+  setStatus(s.client_msg_id, s.status, s.sent_at);
+});
+
+client.on("partner_typing", (p) => {
+  setTypingShown(p.typing && p.chat_id === ui.transcript?.chat_id && !ui.transcript.ended);
+});
+
+client.on("partner_away", (p) => {
+  if (p.chat_id !== ui.transcript?.chat_id) return;
+  const s = Math.max(1, Math.round(p.grace_ms / 1000));
+  setTypingShown(false);
+  setPresence(`Stranger's connection dropped, waiting up to ${s} s…`);
+});
+
+client.on("partner_back", (p) => {
+  if (p.chat_id !== ui.transcript?.chat_id || el.presence.hidden) return;
+  setPresence(null);
+  announce("The stranger is back.");
 });
 
 client.on("error", (e) => {
@@ -480,16 +849,19 @@ function updateControls() {
   const open = client.connection === "open";
   el.startBtn.disabled = !open;
   el.startBtn.textContent = open ? "Start chatting" : client.connection === "closed" ? "Disconnected" : "Connecting…";
-  for (const b of [el.sendBtn, el.leaveBtn, el.nextBtn, el.againBtn, el.cancelBtn]) b.disabled = !open;
+  for (const b of [el.sendBtn, el.leaveBtn, el.nextBtn, el.againBtn, el.cancelBtn, el.moreBtn]) b.disabled = !open;
 }
 
 // ---------- small helpers ----------
 
 function restoreChoice() {
   for (const [name, value] of Object.entries(ui.choice || {})) {
-    const input = el.startForm.querySelector(`input[name="${name}"][value="${CSS.escape(String(value))}"]`);
+    if (typeof value !== "string") continue;
+    const input = el.startForm.querySelector(`input[name="${name}"][value="${CSS.escape(value)}"]`);
     if (input) input.checked = true;
   }
+  ui.interests = Array.isArray(ui.choice?.interests) ? ui.choice.interests.slice(0, Limits.interests) : [];
+  renderChips();
 }
 
 let toastTimer = 0;
@@ -555,6 +927,7 @@ function setJSON(store, key, value) {
 
 // ---------- start: show where the user was before a reload, then connect ----------
 
+if (!window.FlamingoVideo) el.modeChoice.hidden = true; // video.js is not there
 const saved = loadJSON(session, TRANSCRIPT_KEY);
 if (saved?.chat_id && Array.isArray(saved.items)) {
   ui.transcript = saved;
@@ -570,4 +943,7 @@ if (saved?.chat_id && Array.isArray(saved.items)) {
 } else {
   showWelcome(false);
 }
+// Reloaded in a video chat (or search): start the camera again before connecting,
+// so that video.js sees the resume.
+if (ui.screen !== "welcome" && ui.choice?.mode === "video") await startVideo();
 client.connect().catch(() => {});

@@ -1,4 +1,6 @@
-// flamingo.js: a small browser client for the flamingo protocol v1 (JSON over WebSocket).
+// flamingo.js: a small browser client for the flamingo protocol (v1 and its v2
+// additions: interests, next, block, report, typing, acknowledged messages, partner
+// presence and WebRTC signaling), JSON over WebSocket.
 //
 // Copy this file (and flamingo.d.ts for editor types) into your page; it has no
 // dependencies and needs no build step.
@@ -8,7 +10,7 @@
 //   client.on("match_found", (p) => console.log("chatting in", p.chat_id));
 //   client.on("message_received", (m) => show(m.content));
 //   await client.connect();
-//   await client.joinQueue({ gender: "female", preference: "any" });
+//   await client.joinQueue({ gender: "female", preference: "any", interests: ["music"] });
 //
 // What it does for you:
 //   - sends init with the user_id kept in storage, so a reload or a network drop
@@ -20,7 +22,13 @@
 //     a new identity if the stored one has expired, or reconnects when told to;
 //   - pings every 20 s and reconnects when a ping goes unanswered;
 //   - tracks state ("idle" | "searching" | "chatting"), the current chat_id and the
-//     connection status, and emits every server event by its type.
+//     connection status, and emits every server event by its type;
+//   - sends every message with a client_msg_id and keeps it pending until the server
+//     acknowledges it (message_sent); after a resume into the same chat it sends the
+//     pending ones again with the same ids, which the server de-duplicates. Pending
+//     messages and what match_found said about the chat (initiator, ICE servers,
+//     common interests) are kept in sessionStorage, so they survive a reload of the tab;
+//   - throttles typing indicators (one typing:true every few seconds at most).
 
 /** Server close codes, as the flamingo engine uses them. */
 export const CloseCode = Object.freeze({
@@ -46,8 +54,30 @@ const FINAL_CLOSE_CODES = new Set([
   CloseCode.SESSION_REPLACED,
 ]);
 
+/** Limits of protocol v2 that the client checks before sending. */
+export const Limits = Object.freeze({
+  /** Interests per join_queue. */
+  interests: 10,
+  /** Characters (code points) per interest. */
+  interestChars: 32,
+  /** Characters of a report's details. */
+  reportDetails: 500,
+  /** Bytes of a signal's data, as JSON. */
+  signalBytes: 16 << 10,
+  /** Characters of a client_msg_id. */
+  clientMsgId: 64,
+});
+
+/** The reasons a report may give. */
+export const ReportReasons = Object.freeze(["spam", "harassment", "nudity", "underage", "other"]);
+
+// How long after its end a chat can still be blocked or reported (DESIGN §4.7).
+const MODERATION_WINDOW = 5 * 60 * 1000;
+
 const DEFAULTS = Object.freeze({
   storageKey: "flamingo.user_id",
+  sessionKey: "flamingo.session",
+  typingRefresh: 3000,
   heartbeatInterval: 20000,
   heartbeatTimeout: 10000,
   requestTimeout: 15000,
@@ -82,9 +112,9 @@ function memoryStorage() {
   };
 }
 
-function defaultStorage() {
+function defaultStorage(name = "localStorage") {
   try {
-    const s = globalThis.localStorage;
+    const s = globalThis[name];
     const probe = "flamingo.probe";
     s.setItem(probe, "1");
     s.removeItem(probe);
@@ -95,6 +125,43 @@ function defaultStorage() {
 }
 
 const encoder = new TextEncoder();
+
+/**
+ * Normalises one interest as the server does: trimmed and lower-cased. Returns "" for
+ * one that is empty after trimming. It does not check the length: see Limits.
+ * @param {string} s
+ */
+export function normalizeInterest(s) {
+  return String(s).trim().toLowerCase();
+}
+
+// checkInterests normalises a list of interests (dropping empty ones and duplicates)
+// and throws a FlamingoError for one the server would refuse.
+function checkInterests(list) {
+  const out = [];
+  for (const raw of list || []) {
+    const s = normalizeInterest(raw);
+    if (s === "" || out.includes(s)) continue;
+    if ([...s].length > Limits.interestChars || /[\u0000-\u001f\u007f-\u009f]/.test(s)) {
+      throw new FlamingoError("invalid_payload", `the interest "${s}" is longer than ${Limits.interestChars} characters or has control characters`, "join_queue");
+    }
+    out.push(s);
+  }
+  if (out.length > Limits.interests) {
+    throw new FlamingoError("invalid_payload", `at most ${Limits.interests} interests`, "join_queue");
+  }
+  return out;
+}
+
+// newClientMsgId returns 22 random characters of [A-Za-z0-9_-] (about 128 bits).
+function newClientMsgId() {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const bytes = new Uint8Array(22);
+  globalThis.crypto.getRandomValues(bytes);
+  let id = "";
+  for (const b of bytes) id += alphabet[b & 63];
+  return id;
+}
 
 /**
  * FlamingoClient keeps one resumable connection to a flamingo server.
@@ -112,6 +179,7 @@ export class FlamingoClient extends EventTarget {
     this.url = resolveURL(url);
     this.options = { ...DEFAULTS, ...options };
     this.storage = options.storage || defaultStorage();
+    this.sessionStorage = options.sessionStorage || defaultStorage("sessionStorage");
     this.WebSocketImpl = options.WebSocket || globalThis.WebSocket;
 
     /** @type {"idle"|"searching"|"chatting"} */
@@ -126,6 +194,10 @@ export class FlamingoClient extends EventTarget {
     this.userId = this.storage.getItem(this.options.storageKey);
     /** When the next reconnect attempt is due (ms since epoch), or 0. */
     this.reconnectAt = 0;
+    /** Whether the partner is typing, as partner_typing last said. */
+    this.partnerTyping = false;
+    /** While the partner's connection is down: {chat_id, grace_ms, since}. */
+    this.partnerAway = null;
 
     this._ws = null;
     this._ready = false; // ready received on the current socket
@@ -134,7 +206,20 @@ export class FlamingoClient extends EventTarget {
     this._reconnectTimer = 0;
     this._heartbeatTimer = 0;
     this._deadTimer = 0;
-    this._lastQueue = null; // {gender, preference} of the last join_queue
+    this._lastQueue = null; // {gender, preference, interests} of the last join_queue
+    this._wantQueue = false; // the user asked to search and has not asked to stop
+    this._typingOn = false; // the last typing sent in this chat was true
+    this._typingAt = 0; // when it was sent
+    this._inflight = []; // client_msg_ids sent on this socket and not answered yet
+    this._retryTimer = 0; // sends rate-limited messages again
+    this._retryIds = new Set();
+    this._retryAll = false;
+    // Kept in sessionStorage: this tab's chat, as match_found described it, the last
+    // chat that ended, and the messages not acknowledged yet.
+    const saved = readJSON(this.sessionStorage, this.options.sessionKey) || {};
+    this._chat = saved.chat || null; // {id, initiator, iceServers, commonInterests, relaxed, partner}
+    this._lastChat = saved.lastChat || null; // {id, endedAt}
+    this._pendingMsgs = Array.isArray(saved.pending) ? saved.pending : []; // [{chat_id, client_msg_id, content, sent_at}]
     this._pending = new Map(); // reply type -> [{resolve, reject, timer, ref}]
     this._readyWaiters = [];
     this._orphanChat = null; // chat we believe in that ready did not confirm
@@ -186,33 +271,102 @@ export class FlamingoClient extends EventTarget {
   }
 
   /**
-   * Joins the queue. Resolves on queue_joined (with its payload).
-   * @param {{gender: "male"|"female"|"other", preference?: "male"|"female"|"other"|"any"}} choice
+   * Joins the queue. Resolves on queue_joined (with its payload). Interests are
+   * trimmed, lower-cased and de-duplicated; more than Limits.interests, or one longer
+   * than Limits.interestChars, rejects with invalid_payload before anything is sent.
+   * @param {{gender: "male"|"female"|"other", preference?: "male"|"female"|"other"|"any", interests?: string[]}} choice
    */
   joinQueue(choice) {
     const payload = { gender: choice.gender, preference: choice.preference || "any" };
+    try {
+      const interests = checkInterests(choice.interests);
+      if (interests.length > 0) payload.interests = interests;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this._wantQueue = true;
     return this._request("join_queue", payload, "queue_joined").then((p) => {
       this._lastQueue = payload;
       return p;
     }, (err) => {
       if (err.code === "already_in_queue") this._lastQueue = payload;
+      else this._wantQueue = false;
       throw err;
     });
   }
 
   /** Leaves the queue. Resolves on queue_left. */
   leaveQueue() {
-    this._lastQueue = null;
+    this._wantQueue = false;
     return this._request("leave_queue", {}, "queue_left");
   }
 
   /**
-   * Sends a message into the current chat. There is no reply on success (the partner
-   * gets message_received); a refusal arrives as an "error" event with ref
-   * "send_message". Throws a FlamingoError at once for an empty or too long message,
-   * no chat, or no connection. Returns the message as the sender should show it.
+   * Skips to the next stranger: in a chat, ends it (chat_ended with reason "left"
+   * arrives first) and joins the queue again with the last criteria; out of a chat,
+   * joins again. Resolves on queue_joined. Rejects with not_in_chat if this identity
+   * never joined the queue, already_in_queue if it is searching.
+   * @returns {Promise<object>}
+   */
+  next() {
+    this._wantQueue = true;
+    return this._request("next", {}, "queue_joined").catch(async (err) => {
+      if (err.code === "unknown_event" && this._lastQueue) {
+        // A server without protocol v2: leave and join again in two steps.
+        if (this.chatId) await this.leaveChat();
+        return this.joinQueue(this._lastQueue);
+      }
+      if (err.code !== "already_in_queue") this._wantQueue = false;
+      throw err;
+    });
+  }
+
+  /**
+   * Blocks the partner of a chat: the current one (ended at once) or one that ended
+   * at most five minutes ago. The two are never paired again. Resolves on blocked.
+   * @param {string} [chatId] default: the current chat, else the last one
+   * @returns {Promise<{chat_id: string}>}
+   */
+  block(chatId) {
+    const id = chatId || this._moderatableChat();
+    if (!id) return Promise.reject(new FlamingoError("not_in_chat", "no chat to block", "block"));
+    return this._request("block", { chat_id: id }, "blocked");
+  }
+
+  /**
+   * Reports the partner of a chat (the current one, or one that ended at most five
+   * minutes ago); it implies block. Resolves on reported (no blocked follows).
+   * @param {string} [chatId] default: the current chat, else the last one
+   * @param {"spam"|"harassment"|"nudity"|"underage"|"other"} reason
+   * @param {string} [details] at most Limits.reportDetails characters
+   * @returns {Promise<{chat_id: string}>}
+   */
+  report(chatId, reason, details) {
+    const id = chatId || this._moderatableChat();
+    if (!id) return Promise.reject(new FlamingoError("not_in_chat", "no chat to report", "report"));
+    if (!ReportReasons.includes(reason)) {
+      return Promise.reject(new FlamingoError("invalid_payload", `unknown reason ${JSON.stringify(reason)}`, "report"));
+    }
+    const payload = { chat_id: id, reason };
+    details = details == null ? "" : String(details);
+    if ([...details].length > Limits.reportDetails) {
+      return Promise.reject(new FlamingoError("invalid_payload", `details longer than ${Limits.reportDetails} characters`, "report"));
+    }
+    if (details.trim() !== "") payload.details = details;
+    return this._request("report", payload, "reported");
+  }
+
+  /**
+   * Sends a message into the current chat, with a fresh client_msg_id. The message
+   * is pending until the server acknowledges it: a "message_status" event says
+   * "sending" now and "sent" (with message_id and sent_at) on message_sent; "failed"
+   * (with code) if the server refuses it; "unconfirmed" if the chat was gone after a
+   * resume before an acknowledgement came (it may or may not have been delivered).
+   * Pending messages are sent again, with the same id, after a resume into the same
+   * chat; while the connection is down they wait for it. Throws a FlamingoError at
+   * once for an empty or too long message, or no chat.
    * @param {string} content
-   * @returns {{chat_id: string, content: string, sent_at: string}}
+   * @returns {{chat_id: string, content: string, sent_at: string, client_msg_id: string, status: "sending"}}
    */
   sendMessage(content) {
     content = String(content);
@@ -221,8 +375,96 @@ export class FlamingoClient extends EventTarget {
     if (encoder.encode(content).length > this.options.maxMessageBytes) {
       throw new FlamingoError("message_too_long", `the message is longer than ${this.options.maxMessageBytes} bytes`, "send_message");
     }
-    this._send("send_message", { chat_id: this.chatId, content });
-    return { chat_id: this.chatId, content, sent_at: new Date().toISOString() };
+    if (this._stopped) throw new FlamingoError("not_connected", "not connected", "send_message");
+    const msg = { chat_id: this.chatId, client_msg_id: newClientMsgId(), content, sent_at: new Date().toISOString() };
+    this._pendingMsgs.push(msg);
+    this._saveSession();
+    if (this._ready) this._transmit(msg);
+    // The engine clears the partner's indicator itself when it delivers the message
+    // (DESIGN §4.8), so a typing:false here would only be dropped as a repeat.
+    this._typingOn = false;
+    this._emitStatus(msg, "sending");
+    return { ...msg, status: "sending" };
+  }
+
+  /**
+   * The messages of a chat (default: the current one) still waiting for their
+   * acknowledgement, oldest first.
+   * @param {string} [chatId]
+   * @returns {{chat_id: string, client_msg_id: string, content: string, sent_at: string}[]}
+   */
+  pendingMessages(chatId) {
+    const id = chatId || this.chatId;
+    return this._pendingMsgs.filter((m) => m.chat_id === id).map((m) => ({ ...m }));
+  }
+
+  /**
+   * Says whether the user is typing. Call it with true on every input in the message
+   * box and with false when the box is emptied: it sends typing:true when typing
+   * starts and again at most every typingRefresh ms (the server clears an indicator
+   * after 6 s without a refresh), and typing:false only after a true. Sending a
+   * message ends typing without a frame (the server clears the indicator itself).
+   * Returns whether a frame was sent.
+   * @param {boolean} typing
+   */
+  setTyping(typing) {
+    typing = !!typing;
+    if (!this.chatId || !this._ready) {
+      this._typingOn = false;
+      return false;
+    }
+    const now = Date.now();
+    if (typing ? this._typingOn && now - this._typingAt < this.options.typingRefresh : !this._typingOn) return false;
+    this._typingOn = typing;
+    this._typingAt = now;
+    this._rawSend({ type: "typing", payload: { chat_id: this.chatId, typing } });
+    return true;
+  }
+
+  /**
+   * Sends a WebRTC signaling object (an offer, answer or ICE candidate) to the
+   * partner of the current chat, who receives it as a "signal" event. Throws a
+   * FlamingoError when not in that chat, not connected, or when data is not a plain
+   * object of at most Limits.signalBytes bytes of JSON.
+   * @param {string} chatId
+   * @param {object} data
+   */
+  sendSignal(chatId, data) {
+    if (!chatId || chatId !== this.chatId) throw new FlamingoError("not_in_chat", "not in that chat", "signal");
+    if (data === null || typeof data !== "object" || Array.isArray(data)) {
+      throw new FlamingoError("invalid_payload", "signal data must be a JSON object", "signal");
+    }
+    const json = JSON.stringify(data);
+    if (encoder.encode(json).length > Limits.signalBytes) {
+      throw new FlamingoError("invalid_payload", `signal data larger than ${Limits.signalBytes} bytes`, "signal");
+    }
+    this._send("signal", { chat_id: chatId, data });
+  }
+
+  /**
+   * What match_found said about the current chat, or null when not in one:
+   * {id, initiator, iceServers, commonInterests, relaxed, partner}. It survives a
+   * reload of the tab (sessionStorage). After a takeover from another tab, or a
+   * match made while away whose match_found has not been replayed yet, initiator is
+   * null and the lists are empty.
+   */
+  currentChat() {
+    const c = this._chat;
+    if (!c || c.id !== this.chatId) return null;
+    return { ...c, iceServers: [...c.iceServers], commonInterests: [...c.commonInterests] };
+  }
+
+  /** The same as currentChat(). */
+  get chat() {
+    return this.currentChat();
+  }
+
+  /**
+   * The id of the chat that block and report act on by default: the current chat,
+   * or the last one if it ended at most five minutes ago; else null.
+   */
+  get lastChatId() {
+    return this._moderatableChat();
   }
 
   /** Leaves the current chat. Resolves on the chat_ended that follows (reason "left"). */
@@ -325,6 +567,11 @@ export class FlamingoClient extends EventTarget {
   // _teardown stops timers and fails requests waiting on the old socket.
   _teardown(err) {
     this._ready = false;
+    this._inflight = [];
+    this._typingOn = false; // the server clears the partner's indicator on a disconnect
+    clearTimeout(this._retryTimer); // a resume sends every pending message anyway
+    this._retryIds = new Set();
+    this._retryAll = false;
     clearInterval(this._heartbeatTimer);
     clearTimeout(this._deadTimer);
     this._heartbeatTimer = 0;
@@ -354,17 +601,31 @@ export class FlamingoClient extends EventTarget {
         if (this.state === "searching") this._setState("idle");
         break;
       case "match_found":
-        this._lastQueue = null;
+        this._wantQueue = false;
         this.partner = p.partner || null;
         this._orphanChat = null;
+        this._enterChat(p.chat_id, p);
         this._setState("chatting", p.chat_id);
         break;
       case "chat_ended":
         if (p.chat_id === this._orphanChat) this._orphanChat = null;
         if (p.chat_id === this.chatId) {
           this.partner = null;
+          this._chatGone(p.chat_id);
           this._setState("idle", null);
         }
+        break;
+      case "message_sent":
+        this._acked(p);
+        break;
+      case "partner_typing":
+        if (p.chat_id === this.chatId) this.partnerTyping = !!p.typing;
+        break;
+      case "partner_away":
+        if (p.chat_id === this.chatId) this.partnerAway = { chat_id: p.chat_id, grace_ms: p.grace_ms, since: Date.now() };
+        break;
+      case "partner_back":
+        if (p.chat_id === this.chatId) this.partnerAway = null;
         break;
       case "pong":
         if (this._orphanChat) this._endOrphan();
@@ -372,6 +633,7 @@ export class FlamingoClient extends EventTarget {
       case "error":
         if (p.code === "session_replaced") this._emit("replaced", p);
         else if (p.code === "rate_limited" && p.ref === "init" && !this._ready) this._initRefused(p);
+        else if (p.ref === "send_message" || (p.code === "rate_limited" && !p.ref)) this._sendRefused(p);
         break;
     }
     this._resolve(type, p);
@@ -387,21 +649,34 @@ export class FlamingoClient extends EventTarget {
       this.userId = p.user_id;
       this.storage.setItem(this.options.storageKey, p.user_id);
     }
+    if (!p.resumed) {
+      // A new identity: what this tab kept belongs to the old one.
+      this._chat = null;
+      this._lastChat = null;
+    }
     this._setConnection("open", { resumed: !!p.resumed });
     this._startHeartbeat();
+    // Messages of any other chat can no longer be sent.
+    for (const m of this._pendingMsgs.filter((m) => m.chat_id !== p.chat_id)) this._giveUp(m);
     if (p.chat_id) {
       this._orphanChat = null;
+      if (this._chat?.id !== p.chat_id) this._enterChat(p.chat_id, null);
       this._setState("chatting", p.chat_id);
+      // After a resume into the same chat, send again what was not acknowledged,
+      // with the same client_msg_ids: the server de-duplicates.
+      for (const m of this._pendingMsgs) this._transmit(m);
     } else if (this.chatId) {
       // The chat we knew is gone: a replayed chat_ended usually follows. The pong to
       // this ping arrives after all replayed events, so it tells if none came.
       this._orphanChat = this.chatId;
       this._rawSend({ type: "ping", payload: {} });
     } else if (this.state === "searching") {
-      // A disconnect takes the user out of the queue: join again, or stop searching.
+      // A disconnect takes the user out of the queue: join again (with the last
+      // criteria, or with next, which the server answers with the criteria it
+      // kept), or stop searching.
       const choice = this._lastQueue;
-      if (choice && this.options.rejoinAfterResume) {
-        queueMicrotask(() => this.joinQueue(choice).catch(() => this._setState("idle")));
+      if (this._wantQueue && this.options.rejoinAfterResume) {
+        queueMicrotask(() => (choice ? this.joinQueue(choice) : this.next()).catch(() => this._setState("idle")));
       } else {
         this._setState("idle");
       }
@@ -431,8 +706,138 @@ export class FlamingoClient extends EventTarget {
     this._orphanChat = null;
     if (this.chatId !== id) return;
     this.partner = null;
+    this._chatGone(id);
     this._setState("idle", null);
     this._emit("chat_ended", { chat_id: id, reason: "lost", local: true });
+  }
+
+  // _enterChat records a chat this tab is in: from match_found (p), or from a ready
+  // that names a chat this tab did not know (p null: the details are unknown until a
+  // replayed match_found, if one comes).
+  _enterChat(id, p) {
+    if (this._chat?.id !== id) {
+      this._typingOn = false;
+      this.partnerTyping = false;
+      this.partnerAway = null;
+    }
+    this._chat = {
+      id,
+      initiator: p ? !!p.initiator : null,
+      iceServers: p && Array.isArray(p.ice_servers) ? p.ice_servers : [],
+      commonInterests: p && Array.isArray(p.common_interests) ? p.common_interests : [],
+      relaxed: p ? !!p.relaxed : false,
+      partner: p?.partner || null,
+    };
+    this._saveSession();
+  }
+
+  // _chatGone forgets the current chat, keeping its id for block and report. Its
+  // pending messages that were never answered on this connection are given up; the
+  // ones in flight still get their answer (an acknowledgement, or not_in_chat).
+  _chatGone(id) {
+    this._chat = null;
+    this._lastChat = { id, endedAt: Date.now() };
+    this._typingOn = false;
+    this.partnerTyping = false;
+    this.partnerAway = null;
+    for (const m of this._pendingMsgs.filter((m) => m.chat_id === id && !this._inflight.includes(m.client_msg_id))) {
+      this._giveUp(m);
+    }
+    this._saveSession();
+  }
+
+  _moderatableChat() {
+    if (this.chatId) return this.chatId;
+    const last = this._lastChat;
+    if (last && Date.now() - last.endedAt <= MODERATION_WINDOW) return last.id;
+    return null;
+  }
+
+  // _transmit sends a pending message on the current socket.
+  _transmit(m) {
+    if (!this._ready) return;
+    m.transmitted = true;
+    this._inflight.push(m.client_msg_id);
+    this._saveSession();
+    this._rawSend({ type: "send_message", payload: { chat_id: m.chat_id, content: m.content, client_msg_id: m.client_msg_id } });
+  }
+
+  _acked(p) {
+    const i = this._inflight.indexOf(p.client_msg_id);
+    if (i >= 0) this._inflight.splice(i, 1);
+    const m = this._takePending(p.client_msg_id);
+    if (m) this._emitStatus(m, "sent", { message_id: p.message_id, sent_at: p.sent_at });
+  }
+
+  // _sendRefused handles an error for a send_message. Answers come in the order of
+  // the requests, so an error with ref send_message is about the oldest message in
+  // flight. A rate_limited one is sent again when the server allows it; any other
+  // refusal fails the message. A rate_limited without ref (dropped before it was
+  // read) cannot be placed: every pending message of the chat is sent again later,
+  // which the server's de-duplication makes safe.
+  _sendRefused(p) {
+    const later = Math.max(p.retry_after_ms || 0, 250);
+    if (!p.ref) {
+      this._inflight = [];
+      this._retryLater(later, null);
+      return;
+    }
+    const id = this._inflight.shift();
+    const m = id && this._pendingMsgs.find((m) => m.client_msg_id === id);
+    if (!m) return;
+    if (p.code === "rate_limited") {
+      this._retryLater(later, id);
+      return;
+    }
+    this._takePending(id);
+    this._emitStatus(m, "failed", { code: p.code, message: p.message });
+  }
+
+  // _retryLater sends pending messages of the current chat again after ms: the one
+  // with client_msg_id id, or every one when id is null.
+  _retryLater(ms, id) {
+    if (id === null) this._retryAll = true;
+    else this._retryIds.add(id);
+    clearTimeout(this._retryTimer);
+    this._retryTimer = setTimeout(() => {
+      const all = this._retryAll;
+      const ids = this._retryIds;
+      this._retryAll = false;
+      this._retryIds = new Set();
+      for (const m of this._pendingMsgs) {
+        if (m.chat_id === this.chatId && (all || ids.has(m.client_msg_id))) this._transmit(m);
+      }
+    }, ms);
+  }
+
+  // _giveUp drops a pending message whose chat is gone: "failed" if it never left
+  // this tab, "unconfirmed" if it was sent and no acknowledgement came.
+  _giveUp(m) {
+    this._takePending(m.client_msg_id);
+    if (m.transmitted) this._emitStatus(m, "unconfirmed");
+    else this._emitStatus(m, "failed", { code: "not_in_chat", message: "the chat ended before the message could be sent" });
+  }
+
+  _takePending(id) {
+    const i = this._pendingMsgs.findIndex((m) => m.client_msg_id === id);
+    if (i < 0) return null;
+    const [m] = this._pendingMsgs.splice(i, 1);
+    this._saveSession();
+    return m;
+  }
+
+  _emitStatus(m, status, extra = {}) {
+    this._emit("message_status", { chat_id: m.chat_id, client_msg_id: m.client_msg_id, status, ...extra });
+  }
+
+  _saveSession() {
+    const pending = this._pendingMsgs.map(({ chat_id, client_msg_id, content, sent_at, transmitted }) =>
+      ({ chat_id, client_msg_id, content, sent_at, transmitted: !!transmitted }));
+    try {
+      this.sessionStorage.setItem(this.options.sessionKey, JSON.stringify({ chat: this._chat, lastChat: this._lastChat, pending }));
+    } catch {
+      // storage full or blocked: a reload forgets pending messages, nothing else
+    }
   }
 
   _settleReady(err, p) {
@@ -527,6 +932,14 @@ export class FlamingoClient extends EventTarget {
 
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+function readJSON(store, key) {
+  try {
+    return JSON.parse(store.getItem(key) || "null");
+  } catch {
+    return null;
   }
 }
 
