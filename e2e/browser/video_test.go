@@ -199,6 +199,21 @@ const testInstruments = `(() => {
       t.sockets.push(this);
     }
   };
+  // drive stands in for app.js on a page that does not offer video yet: a client of
+  // its own (its user_id under another key, so that it resumes after a reload), which
+  // FlamingoVideo follows. With a choice it joins the queue, unless it is in a chat.
+  t.drive = async (choice) => {
+    const { FlamingoClient } = await import("./flamingo.js");
+    const client = new FlamingoClient("ws", { storageKey: "videotest.user_id" });
+    t.client = client;
+    if (choice) sessionStorage.setItem("videotest.choice", JSON.stringify(choice));
+    await client.connect();
+    document.querySelector("#screen-welcome").hidden = true;
+    document.querySelector("#screen-chat").hidden = false;
+    await FlamingoVideo.start(client, document.querySelector("#video-area"));
+    if (choice && client.state !== "chatting") await client.joinQueue(choice);
+  };
+  t.join = () => t.client.joinQueue(JSON.parse(sessionStorage.getItem("videotest.choice")));
   // stats describes the newest peer connection that is not closed.
   t.stats = async () => {
     const pc = [...t.pcs].reverse().find((p) => p.connectionState !== "closed");
@@ -262,8 +277,8 @@ func (u *user) hasModeChoice() bool {
 }
 
 // startVideo makes u search in video mode. With the mode choice on the page it clicks
-// it; a page without one (before app.js knew video) is driven by hand: a client of its
-// own, which FlamingoVideo follows.
+// it; a page without one (before app.js knew video) is driven by hand (drive in
+// testInstruments).
 func (u *user) startVideo(gender, preference string) {
 	u.h.t.Helper()
 	if u.hasModeChoice() {
@@ -271,19 +286,7 @@ func (u *user) startVideo(gender, preference string) {
 		u.startSearching(gender, preference)
 		return
 	}
-	u.do(chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(async () => {
-		const { FlamingoClient } = await import("./flamingo.js");
-		const m = new Map();
-		const client = new FlamingoClient("ws", { storage: {
-			getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => void m.set(k, String(v)), removeItem: (k) => void m.delete(k) } });
-		window.__videoTest.client = client;
-		window.__videoTest.choice = { gender: %s, preference: %s };
-		await client.connect();
-		document.querySelector("#screen-welcome").hidden = true;
-		document.querySelector("#screen-chat").hidden = false;
-		await FlamingoVideo.start(client, document.querySelector("#video-area"));
-		await client.joinQueue(window.__videoTest.choice);
-	})()`, jsString(gender), jsString(preference)), chromedp.EvalAwaitPromise))
+	u.await(fmt.Sprintf(`window.__videoTest.drive({ gender: %s, preference: %s })`, jsString(gender), jsString(preference)))
 }
 
 // next leaves the chat and searches again, by the "New stranger" button or by hand.
@@ -293,11 +296,7 @@ func (u *user) next() {
 		u.click("#next-btn")
 		return
 	}
-	u.do(chromedp.Evaluate[chromedp.Void](`(async () => {
-		const c = window.__videoTest.client;
-		await c.leaveChat();
-		await c.joinQueue(window.__videoTest.choice);
-	})()`, chromedp.EvalAwaitPromise))
+	u.await(`window.__videoTest.client.leaveChat().then(() => window.__videoTest.join())`)
 }
 
 // again searches again after the partner left, by "Find someone new" or by hand.
@@ -307,7 +306,24 @@ func (u *user) again() {
 		u.click("#again-btn")
 		return
 	}
-	u.do(chromedp.Evaluate[chromedp.Void](`window.__videoTest.client.joinQueue(window.__videoTest.choice)`, chromedp.EvalAwaitPromise))
+	u.await(`window.__videoTest.join()`)
+}
+
+// reload reloads u's page. A page driven by hand is started again: its client resumes
+// the chat, as app.js would.
+func (u *user) reload() {
+	u.h.t.Helper()
+	u.do(chromedp.Reload())
+	u.waitVisibleText("#conn", "Connected")
+	if !u.hasModeChoice() {
+		u.await(`window.__videoTest.drive(null)`)
+	}
+}
+
+// await evaluates a JavaScript expression and waits for the promise it returns.
+func (u *user) await(js string) {
+	u.h.t.Helper()
+	u.do(chromedp.Evaluate[chromedp.Void](js, chromedp.EvalAwaitPromise))
 }
 
 // stats reads the call's statistics.
@@ -455,6 +471,27 @@ func TestVideoCall(t *testing.T) {
 				checkPair(t, u, s, filter)
 			}
 		}
+	})
+
+	t.Run("a reload builds a new call in the same chat", func(t *testing.T) {
+		// A reloaded page has no peer connection: as the initiator it offers again, as
+		// the other side it asks for an offer; the partner's connection is rebuilt.
+		for _, reloaded := range []*user{alice, bob} {
+			partner := alice
+			if reloaded == alice {
+				partner = bob
+			}
+			pcs := partner.stats().PCs
+			reloaded.reload()
+			h.eventually(partner.name+": a new peer connection for the reloaded page", func() bool { return partner.stats().PCs > pcs })
+			for _, u := range users {
+				s := u.waitFrames(0)
+				assert.Equal(t, 1, s.Open, "%s: one open peer connection", u.name)
+				checkPair(t, u, s, filter)
+			}
+			reloaded.waitJS("the stranger's video to play", `document.querySelector("#video-remote").videoWidth > 0`)
+		}
+		assert.NotEqual(t, alice.initiator(), bob.initiator(), "the roles kept")
 	})
 
 	t.Run("next builds a new call with the same camera", func(t *testing.T) {
