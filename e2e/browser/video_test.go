@@ -511,12 +511,15 @@ func TestVideoCall(t *testing.T) {
 }
 
 func TestVideoWithoutCameraFallsBackToText(t *testing.T) {
+	h := newVideoHarness(t, flamingo.Config{})
+	parent := t
 	for _, tc := range []struct{ name, errName, want string }{
 		{"permission denied", "NotAllowedError", "Camera permission was denied."},
 		{"no camera", "NotFoundError", "No camera was found."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newVideoHarness(t, flamingo.Config{})
+			h.t = t // pages, waits and failures belong to the subtest
+			defer func() { h.t = parent }()
 			deny := fmt.Sprintf(`navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException("refused by the test", %s));`,
 				jsString(tc.errName))
 			carol := h.openVideoPage("carol", desktop, true, deny)

@@ -429,7 +429,8 @@
       if (typeof c.sendSignal === "function") c.sendSignal(chat.id, data);
       else c._send("signal", { chat_id: chat.id, data }); // before flamingo.js had sendSignal
     } catch (err) {
-      if (err && err.code !== "not_connected") console.warn("flamingo video: signal not sent:", err);
+      // Offline, or the chat ended a moment ago: nothing to do.
+      if (err && err.code !== "not_connected" && err.code !== "not_in_chat") console.warn("flamingo video: signal not sent:", err);
     }
   }
 
