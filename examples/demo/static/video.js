@@ -227,7 +227,8 @@
   // ---------- chats and their peer connections ----------
 
   function onMatch(v, p) {
-    if (v.chat && v.chat.id === p.chat_id) return; // a replay of the chat we are in
+    // A replay of the chat we are in changes nothing, unless its role was a guess.
+    if (v.chat && v.chat.id === p.chat_id && !v.chat.guessed) return;
     endChat(v, "ended");
     const info = { chat_id: p.chat_id, initiator: !!p.initiator, ice_servers: p.ice_servers || [] };
     rememberChat(info);
@@ -247,10 +248,12 @@
       if (p.resumed) recover(v, v.chat);
       return;
     }
-    // A new page in a chat (a reload): its role was kept for it.
-    const saved = recallChat();
-    const info = saved && saved.chat_id === p.chat_id ? saved : { chat_id: p.chat_id, initiator: false, ice_servers: [] };
-    const chat = newChat(v, info);
+    // A new page in a chat (a reload): its role was kept for it, by the client (a
+    // flamingo.js that has currentChat) or by us. Without it, the guess is to answer;
+    // a replayed match_found then corrects it.
+    const info = knownChat(v.client, p.chat_id);
+    const chat = newChat(v, info || { chat_id: p.chat_id, initiator: false, ice_servers: [] });
+    chat.guessed = !info;
     if (chat.initiator) enqueue(v, chat, () => offer(v, chat, false));
     else send(v, chat, { type: "hello", pc: chat.pcId });
   }
@@ -271,6 +274,17 @@
       .catch((err) => console.warn("flamingo video:", err));
   }
 
+  // knownChat returns what match_found said about chat id, if the client or this page
+  // kept it, as {chat_id, initiator, ice_servers}; else null.
+  function knownChat(client, id) {
+    const c = typeof client.currentChat === "function" ? client.currentChat() : null;
+    if (c && c.id === id && typeof c.initiator === "boolean") {
+      return { chat_id: id, initiator: c.initiator, ice_servers: c.iceServers || [] };
+    }
+    const saved = recallChat();
+    return saved && saved.chat_id === id ? saved : null;
+  }
+
   function newChat(v, info) {
     const chat = {
       id: info.chat_id,
@@ -280,6 +294,7 @@
       pcId: "",
       remoteId: "", // pc id of the partner's connection that ours talks to
       restartWanted: false, // an ICE restart to make once the current offer is answered
+      guessed: false, // the role is a guess (nothing kept said it)
       queue: Promise.resolve(),
     };
     v.chat = chat;
