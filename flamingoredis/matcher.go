@@ -66,6 +66,7 @@ const (
 	enqueueRelaxLimit = 64
 	relaxLimit        = 256
 	relaxRuns         = 16
+	dropBatch         = 500 // tickets per run of the drop script
 	readCount         = 256 // stream entries per read
 	minBackoff        = 10 * time.Millisecond
 	maxBackoff        = time.Second
@@ -212,7 +213,7 @@ func (m *Matcher) Start(report func(flamingo.Pair)) error {
 // prepare drops this node's leftover tickets and returns the id of the last entry in
 // its pair stream, from which the reader starts.
 func (m *Matcher) prepare(ctx context.Context) (string, error) {
-	if err := dropScript.Run(ctx, m.client, []string{m.keys.nodeTickets}, m.keys.base, m.node).Err(); err != nil {
+	if err := m.drop(ctx); err != nil {
 		return "", fmt.Errorf("flamingoredis: start: drop leftover tickets: %w", err)
 	}
 	// With no ticket of this node waiting, nothing can be appended to its stream until
@@ -226,6 +227,18 @@ func (m *Matcher) prepare(ctx context.Context) (string, error) {
 		last = msgs[0].ID
 	}
 	return last, nil
+}
+
+// drop takes this node's waiting tickets out of the queue, dropBatch at a time. It
+// ends: only this node adds to its ticket set, from Enqueue, which Start and Stop
+// call it before and after.
+func (m *Matcher) drop(ctx context.Context) error {
+	for {
+		left, err := dropScript.Run(ctx, m.client, []string{m.keys.nodeTickets}, m.keys.base, m.node, dropBatch).Int()
+		if err != nil || left == 0 {
+			return err
+		}
+	}
 }
 
 // begin registers an Enqueue or Cancel call; it reports false if the matcher is not
@@ -285,16 +298,8 @@ func (m *Matcher) Enqueue(ctx context.Context, t flamingo.Ticket) error {
 		}
 	}
 
-	ks, nr := m.enqueueKeys(t)
-	relaxIn := ""
-	if len(t.Interests) > 0 && !t.RelaxAt.IsZero() {
-		// Rounded up, so that the ticket never relaxes before its RelaxAt.
-		relaxIn = strconv.FormatInt(int64((time.Until(t.RelaxAt)+time.Microsecond-1)/time.Microsecond), 10)
-	}
-	res, err := enqueueScript.Run(ctx, m.client, ks,
-		m.keys.base, randomHex(12), enqueueRelaxLimit, t.User, orderHex(t.JoinedAt), m.node,
-		appendTicket(make([]byte, 0, 64), t), avoidField(t.Avoid), relaxIn, nr, len(t.Interests),
-		strconv.FormatInt(t.JoinedAt.UnixNano(), 10)).Text()
+	ks, args := m.enqueueCall(t)
+	res, err := enqueueScript.Run(ctx, m.client, ks, args...).Text()
 	if err != nil {
 		return fmt.Errorf("flamingoredis: enqueue: %w", err)
 	}
@@ -326,6 +331,19 @@ func checkTicket(t flamingo.Ticket) error {
 		}
 	}
 	return nil
+}
+
+// enqueueCall returns the KEYS and ARGV of the enqueue script for t.
+func (m *Matcher) enqueueCall(t flamingo.Ticket) (ks []string, args []any) {
+	ks, nr := m.enqueueKeys(t)
+	relaxIn := ""
+	if len(t.Interests) > 0 && !t.RelaxAt.IsZero() {
+		// Rounded up, so that the ticket never relaxes before its RelaxAt.
+		relaxIn = strconv.FormatInt(int64((time.Until(t.RelaxAt)+time.Microsecond-1)/time.Microsecond), 10)
+	}
+	return ks, []any{m.keys.base, randomHex(12), enqueueRelaxLimit, t.User, orderHex(t.JoinedAt), m.node,
+		appendTicket(make([]byte, 0, 64), t), avoidField(t.Avoid), relaxIn, nr, len(t.Interests),
+		strconv.FormatInt(t.JoinedAt.UnixNano(), 10)}
 }
 
 // enqueueKeys returns the KEYS of the enqueue script for t, and how many of them are
@@ -452,7 +470,7 @@ func (m *Matcher) Stop(ctx context.Context) error {
 	}
 
 	var errs []error
-	if err := dropScript.Run(ctx, m.client, []string{m.keys.nodeTickets}, m.keys.base, m.node).Err(); err != nil {
+	if err := m.drop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("flamingoredis: stop: drop tickets: %w", err))
 	}
 	// The reader reports everything before this entry and then returns.

@@ -230,7 +230,11 @@ if ARGV[9] ~= '' and tonumber(ARGV[9]) > 0 then
   relaxAt = (t or now()) + tonumber(ARGV[9])
 end
 
-local best, bf = oldest(KEYS, 5 + nr + ni, #KEYS, user, avoid, nil, nil)
+local best, bf
+-- One EXISTS instead of a ZRANGE per set when none of them holds anyone.
+if #KEYS >= 5 + nr + ni and (#KEYS - 4 - nr - ni < 4 or redis.call('EXISTS', unpack(KEYS, 5 + nr + ni)) > 0) then
+  best, bf = oldest(KEYS, 5 + nr + ni, #KEYS, user, avoid, nil, nil)
+end
 if not best and relaxed then
   best, bf = oldest(KEYS, 5, 4 + nr, user, avoid, nil, nil)
 end
@@ -293,22 +297,20 @@ unlink(f[1], f)
 return 1
 `)
 
-// dropScript takes every waiting ticket of one node out of the queue.
+// dropScript takes waiting tickets of one node out of the queue, at most ARGV[3] of
+// them, so that a node with many waiting users does not keep Redis busy in one script;
+// the caller repeats it until it returns 0 (see Matcher.drop).
 //
 //	KEYS[1] the node's ticket set
 //	ARGV[1] key base
 //	ARGV[2] node id
+//	ARGV[3] how many users of the set to take at most
 //
-// It returns the number of tickets dropped.
+// It returns how many users are left in the set.
 var dropScript = luaScript(luaQueue + `
-local n = 0
-for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for _, u in ipairs(redis.call('SPOP', KEYS[1], ARGV[3])) do
   local f = redis.call('HMGET', tprefix .. u, unpack(fields))
-  if f[1] and f[3] == ARGV[2] then
-    unlink(f[1], f)
-    n = n + 1
-  end
+  if f[1] and f[3] == ARGV[2] then unlink(f[1], f) end
 end
-redis.call('DEL', KEYS[1])
-return n
+return redis.call('SCARD', KEYS[1])
 `)
