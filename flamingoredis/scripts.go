@@ -47,16 +47,18 @@ local fields = {'${ticketMember}', '${ticketAvoid}', '${ticketNode}', '${ticketB
 -- its node's ticket set, and deletes its hash.
 local function unlink(m, f)
   local user = string.sub(m, 33)
-  redis.call('ZREM', f[5], m)
+  local unrelaxed = false -- a ticket still in relax is in no wait: set
   local ix = f[6]
   if ix then
     local i = 1
     while i <= #ix do
       local j = string.find(ix, '\0', i, true) or (#ix + 1)
-      redis.call('ZREM', string.sub(ix, i, j - 1), m)
+      local k = string.sub(ix, i, j - 1)
+      if redis.call('ZREM', k, m) == 1 and k == relaxKey then unrelaxed = true end
       i = j + 1
     end
   end
+  if not unrelaxed then redis.call('ZREM', f[5], m) end
   redis.call('DEL', tprefix .. user)
   redis.call('SREM', nprefix .. f[3] .. '${keyTickets}', user)
 end
@@ -230,10 +232,17 @@ if ARGV[9] ~= '' and tonumber(ARGV[9]) > 0 then
   relaxAt = (t or now()) + tonumber(ARGV[9])
 end
 
+-- The interest search: the int: sets of each interest in turn (nr of them each). An
+-- EXISTS of all of them, then of each interest's, saves the ZRANGEs of sets that
+-- hold no one: most of them, when interests are many and waiters few.
 local best, bf
--- One EXISTS instead of a ZRANGE per set when none of them holds anyone.
-if #KEYS >= 5 + nr + ni and (#KEYS - 4 - nr - ni < 4 or redis.call('EXISTS', unpack(KEYS, 5 + nr + ni)) > 0) then
-  best, bf = oldest(KEYS, 5 + nr + ni, #KEYS, user, avoid, nil, nil)
+local from = 5 + nr + ni
+if #KEYS >= from and redis.call('EXISTS', unpack(KEYS, from)) > 0 then
+  for i = from, #KEYS, nr do
+    if ni == 1 or redis.call('EXISTS', unpack(KEYS, i, i + nr - 1)) > 0 then
+      best, bf = oldest(KEYS, i, i + nr - 1, user, avoid, best, bf)
+    end
+  end
 end
 if not best and relaxed then
   best, bf = oldest(KEYS, 5, 4 + nr, user, avoid, nil, nil)
