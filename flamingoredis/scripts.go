@@ -93,34 +93,44 @@ local function current(m)
   return f
 end
 
--- oldest returns the oldest member of the sets ks[from..to] that is older than best
--- (if best is given; else best itself), is current, is not user's, is not avoided by
--- avoid (user's avoid field) and does not avoid user; and its hash fields. It removes
--- the stale members it meets. It looks past a set's head only for members that are
--- avoided, or stale, so its cost does not grow with the size of the sets.
-local function oldest(ks, from, to, user, avoid, best, bestF)
-  for i = from, to do
-    local k, at = ks[i], 0
-    while true do
-      local m = redis.call('ZRANGE', k, at, at)[1]
-      if not m or (best and not older(m, best)) then break end
+-- oldest returns the oldest member of the sets named in ks that is current, is not
+-- user's, is not avoided by avoid (user's avoid field) and does not avoid user; and
+-- its hash fields; or nil. It reads the head of each set, and looks at the oldest
+-- head first: only when that one is passed over (avoided, or stale, which it removes)
+-- does it read the next member of that set. So it reads one ticket hash in the
+-- common case, and its cost does not grow with the size of the sets.
+local function oldest(ks, user, avoid)
+  local heads, at, passed = {}, {}, {}
+  for i, k in ipairs(ks) do
+    at[i] = 0
+    heads[i] = redis.call('ZRANGE', k, 0, 0)[1] or false
+  end
+  while true do
+    local mi
+    for i = 1, #ks do
+      if heads[i] and (not mi or older(heads[i], heads[mi])) then mi = i end
+    end
+    if not mi then return nil end
+    local m = heads[mi]
+    if not passed[m] then
       local u = string.sub(m, 33)
       if u == user or avoids(avoid, u) then
-        at = at + 1
+        passed[m] = true
       else
         local f = current(m)
         if not f then
-          redis.call('ZREM', k, m)
+          redis.call('ZREM', ks[mi], m)
+          at[mi] = at[mi] - 1 -- the next member moved up
         elseif avoids(f[2], user) then
-          at = at + 1
+          passed[m] = true
         else
-          best, bestF = m, f
-          break
+          return m, f
         end
       end
     end
+    at[mi] = at[mi] + 1
+    heads[mi] = redis.call('ZRANGE', ks[mi], at[mi], at[mi])[1] or false
   end
-  return best, bestF
 end
 
 -- pair appends the pair of two tickets already taken out of the queue to the inbox
@@ -169,7 +179,7 @@ local function relaxOne(m)
     end
   end
   local user = string.sub(m, 33)
-  local w, wf = oldest(ks, 1, #ks, user, f[2], nil, nil)
+  local w, wf = oldest(ks, user, f[2])
   if not w then
     redis.call('ZADD', f[5], 0, m)
     return 0
@@ -236,16 +246,17 @@ end
 -- EXISTS of all of them, then of each interest's, saves the ZRANGEs of sets that
 -- hold no one: most of them, when interests are many and waiters few.
 local best, bf
-local from = 5 + nr + ni
+local from, ks = 5 + nr + ni, {}
 if #KEYS >= from and redis.call('EXISTS', unpack(KEYS, from)) > 0 then
   for i = from, #KEYS, nr do
     if ni == 1 or redis.call('EXISTS', unpack(KEYS, i, i + nr - 1)) > 0 then
-      best, bf = oldest(KEYS, i, i + nr - 1, user, avoid, best, bf)
+      for j = i, i + nr - 1 do ks[#ks + 1] = KEYS[j] end
     end
   end
+  best, bf = oldest(ks, user, avoid)
 end
 if not best and relaxed then
-  best, bf = oldest(KEYS, 5, 4 + nr, user, avoid, nil, nil)
+  best, bf = oldest({unpack(KEYS, 5, 4 + nr)}, user, avoid)
 end
 if best then
   unlink(best, bf)
