@@ -3,7 +3,10 @@ package flamingo_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -201,4 +204,97 @@ func benchmarkMemoryMatcherEnqueue(b *testing.B, waiting int) {
 		b.Fatalf("%d waiting at the end, want about %d", l, waiting)
 	}
 	b.ReportMetric(float64(matches)/b.Elapsed().Seconds(), "matches/s")
+}
+
+// The timer relaxes each waiter at its RelaxAt, the earliest first, also when a later
+// Enqueue brings an earlier RelaxAt than the one it was set for; nothing is paired
+// before. synctest's clock makes the waits exact.
+func TestMemoryMatcher_RelaxTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := flamingo.NewMemoryMatcher()
+		var (
+			mu    sync.Mutex
+			pairs []flamingo.Pair
+			at    []time.Duration
+		)
+		start := time.Now()
+		require.NoError(t, m.Start(func(p flamingo.Pair) {
+			mu.Lock()
+			defer mu.Unlock()
+			pairs = append(pairs, p)
+			at = append(at, time.Since(start))
+		}))
+		reported := func() ([]flamingo.Pair, []time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(pairs), slices.Clone(at)
+		}
+		tk := func(user string, g flamingo.Gender, p flamingo.Preference, joined int, relaxIn time.Duration, likes ...string) flamingo.Ticket {
+			return flamingo.Ticket{User: user, Gender: g, Preference: p, Interests: likes,
+				JoinedAt: start.Add(time.Duration(joined) * time.Millisecond), RelaxAt: start.Add(relaxIn)}
+		}
+		// Two relaxed women wait; two men who like what they do not arrive, the
+		// second relaxing first.
+		require.NoError(t, m.Enqueue(ctx, tk("w1", flamingo.GenderFemale, flamingo.PreferMale, 1, 0)))
+		require.NoError(t, m.Enqueue(ctx, tk("w2", flamingo.GenderFemale, flamingo.PreferMale, 2, -time.Second, "art")))
+		require.NoError(t, m.Enqueue(ctx, tk("m1", flamingo.GenderMale, flamingo.PreferFemale, 3, 10*time.Second, "chess")))
+		require.NoError(t, m.Enqueue(ctx, tk("m2", flamingo.GenderMale, flamingo.PreferFemale, 4, 5*time.Second, "golf")))
+		synctest.Wait()
+		got, _ := reported()
+		require.Empty(t, got, "paired before any RelaxAt")
+
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		got, gotAt := reported()
+		require.Len(t, got, 1)
+		assert.Equal(t, []string{"w1", "m2"}, []string{got[0].A.User, got[0].B.User}, "m2 relaxes first and meets the oldest")
+		assert.Equal(t, 5*time.Second, gotAt[0])
+
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		got, gotAt = reported()
+		require.Len(t, got, 2)
+		assert.Equal(t, []string{"w2", "m1"}, []string{got[1].A.User, got[1].B.User})
+		assert.Equal(t, 10*time.Second, gotAt[1])
+		assert.Zero(t, m.Len())
+
+		// A waiter whose RelaxAt is to come, then Stop: the timer goes with it.
+		require.NoError(t, m.Enqueue(ctx, tk("m3", flamingo.GenderMale, flamingo.PreferFemale, 5, time.Minute, "chess")))
+		require.NoError(t, m.Stop(ctx))
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		got, _ = reported()
+		assert.Len(t, got, 2)
+	})
+}
+
+// Stop waits for the pairs the timer has made to be reported, so that no report
+// call outlives it.
+func TestMemoryMatcher_StopWaitsForTimerReports(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := flamingo.NewMemoryMatcher()
+		entered, release := make(chan struct{}), make(chan struct{})
+		require.NoError(t, m.Start(func(flamingo.Pair) {
+			close(entered)
+			<-release
+		}))
+		now := time.Now()
+		require.NoError(t, m.Enqueue(ctx, flamingo.Ticket{User: "a", Gender: flamingo.GenderMale, Preference: flamingo.PreferAny, JoinedAt: now}))
+		require.NoError(t, m.Enqueue(ctx, flamingo.Ticket{User: "b", Gender: flamingo.GenderFemale, Preference: flamingo.PreferAny,
+			JoinedAt: now, Interests: []string{"art"}, RelaxAt: now.Add(time.Second)}))
+		<-entered // the timer's report call is under way
+
+		stopped := make(chan error, 1)
+		go func() { stopped <- m.Stop(ctx) }()
+		synctest.Wait()
+		select {
+		case <-stopped:
+			t.Fatal("Stop returned while a report call was under way")
+		default:
+		}
+		close(release)
+		require.NoError(t, <-stopped)
+	})
 }

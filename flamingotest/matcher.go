@@ -38,6 +38,10 @@ var (
 // documented on that interface: pairs are mutual, fair by JoinedAt and atomic, no two
 // compatible tickets are left waiting, and Start, Enqueue and Cancel return what the
 // contract says, also under concurrent use and out of turn (before Start, after Stop).
+// The rules of matching v2 have a subtest each: a shared interest goes before age, no
+// pair of strangers sharing no interest before both are relaxed, a waiter paired when
+// its RelaxAt comes without a new arrival (and not before), Pools never crossed, Avoid
+// honoured both ways, and every field of a ticket carried unchanged into its Pair.
 // An implementation runs it from its own tests:
 //
 //	func TestRedisMatcher_Conformance(t *testing.T) {
@@ -53,7 +57,9 @@ var (
 // Enqueue, Cancel and Start after Stop.
 //
 // Pairs may be reported from any goroutine and after Enqueue returns: the suite waits
-// for each pair it expects, and fails after five seconds without one. It tells a
+// for each pair it expects, and fails after five seconds without one. A matcher may
+// relax waiters on a tick of its own: RelaxWithoutArrival sets a RelaxAt 400 ms ahead
+// and waits up to five seconds past it. It tells a
 // waiting ticket from a paired one by calling Cancel, which must return true only for a
 // ticket that was still waiting.
 //
@@ -75,6 +81,12 @@ func TestMatcher(t *testing.T, newMatcher func(t *testing.T) flamingo.Matcher) {
 	t.Run("CancelWaiting", func(t *testing.T) { testMatcherCancelWaiting(t, newMatcher) })
 	t.Run("CancelUnknownOrPaired", func(t *testing.T) { testMatcherCancelNotWaiting(t, newMatcher) })
 	t.Run("ReportMayEnqueue", func(t *testing.T) { testMatcherReportReentry(t, newMatcher) })
+	t.Run("InterestOverAge", func(t *testing.T) { testMatcherInterestOverAge(t, newMatcher) })
+	t.Run("NoPairBeforeRelaxAt", func(t *testing.T) { testMatcherNoPairBeforeRelaxAt(t, newMatcher) })
+	t.Run("RelaxWithoutArrival", func(t *testing.T) { testMatcherRelaxWithoutArrival(t, newMatcher) })
+	t.Run("PoolsNeverCross", func(t *testing.T) { testMatcherPoolsNeverCross(t, newMatcher) })
+	t.Run("AvoidBothWays", func(t *testing.T) { testMatcherAvoidBothWays(t, newMatcher) })
+	t.Run("CarriesFields", func(t *testing.T) { testMatcherCarriesFields(t, newMatcher) })
 	t.Run("Concurrent", func(t *testing.T) { testMatcherConcurrent(t, newMatcher) })
 	t.Run("Model", func(t *testing.T) { testMatcherModel(t, newMatcher) })
 }
@@ -83,14 +95,17 @@ func TestMatcher(t *testing.T, newMatcher func(t *testing.T) flamingo.Matcher) {
 type matcherRecorder struct {
 	mu    sync.Mutex
 	pairs []flamingo.Pair
+	at    []time.Time // when each pair was reported
 
 	// hook, if set before Start, is called after each pair is recorded, without mu.
 	hook func(flamingo.Pair)
 }
 
 func (r *matcherRecorder) report(p flamingo.Pair) {
+	now := time.Now()
 	r.mu.Lock()
 	r.pairs = append(r.pairs, p)
+	r.at = append(r.at, now)
 	r.mu.Unlock()
 	if r.hook != nil {
 		r.hook(p)
@@ -107,6 +122,12 @@ func (r *matcherRecorder) snapshot() []flamingo.Pair {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.pairs)
+}
+
+func (r *matcherRecorder) times() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.at)
 }
 
 // matcherRig is one started matcher under test, with its recorder.

@@ -9,8 +9,13 @@
 //	func TestRedisMatcher_Properties(t *testing.T) {
 //		newMatcher := func() flamingo.Matcher { return newTestRedisMatcher(t) }
 //		property.CheckMatcher(t, newMatcher, property.Options{})
+//		property.CheckMatcherRules(t, newMatcher, property.Options{})
 //		property.CheckMatcherConcurrent(t, newMatcher, 32, 300, property.Options{})
 //	}
+//
+// [CheckMatcherRules] holds a matcher to the rules of matching v2 (interests and
+// their relaxation, pools, Avoid) with a state machine of its own; the invariants
+// below are those of the other two checks, which use tickets without interests.
 //
 // Both checks hold a matcher to the invariants its contract states:
 //   - nobody is matched twice: a Pair only holds tickets that are waiting, and a
@@ -73,6 +78,7 @@ type lenner interface{ Len() int }
 type pairLog struct {
 	mu    sync.Mutex
 	pairs []flamingo.Pair
+	at    []time.Time   // when each pair was reported
 	more  chan struct{} // signalled after each pair; capacity 1 so report never blocks
 	hook  func(flamingo.Pair)
 }
@@ -82,8 +88,10 @@ func newPairLog(hook func(flamingo.Pair)) *pairLog {
 }
 
 func (l *pairLog) report(p flamingo.Pair) {
+	now := time.Now()
 	l.mu.Lock()
 	l.pairs = append(l.pairs, p)
+	l.at = append(l.at, now)
 	l.mu.Unlock()
 	select {
 	case l.more <- struct{}{}:
@@ -98,6 +106,13 @@ func (l *pairLog) snapshot() []flamingo.Pair {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.pairs)
+}
+
+// snapshotTimes returns the pairs and when each was reported.
+func (l *pairLog) snapshotTimes() ([]flamingo.Pair, []time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.pairs), slices.Clone(l.at)
 }
 
 func (l *pairLog) count() int {
@@ -135,6 +150,16 @@ type Options struct {
 	// has not been reported when Enqueue returns is missing. Otherwise each expected
 	// pair is waited for, up to [PairWait].
 	Synchronous bool
+	// RelaxTick is the longest the matcher may take, once a waiter's RelaxAt has come,
+	// to pair it with a relaxed waiter (see [CheckMatcherRules]). Zero means [PairWait].
+	RelaxTick time.Duration
+}
+
+func (o Options) relaxWait() time.Duration {
+	if o.RelaxTick > 0 {
+		return o.RelaxTick
+	}
+	return PairWait
 }
 
 func (o Options) pairWait() time.Duration {

@@ -27,5 +27,6 @@ func TestMemoryMatcher_Concurrent(t *testing.T) {
 // the memory matcher without the option too.
 func TestMemoryMatcher_AnyMatcherOptions(t *testing.T) {
 	CheckMatcher(t, newMemoryMatcher, Options{})
+	CheckMatcherRules(t, newMemoryMatcher, Options{})
 	CheckMatcherConcurrent(t, newMemoryMatcher, 8, 200, Options{})
 }
