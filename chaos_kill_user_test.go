@@ -485,6 +485,10 @@ func (u *chaosUser) handle(f *chaosFrame) {
 		default:
 			u.r.problem("user %d (%s): unexpected error %s", u.idx, u.describe(), f.raw)
 		}
+	case flamingo.EventPartnerAway, flamingo.EventPartnerBack:
+		if p.ChatID != u.chatID {
+			u.r.problem("user %d: presence for a chat it is not in: %s", u.idx, f.raw)
+		}
 	default:
 		u.r.problem("user %d: unexpected frame %s", u.idx, f.raw)
 	}

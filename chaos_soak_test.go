@@ -201,6 +201,10 @@ func (s *soakClient) session(ask string) (owner string, err error) {
 				default:
 					s.problem("unexpected error %s", f.raw)
 				}
+			case flamingo.EventPartnerAway, flamingo.EventPartnerBack:
+				if !s.chats[p.ChatID] {
+					s.problem("presence in a chat the client was never in: %s", f.raw)
+				}
 			default:
 				s.problem("unexpected frame %s", f.raw)
 			}

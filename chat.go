@@ -13,6 +13,7 @@ type chat struct {
 	id      string
 	users   [2]*session
 	started time.Time
+	sides   [2]chatSide // of users[i], if on this node (conversation.go)
 }
 
 func (ch *chat) partner(s *session) *session {
@@ -95,6 +96,9 @@ func (e *Engine) sendMessage(c *conn, ev clientEvent) {
 	if ch == nil {
 		return
 	}
+	if e.ackedLocked(s, ch, ev) {
+		return
+	}
 	var idBuf [16]byte
 	now := time.Now()
 	e.relayLocked(c, s, ch, ev, e.messageIDLocked(idBuf[:0], now), now)
@@ -105,7 +109,7 @@ func (e *Engine) messageFor(c *conn, ev clientEvent) (Message, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s, ch := e.chatLocked(c, ev)
-	if ch == nil {
+	if ch == nil || e.ackedLocked(s, ch, ev) {
 		return Message{}, false
 	}
 	now := time.Now()
@@ -127,6 +131,9 @@ func (e *Engine) relayAfterHook(c *conn, ev clientEvent, m Message) {
 	s := c.sess
 	if s == nil || s.chat == nil || s.chat.id != m.ChatID {
 		e.sendErrorLocked(c, CodeNotInChat, "the chat has ended", ev.typ)
+		return
+	}
+	if e.ackedLocked(s, s.chat, ev) { // a retry that raced the hook
 		return
 	}
 	e.relayLocked(c, s, s.chat, ev, []byte(m.MessageID), m.SentAt)
@@ -162,16 +169,12 @@ func (e *Engine) relayLocked(c *conn, s *session, ch *chat, ev clientEvent, msgI
 	// One allocation of exactly the right size.
 	frame := appendMessageReceived(make([]byte, 0, messageReceivedLen(ch.id, msgID, ev.content)),
 		ch.id, msgID, ev.content, sentAt)
-	if p := ch.partner(s); p.remote {
-		// Whether a partner away on another node can take more is not known here:
-		// that node drops what is over its bound.
-		e.publishLocked(func() { e.broker.Send(p.handle, ClusterEvent{ChatID: ch.id, Frame: frame}) })
-		e.counters.crossNode++
-	} else if !e.deliverLocked(p, frame, false) {
+	if !e.toPartnerLocked(s, ch, frame, false) {
 		e.sendErrorLocked(c, CodeRateLimited, "your partner is away and cannot take more messages now", ev.typ)
 		return
 	}
 	e.counters.messages++
+	e.sentLocked(s, ch, ev, msgID, sentAt)
 }
 
 func (e *Engine) handleLeaveChat(c *conn, ev clientEvent) {
@@ -202,6 +205,7 @@ func (e *Engine) leaveChat(c *conn, ev clientEvent) (ChatEnd, bool) {
 func (e *Engine) endChatLocked(ch *chat, by *session, reason EndReason) ChatEnd {
 	for _, s := range ch.users {
 		if !s.remote && s.chat == ch {
+			e.stopTypingLocked(s, ch)
 			e.leaveChatLocked(s)
 		}
 	}
@@ -247,6 +251,12 @@ func (e *Engine) leaveChatLocked(s *session) {
 	ch := s.chat
 	s.chat = nil
 	e.inChat--
+	if side := ch.sideOf(s); side.typing { // (the partner was told, if still there)
+		side.typing = false
+		if !ch.sides[0].typing && !ch.sides[1].typing {
+			delete(e.typers, ch)
+		}
+	}
 	if p := ch.partner(s); p.remote || p.chat != ch {
 		delete(e.chats, ch)
 	}

@@ -152,7 +152,8 @@ func (e *Engine) stateLocked(s *session, withHeld bool) *SessionState {
 	st := &SessionState{Found: true, User: s.handle, Digest: s.digest, Gender: s.gender, Away: s.conn == nil}
 	if ch := s.chat; ch != nil {
 		p := ch.partner(s)
-		st.Chat = &ChatState{ID: ch.id, Peer: p.handle, PeerGender: p.gender, StartedAt: ch.started}
+		st.Chat = &ChatState{ID: ch.id, Peer: p.handle, PeerGender: p.gender, StartedAt: ch.started,
+			Acked: ch.sideOf(s).acked.list()}
 	}
 	if withHeld {
 		for _, b := range s.held {
@@ -201,6 +202,9 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 	if cs := st.Chat; cs != nil {
 		peer := &session{handle: cs.Peer, gender: cs.PeerGender, remote: true}
 		ch := &chat{id: cs.ID, users: [2]*session{s, peer}, started: cs.StartedAt}
+		for _, m := range cs.Acked {
+			ch.sides[0].acked.add(m)
+		}
 		e.chats[ch] = struct{}{}
 		s.chat = ch
 		e.inChat++
@@ -208,6 +212,9 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 	}
 	e.attachLocked(c, s)
 	e.counters.resumed++
+	if st.Away {
+		e.partnerBackLocked(s)
+	}
 	n := len(c.queue)
 	e.pushLocked(c, outFrame{b: appendReady(nil, ev.userID, true, chatID)})
 	for _, ev := range st.Events {
@@ -288,6 +295,7 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 		e.publishLocked(func() { reply(SessionState{User: user}) })
 		return
 	}
+	away := s.conn == nil // else a takeover, which is no drop: the partner saw no partner_away
 	if old := s.conn; old != nil {
 		e.replaceConnLocked(old, s)
 	}
@@ -295,7 +303,7 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 	delete(e.sessions, user)
 	e.checkDrainedLocked()
 	st := e.stateLocked(s, true)
-	st.Away = true
+	st.Away = away
 	s.held, s.heldBytes = nil, 0
 	if ch := s.chat; ch != nil {
 		e.leaveChatLocked(s)

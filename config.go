@@ -101,7 +101,9 @@ type Config struct {
 	ICEServers func(user string) []ICEServer
 	// InitTimeout, WriteTimeout and HeartbeatInterval are enforced by one engine
 	// goroutine that looks at every connection ten times per the shortest of the
-	// three (every second with the defaults), so each may run over by that much.
+	// three, and at least every second (every second with the defaults), so each may
+	// run over by that much. The same goroutine ends typing indicators that went 6
+	// seconds without a refresh.
 
 	// OnMatch, if set, is called after two users are paired.
 	OnMatch func(ChatInfo)

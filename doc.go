@@ -44,6 +44,20 @@
 // meanwhile are delivered in order. A second live connection with the same user_id takes
 // the session over, and the old one is closed with [CloseSessionReplaced].
 //
+// # Conversation and video
+//
+// Besides messages, a chat carries typing indicators (typing in, partner_typing out;
+// the engine turns an indicator off itself when the message is sent, after 6 seconds
+// without a refresh, when the typer drops and when the chat ends), the partner's
+// presence (partner_away when their connection drops and the chat is kept,
+// partner_back when they resume) and WebRTC signaling: match_found names exactly one
+// initiator and gives each user its ICE servers ([Config.ICEServers]; [TURNServers]
+// issues short-lived TURN credentials), and signal relays an offer, answer or
+// candidate to the partner as it is. A send_message with a client_msg_id is
+// acknowledged with message_sent; the client re-sends what was not acknowledged after
+// a resume, and the engine delivers a repeat once and acknowledges it again with the
+// same message_id.
+//
 // # Matching
 //
 // A [Matcher] pairs waiting users. The default, [MemoryMatcher], pairs a user with the

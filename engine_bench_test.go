@@ -1,6 +1,7 @@
 package flamingo_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
@@ -27,7 +28,8 @@ type benchChat struct {
 // closes both pipes and shuts the engine down, waiting for every goroutine.
 func newBenchChat(b *testing.B) *benchChat {
 	b.Helper()
-	e, err := flamingo.New(flamingo.Config{})
+	// No rate limits: a benchmark sends far more than a person would.
+	e, err := flamingo.New(flamingo.Config{MessageRate: unlimited, EventRate: unlimited})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -137,6 +139,40 @@ func BenchmarkEngineRelay(b *testing.B) {
 		b.ReportAllocs()
 		benchStream(b, bc.a, bc.b, bc.frame)
 	})
+	// stream, with Engine.Metrics taken every millisecond meanwhile: the engine's
+	// side of a Prometheus scrape (flamingoprom reads Metrics), at ten thousand
+	// times the rate of a 10 s scrape interval.
+	b.Run("engine/stream-scraped", func(b *testing.B) {
+		bc := newBenchChat(b)
+		defer bc.stop(b)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					_ = bc.e.Metrics()
+				}
+			}
+		}()
+		b.ReportAllocs()
+		benchStream(b, bc.a, bc.b, bc.frame)
+		close(stop)
+		<-done
+	})
+	// stream, with every message acknowledged: each carries a new client_msg_id,
+	// and the sender reads message_sent for it (conversation v2).
+	b.Run("engine/stream-acked", func(b *testing.B) {
+		bc := newBenchChat(b)
+		defer bc.stop(b)
+		b.ReportAllocs()
+		benchStreamAcked(b, bc)
+	})
 	b.Run("pipe/pingpong", func(b *testing.B) {
 		a, peer := flamingotest.Pipe()
 		frame := []byte(`{"type":"send_message","payload":{"chat_id":"9f86d081884c7d659a2feaa0c55ad015","content":` + strconv.Quote(benchContent) + `}}`)
@@ -184,6 +220,45 @@ func benchStream(b *testing.B, from, to *flamingotest.PipeEnd, frame []byte) {
 	}()
 	for range n {
 		if _, err := to.Read(ctx); err != nil {
+			b.Fatal(err)
+		}
+		<-window
+	}
+	b.StopTimer()
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// benchStreamAcked is benchStream for messages with a client_msg_id: the reader takes
+// each message from the partner and then its message_sent from the sender, so that
+// neither queue grows past the window.
+func benchStreamAcked(b *testing.B, bc *benchChat) {
+	const streamWindow = 32
+	ctx := context.Background()
+	n := b.N
+	window := make(chan struct{}, streamWindow)
+	errc := make(chan error, 1)
+	prefix := bytes.TrimSuffix(bc.frame, []byte("}}"))
+	b.ResetTimer()
+	go func() {
+		frame := make([]byte, 0, len(prefix)+64)
+		for i := range n {
+			window <- struct{}{}
+			frame = append(append(append(frame[:0], prefix...), `,"client_msg_id":"m`...), strconv.Itoa(i)...)
+			frame = append(frame, `"}}`...)
+			if err := bc.a.Write(ctx, frame); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for range n {
+		if _, err := bc.b.Read(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bc.a.Read(ctx); err != nil {
 			b.Fatal(err)
 		}
 		<-window

@@ -305,6 +305,9 @@ func TestResume_WithinGrace_ReplaysHeldEventsInOrder(t *testing.T) {
 		a, b := flamingotest.Pair(t, e)
 		chatID := a.ChatID
 		awaySynctest(a)
+		var away flamingo.PartnerAwayPayload
+		b.ExpectPayload(flamingo.EventPartnerAway, &away)
+		assert.Equal(t, flamingo.PartnerAwayPayload{ChatID: chatID, GraceMs: 30000}, away)
 
 		time.Sleep(20 * time.Second) // virtual time: well within the 30 s grace
 		for i := range 5 {
@@ -321,6 +324,9 @@ func TestResume_WithinGrace_ReplaysHeldEventsInOrder(t *testing.T) {
 			assert.Equal(t, fmt.Sprint("held ", i), a2.ExpectMessage().Content)
 		}
 		a2.Sync()
+		var back flamingo.ChatPayload
+		b.ExpectPayload(flamingo.EventPartnerBack, &back)
+		assert.Equal(t, chatID, back.ChatID)
 
 		time.Sleep(time.Minute) // the old grace deadline passes: the resumed chat lives on
 		a2.Say("back")
@@ -341,6 +347,7 @@ func TestResume_AfterGrace_PartnerToldOnce(t *testing.T) {
 		a, b := flamingotest.Pair(t, e)
 		chatID := a.ChatID
 		awaySynctest(a)
+		b.Expect(flamingo.EventPartnerAway)
 
 		time.Sleep(10*time.Second - time.Millisecond)
 		b.Sync() // not yet
@@ -398,6 +405,7 @@ func TestHeldEvents_Bounded(t *testing.T) {
 	e := newEngine(t, flamingo.Config{MaxQueuedEvents: 3})
 	a, b := flamingotest.Pair(t, e)
 	away(t, e, a)
+	b.Expect(flamingo.EventPartnerAway)
 	for i := range 3 {
 		b.Say(fmt.Sprint(i))
 	}
@@ -476,6 +484,7 @@ func TestHookPanic_ClosesOnlyThatConnection(t *testing.T) {
 	a.ExpectClosed(flamingo.CloseInternalError)
 	c.Say("still fine")
 	assert.Equal(t, "still fine", d.ExpectMessage().Content)
+	b.Expect(flamingo.EventPartnerAway)
 	b.Sync()
 }
 
@@ -493,6 +502,9 @@ func TestSlowConsumer_DroppedWithoutBlockingPartner(t *testing.T) {
 			a.Say(content)
 			a.Send(flamingo.EventPing, nil)
 			for ev := a.Next(); ev.Type != flamingo.EventPong; ev = a.Next() { // a is never blocked
+				if ev.Type == flamingo.EventPartnerAway { // b was dropped
+					continue
+				}
 				var p flamingo.ErrorPayload
 				require.NoError(t, ev.Decode(&p))
 				require.Equal(t, flamingo.CodeRateLimited, p.Code, "only a full hold refuses a message")
@@ -592,6 +604,7 @@ func TestHeartbeat_DeadPeerClosed(t *testing.T) {
 		time.Sleep(25*time.Second - time.Millisecond)
 		dead.Sync() // the first ping (due at 20 s) is not yet overdue
 		dead.ExpectClosed(flamingo.CloseGoingAway)
+		alive.Expect(flamingo.EventPartnerAway)
 		// Due at 20 s, checked every second (a tenth of the 10 s default InitTimeout),
 		// unanswered for 5 s.
 		assert.LessOrEqual(t, time.Since(start), 26*time.Second)
@@ -619,7 +632,8 @@ func TestWriteTimeout_DropsStalledReader(t *testing.T) {
 		assert.Equal(t, 1, e.Stats().Online, "dropped within a tenth of the shortest deadline after it")
 		assert.LessOrEqual(t, time.Since(start), 5*time.Second)
 		b.ExpectClosed(flamingo.CloseSlowConsumer)
-		a.Sync() // the partner was never held up
+		a.Expect(flamingo.EventPartnerAway) // the partner was never held up
+		a.Sync()
 	})
 }
 

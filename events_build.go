@@ -272,3 +272,55 @@ func appendRateLimited(dst []byte, ref EventType, retryAfter time.Duration) []by
 	dst = strconv.AppendInt(dst, max(retryAfter.Milliseconds(), 1), 10)
 	return append(dst, "}}"...)
 }
+
+func appendMessageSent(dst []byte, chatID, clientMsgID, messageID string, sentAt time.Time) []byte {
+	dst = appendHead(dst, EventMessageSent)
+	dst = appendField(dst, true, "chat_id")
+	dst = appendString(dst, chatID)
+	dst = appendField(dst, false, "client_msg_id")
+	dst = appendString(dst, clientMsgID)
+	dst = appendField(dst, false, "message_id")
+	dst = appendString(dst, messageID)
+	dst = appendField(dst, false, "sent_at")
+	dst = append(dst, '"')
+	dst = appendSentAt(dst, sentAt)
+	return append(dst, "\"}}"...)
+}
+
+// appendTyping appends typing or partner_typing.
+func appendTyping(dst []byte, t EventType, chatID string, typing bool) []byte {
+	dst = appendHead(dst, t)
+	dst = appendField(dst, true, "chat_id")
+	dst = appendString(dst, chatID)
+	dst = appendField(dst, false, "typing")
+	dst = strconv.AppendBool(dst, typing)
+	return append(dst, "}}"...)
+}
+
+// appendSignal appends a signal with data, a JSON object that the parser checked,
+// as it is.
+func appendSignal(dst []byte, chatID string, data []byte) []byte {
+	dst = appendHead(dst, EventSignal)
+	dst = appendField(dst, true, "chat_id")
+	dst = appendString(dst, chatID)
+	dst = appendField(dst, false, "data")
+	dst = append(dst, data...)
+	return append(dst, "}}"...)
+}
+
+func appendPartnerAway(dst []byte, chatID string, grace time.Duration) []byte {
+	dst = appendHead(dst, EventPartnerAway)
+	dst = appendField(dst, true, "chat_id")
+	dst = appendString(dst, chatID)
+	dst = appendField(dst, false, "grace_ms")
+	dst = strconv.AppendInt(dst, grace.Milliseconds(), 10)
+	return append(dst, "}}"...)
+}
+
+// appendChat appends an event whose payload names a chat and nothing else.
+func appendChat(dst []byte, t EventType, chatID string) []byte {
+	dst = appendHead(dst, t)
+	dst = appendField(dst, true, "chat_id")
+	dst = appendString(dst, chatID)
+	return append(dst, "}}"...)
+}

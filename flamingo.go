@@ -56,7 +56,8 @@ type Engine struct {
 	drained  chan struct{}       // closed when a drain has nothing left to hand over
 	sessions map[string]*session // by handle
 	chats    map[*chat]struct{}
-	claims   map[string]*claim // by handle: sessions being claimed from another node
+	typers   map[*chat]struct{} // chats in which a user of this node is shown typing
+	claims   map[string]*claim  // by handle: sessions being claimed from another node
 	conns    map[*conn]struct{}
 	ips      map[netip.Addr]*ipLimits // buckets of remote addresses seen lately
 	online   int
@@ -103,6 +104,7 @@ func New(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		sessions:  make(map[string]*session),
 		chats:     make(map[*chat]struct{}),
+		typers:    make(map[*chat]struct{}),
 		claims:    make(map[string]*claim),
 		conns:     make(map[*conn]struct{}),
 		ips:       make(map[netip.Addr]*ipLimits),

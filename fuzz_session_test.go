@@ -443,6 +443,9 @@ var (
 		flamingo.EventReady: true, flamingo.EventQueueJoined: true, flamingo.EventQueueLeft: true,
 		flamingo.EventMatchFound: true, flamingo.EventMessageReceived: true, flamingo.EventChatEnded: true,
 		flamingo.EventPong: true, flamingo.EventStats: true, flamingo.EventError: true,
+		flamingo.EventPartnerAway: true, flamingo.EventPartnerBack: true, flamingo.EventPartnerTyping: true,
+		flamingo.EventMessageSent: true, flamingo.EventSignal: true, flamingo.EventBlocked: true,
+		flamingo.EventReported: true,
 	}
 	fuzzEndReasons = map[string]bool{
 		string(flamingo.ReasonLeft): true, string(flamingo.ReasonPartnerLeft): true,
@@ -566,6 +569,12 @@ func (s *fzSession) check() {
 			case flamingo.EventError:
 				if fzStr(p.Code) == "" {
 					fail(c, frame, "an error without a code")
+					return
+				}
+			case flamingo.EventPartnerAway, flamingo.EventPartnerBack, flamingo.EventPartnerTyping,
+				flamingo.EventMessageSent, flamingo.EventSignal, flamingo.EventBlocked, flamingo.EventReported:
+				if chat == "" {
+					fail(c, frame, "no chat_id")
 					return
 				}
 			case flamingo.EventMatchFound, flamingo.EventChatEnded, flamingo.EventMessageReceived:

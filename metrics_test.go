@@ -74,6 +74,7 @@ func TestMetrics_ClosesResumesAndExpiries(t *testing.T) {
 		b.SendRaw([]byte(`{"type":"ping","payload":{"pad":"` + strings.Repeat("x", 200) + `"}}`))
 		b.ExpectClosed(flamingo.CloseMessageTooBig)
 		time.Sleep(11 * time.Second) // b's grace ends
+		a2.Expect(flamingo.EventPartnerAway)
 		a2.Expect(flamingo.EventChatEnded)
 
 		m := e.Metrics()
@@ -113,6 +114,7 @@ func TestMetrics_RefusedMessageNotCounted(t *testing.T) {
 	a, b := flamingotest.Pair(t, e)
 	b.Close()
 	require.Eventually(t, func() bool { return flamingo.SessionAway(e, b.UserID) }, 5*time.Second, time.Millisecond)
+	a.Expect(flamingo.EventPartnerAway)
 	a.Say("1")
 	a.Say("2")
 	a.Say("3")

@@ -165,10 +165,14 @@ func (e *Engine) newSessionLocked(c *conn, ev clientEvent) {
 // has a live one, and replays what was held for it.
 func (e *Engine) resumeLocked(c *conn, s *session, userID string) {
 	e.counters.resumed++
+	away := s.conn == nil
 	if old := s.conn; old != nil {
 		e.replaceConnLocked(old, s)
 	}
 	e.attachLocked(c, s)
+	if away { // (a takeover is no drop: the partner saw no partner_away)
+		e.partnerBackLocked(s)
+	}
 	chatID := ""
 	if s.chat != nil {
 		chatID = s.chat.id
@@ -228,6 +232,7 @@ func (e *Engine) detachLocked(c *conn, away bool) {
 	c.queue, c.qbytes = nil, 0
 	e.leaveQueueLocked(s)
 	if away {
+		e.partnerAwayLocked(s)
 		e.saveLocked(s)
 		s.awayGen++
 		e.absent = append(e.absent, absence{sess: s, gen: s.awayGen, deadline: time.Now().Add(e.cfg.ResumeGrace)})

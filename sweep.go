@@ -6,7 +6,7 @@ import (
 )
 
 // This file enforces every connection's deadlines: InitTimeout, WriteTimeout and the
-// heartbeat.
+// heartbeat; and the end of typing indicators that were not refreshed.
 
 // sweeper enforces the deadlines of every connection. One goroutine that looks at each
 // connection every tenth of the shortest of those durations costs less than three
@@ -14,7 +14,8 @@ import (
 // path.
 func (e *Engine) sweeper() {
 	defer e.workers.Done()
-	every := min(e.cfg.InitTimeout, e.cfg.WriteTimeout, e.cfg.HeartbeatInterval) / 10
+	// At least every second, for the typing timeout (conversation.go).
+	every := min(e.cfg.InitTimeout, e.cfg.WriteTimeout, e.cfg.HeartbeatInterval, 10*time.Second) / 10
 	tick := time.NewTicker(max(every, 10*time.Millisecond))
 	defer tick.Stop()
 	for {
@@ -36,6 +37,7 @@ func (e *Engine) sweep(now time.Time) {
 	if e.sweeps++; e.sweeps%64 == 0 {
 		e.forgetIdleIPsLocked(now)
 	}
+	e.expireTypingLocked(now)
 	for c := range e.conns {
 		switch {
 		case c.closed:

@@ -50,6 +50,7 @@ func TestWebSocket_ResumeAfterReload(t *testing.T) {
 
 	a.Close() // the page reloads
 	require.Eventually(t, func() bool { return e.Stats().Online == 1 }, 5*time.Second, time.Millisecond)
+	b.Expect(flamingo.EventPartnerAway)
 	b.Say("sent during the reload")
 	b.Sync()
 

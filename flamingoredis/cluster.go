@@ -297,13 +297,14 @@ func (c *Cluster) Claim(ctx context.Context, user string, digest [32]byte) (flam
 	if err != nil {
 		return flamingo.SessionState{}, fmt.Errorf("flamingoredis: claim: %w", err)
 	}
-	if len(res) < 7 {
+	if len(res) < 12 {
 		return flamingo.SessionState{}, flamingo.ErrSessionNotFound
 	}
 	prev, alive := res[0], res[1] == "1"
-	st := flamingo.SessionState{Found: true, User: user, Digest: digest, Gender: flamingo.Gender(res[2])}
-	st.Chat = chatState(res[3], res[4], res[5], res[6])
-	for _, s := range res[7:] {
+	st := flamingo.SessionState{Found: true, User: user, Digest: digest, Gender: flamingo.Gender(res[2]), Away: res[7] == "1"}
+	criteria(&st, res[8], res[9], res[10])
+	st.Chat = chatState(res[3], res[4], res[5], res[6], res[11])
+	for _, s := range res[12:] {
 		if ev, ok := decodeEvent(s); ok {
 			st.Events = append(st.Events, ev)
 		}
@@ -428,8 +429,9 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 		c.mu.Lock()
 		ch := c.waiters[str(entryID)]
 		c.mu.Unlock()
-		st := flamingo.SessionState{Found: str(entryFound) == "1", Gender: flamingo.Gender(str(entryGender))}
-		st.Chat = chatState(str(sessChat), str(sessPeer), str(sessPeerGender), str(sessStarted))
+		st := flamingo.SessionState{Found: str(entryFound) == "1", Gender: flamingo.Gender(str(entryGender)), Away: str(sessAway) == "1"}
+		criteria(&st, str(sessPreference), str(sessInterests), str(sessAvoid))
+		st.Chat = chatState(str(sessChat), str(sessPeer), str(sessPeerGender), str(sessStarted), str(sessAcked))
 		n, _ := strconv.Atoi(str(entryEvents))
 		for i := range n {
 			if ev, ok := decodeEvent(str(entryEvent + strconv.Itoa(i))); ok {
@@ -465,13 +467,22 @@ func field(v map[string]any, k string) string {
 	return s
 }
 
-// chatState reads a chat as Redis keeps it (started in Unix ms); nil if there is none.
-func chatState(id, peer, peerGender, started string) *flamingo.ChatState {
+// chatState reads a chat as Redis keeps it (started in Unix ms, acked encoded); nil if
+// there is none.
+func chatState(id, peer, peerGender, started, acked string) *flamingo.ChatState {
 	if id == "" {
 		return nil
 	}
 	ms, _ := strconv.ParseInt(started, 10, 64)
-	return &flamingo.ChatState{ID: id, Peer: peer, PeerGender: flamingo.Gender(peerGender), StartedAt: time.UnixMilli(ms)}
+	return &flamingo.ChatState{ID: id, Peer: peer, PeerGender: flamingo.Gender(peerGender), StartedAt: time.UnixMilli(ms),
+		Acked: decodeAcked(acked)}
+}
+
+// criteria sets st's join criteria and users to avoid from their encodings.
+func criteria(st *flamingo.SessionState, preference, interests, avoid string) {
+	st.Preference = flamingo.Preference(preference)
+	st.Interests = decodeInterests(interests)
+	st.Avoid = decodeAvoid(avoid)
 }
 
 // kindLetter names an event kind in Redis: f frame, m message, e chat ended.

@@ -45,6 +45,12 @@ import (
 // (which a monitor must have seen). Every failure report has the traces of the users
 // involved.
 //
+// partner_away and partner_back come only for the user's current chat, alternate
+// (away, back, away...), and leave no user who is in a chat with a partner present at
+// the end thinking that partner is away. Only where the user's own connection dropped,
+// its node crashed or a handover was slow, in that chat, may one of them be missing
+// or late (as a message may): those are counted.
+//
 // The random choices come from a seed that the test logs; FLAMINGO_CHAOS_SEED repeats
 // them (the timing cannot be repeated).
 func TestClusterChaos(t *testing.T) {
@@ -161,6 +167,7 @@ type ccFrame struct {
 		Reason  flamingo.EndReason `json:"reason"`
 		Code    flamingo.ErrorCode `json:"code"`
 		Ref     flamingo.EventType `json:"ref"`
+		GraceMs int64              `json:"grace_ms"`
 	} `json:"payload"`
 	raw []byte
 }
@@ -307,26 +314,32 @@ type ccUser struct {
 	resyncing   bool      // a resume's replay is not over (its ping has no pong yet)
 	awaitEnd    string    // a chat that ready did not name: its chat_ended may be replayed
 	readyChat   string    // a chat that only ready named so far
+	awayChat    string    // the chat whose partner the user was last told is away, until partner_back
 	stopped     bool
 	synced      bool
 	phase       int
 
 	// Records for the checks.
-	n        int
-	sent     []*ccMsg
-	reads    []ccRead
-	read     map[[2]int]*ccConn // each message read (sender, number), and where first
-	chats    map[string]bool    // every chat the user was told of
-	matched  map[string]int     // match_found per chat
-	ends     map[string]flamingo.EndReason
-	leaves   map[string]bool   // chats the user sent leave_chat for
-	lost     map[string]string // chats that ended without a chat_ended reaching the user, and why
-	notices  []int64           // for each dropped connection, the last gseq when the node had seen it go
-	victim   bool              // was on the crashed node
-	trace    []string          // what the user did and read, for the failure reports
-	troubled bool              // the user saw a problem: its trace goes in the report
+	n       int
+	sent    []*ccMsg
+	reads   []ccRead
+	read    map[[2]int]*ccConn // each message read (sender, number), and where first
+	chats   map[string]bool    // every chat the user was told of
+	matched map[string]int     // match_found per chat
+	ends    map[string]flamingo.EndReason
+	leaves  map[string]bool   // chats the user sent leave_chat for
+	lost    map[string]string // chats that ended without a chat_ended reaching the user, and why
+	// lossy are the chats in which the user may have missed frames, or had them
+	// late: its connection dropped or its node crashed while it was in the chat (or
+	// matched into it), or a resume's handover was slow.
+	lossy    map[string]bool
+	notices  []int64  // for each dropped connection, the last gseq when the node had seen it go
+	victim   bool     // was on the crashed node
+	trace    []string // what the user did and read, for the failure reports
+	troubled bool     // the user saw a problem: its trace goes in the report
 
 	resumes, crossResumes, takeovers, crossTakeovers, drops, lates, leaveErrs, unseenMatches, endOnly, crashRepeats, slowResumes, joinRaces, joinRacesSame int
+	aways, backs, presenceOdd                                                                                                                              int
 	finalChat                                                                                                                                              string
 	finalQueued                                                                                                                                            bool
 	finalNode                                                                                                                                              int
@@ -367,7 +380,9 @@ func (u *ccUser) run() {
 		for c := range u.conns {
 			_ = c.ws.CloseNow()
 			for f := range c.frames {
-				if u.synced {
+				// (as the users hang up, their partners are told they are away)
+				away := f.Type == flamingo.EventPartnerAway && f.Payload.ChatID == u.chatID && u.chatID != ""
+				if u.synced && !away {
 					u.bad(c, f, "a frame after the last pong")
 				}
 			}
@@ -716,6 +731,13 @@ func (u *ccUser) ready(c *ccConn, f *ccFrame, askID string) {
 			u.chats[p.ChatID] = true
 		}
 	}
+	if c.after == ccDrop || c.after == ccCrash || c.slow {
+		for _, ch := range []string{u.chatID, p.ChatID, u.awaitEnd} {
+			if ch != "" {
+				u.lossy[ch] = true
+			}
+		}
+	}
 	u.userID = p.UserID
 	d := sha256.Sum256([]byte(u.userID))
 	u.sessKey = hex.EncodeToString(d[:16])
@@ -1011,9 +1033,14 @@ func (u *ccUser) handle(c *ccConn, f *ccFrame) {
 		if p.ChatID == u.chatID {
 			u.chatID = ""
 		}
+		if p.ChatID == u.awayChat {
+			u.awayChat = ""
+		}
 		if p.ChatID == u.awaitEnd {
 			u.awaitEnd = ""
 		}
+	case flamingo.EventPartnerAway, flamingo.EventPartnerBack:
+		u.presence(c, f)
 	case flamingo.EventPong:
 		if len(c.pending) == 0 {
 			u.bad(c, f, "a pong for no ping")
@@ -1057,6 +1084,45 @@ func (u *ccUser) handle(c *ccConn, f *ccFrame) {
 	}
 }
 
+// presence checks a partner_away or partner_back: for the user's current chat, away
+// and back in turn. Where the user may have missed or had late frames of the chat
+// (lossy), a break of the rule is counted instead.
+func (u *ccUser) presence(c *ccConn, f *ccFrame) {
+	away := f.Type == flamingo.EventPartnerAway
+	ch := f.Payload.ChatID
+	var wrong string
+	switch {
+	case ch != u.chatID:
+		wrong = fmt.Sprintf("%s for a chat the user is not in (in %q)", f.Type, u.chatID)
+	case away && u.awayChat == ch:
+		wrong = "a second partner_away with no partner_back between"
+	case !away && u.awayChat != ch:
+		wrong = "partner_back with no partner_away before it"
+	case away && f.Payload.GraceMs != testGrace.Milliseconds():
+		wrong = fmt.Sprintf("partner_away with grace_ms %d, want %d", f.Payload.GraceMs, testGrace.Milliseconds())
+	}
+	if away {
+		u.aways++
+	} else {
+		u.backs++
+	}
+	switch {
+	case wrong == "":
+	case u.lossy[ch] || u.crashRepeat(c):
+		u.presenceOdd++
+		u.tracef("conn %d: (tolerated: %s)", c.no, wrong)
+	default:
+		u.bad(c, f, "%s", wrong)
+	}
+	if ch == u.chatID {
+		if away {
+			u.awayChat = ch
+		} else {
+			u.awayChat = ""
+		}
+	}
+}
+
 // runClusterChaos is one run of TestClusterChaos on client.
 func runClusterChaos(t *testing.T, client redis.UniversalClient, seed uint64, p ccParams) {
 	prefix := freshPrefix(t, client)
@@ -1088,7 +1154,7 @@ func runClusterChaos(t *testing.T, client redis.UniversalClient, seed uint64, p 
 			r: r, id: i, rng: rand.New(rand.NewPCG(seed, uint64(i)+1)), gender: genders[rng.IntN(len(genders))],
 			conns: map[*ccConn]bool{}, chats: map[string]bool{}, matched: map[string]int{},
 			ends: map[string]flamingo.EndReason{}, leaves: map[string]bool{}, lost: map[string]string{},
-			read: map[[2]int]*ccConn{},
+			read: map[[2]int]*ccConn{}, lossy: map[string]bool{},
 		}
 		users[i] = u
 		go u.run()
@@ -1557,6 +1623,16 @@ func ccCheck(t *testing.T, r *ccRun, users []*ccUser, crashNode int, elapsed tim
 					fail("chat %s: user %d is still in it, user %d not (end %q)", ch, u.id, p.id, p.ends[ch])
 					dump(u, p)
 				}
+				// Every user is connected at the end, and the cluster was quiet
+				// before the last pings: a partner_back must have come.
+				if u.awayChat == ch && p.finalChat == ch {
+					if u.lossy[ch] {
+						counts["partner_back missed where frames may be lost (documented)"]++
+					} else {
+						fail("chat %s: user %d still sees user %d away at the end", ch, u.id, p.id)
+						dump(u, p)
+					}
+				}
 				if i == 0 {
 					ongoing++
 				}
@@ -1580,7 +1656,11 @@ func ccCheck(t *testing.T, r *ccRun, users []*ccUser, crashNode int, elapsed tim
 	}
 
 	var resumes, cross, takeovers, crossTake, drops, lates, victims, leaveErrs, unseen, endOnly, repeats, slow, joinRaces, joinRacesSame, leaves int
+	var aways, backs, odd int
 	for _, u := range users {
+		aways += u.aways
+		backs += u.backs
+		odd += u.presenceOdd
 		resumes += u.resumes
 		cross += u.crossResumes
 		takeovers += u.takeovers
@@ -1608,6 +1688,7 @@ func ccCheck(t *testing.T, r *ccRun, users []*ccUser, crashNode int, elapsed tim
 		chats, single, ongoing, bothLeft, ends, leaves, leaveErrs)
 	t.Logf("%d drops, %d resumes (%d on another node, %d after the grace), %d takeovers (%d on another node; %d as the first tab joined the queue, %d of them on its node), %d crash victims, %d matches known from ready only, %d from chat_ended only, %d match_found/chat_ended repeated after the crash, %d slow handovers, %d dial retries",
 		drops, resumes, cross, lates, takeovers, crossTake, joinRaces, joinRacesSame, victims, unseen, endOnly, repeats, slow, dialRetries)
+	t.Logf("%d partner_away and %d partner_back, %d of them out of turn where frames may be lost", aways, backs, odd)
 	if len(disturbances) > 0 {
 		t.Logf("disturbances of the cluster (the machine or Redis stalled): %s", strings.Join(disturbances, "; "))
 	}

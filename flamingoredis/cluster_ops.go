@@ -84,15 +84,17 @@ func (o *saveOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) re
 		away = "1"
 		ttl = (c.grace + c.opts.DeadAfter + time.Minute).Milliseconds()
 	}
-	var chat, peer, pg, started string
+	var chat, peer, pg, started, acked string
 	if cs := st.Chat; cs != nil {
 		chat, peer, pg, started = cs.ID, cs.Peer, string(cs.PeerGender), strconv.FormatInt(cs.StartedAt.UnixMilli(), 10)
+		acked = encodeAcked(cs.Acked)
 	}
 	mode := "save"
 	if o.handoff {
 		mode = "handoff"
 	}
-	args := []any{c.keys.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl, mode}
+	args := []any{c.keys.base, c.m.node, st.User, hex.EncodeToString(st.Digest[:]), string(st.Gender), away, chat, peer, pg, started, ttl, mode,
+		string(st.Preference), encodeInterests(st.Interests), encodeAvoid(st.Avoid, time.Now()), acked}
 	for _, ev := range st.Events {
 		args = append(args, encodeEvent(ev))
 	}
@@ -127,9 +129,24 @@ func (o *replyOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) r
 	if st.Found {
 		vals = append(vals, entryFound, "1")
 	}
+	if st.Away {
+		vals = append(vals, sessAway, "1")
+	}
+	for _, f := range [...][2]string{
+		{sessPreference, string(st.Preference)},
+		{sessInterests, encodeInterests(st.Interests)},
+		{sessAvoid, encodeAvoid(st.Avoid, time.Now())},
+	} {
+		if f[1] != "" {
+			vals = append(vals, f[0], f[1])
+		}
+	}
 	if cs := st.Chat; cs != nil {
 		vals = append(vals, sessChat, cs.ID, sessPeer, cs.Peer, sessPeerGender, string(cs.PeerGender),
 			sessStarted, strconv.FormatInt(cs.StartedAt.UnixMilli(), 10))
+		if len(cs.Acked) > 0 {
+			vals = append(vals, sessAcked, encodeAcked(cs.Acked))
+		}
 	}
 	for i, ev := range st.Events {
 		vals = append(vals, entryEvent+strconv.Itoa(i), encodeEvent(ev))

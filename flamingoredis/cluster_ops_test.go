@@ -15,7 +15,8 @@ import (
 
 // TestClusterDrainMovesChats: a drained node sends its users away with 1012; they come
 // back on the other nodes and find their chats, and what was sent to them meanwhile.
-// Two chats: one across the nodes, one with both users on the drained node.
+// Two chats: one across the nodes, one with both users on the drained node. Each
+// partner sees the move as partner_away, then partner_back, once.
 func TestClusterDrainMovesChats(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
 		n := startNodes(t, client, 2)
@@ -31,11 +32,13 @@ func TestClusterDrainMovesChats(t *testing.T) {
 			defer cancel()
 			drained <- n1.e.Drain(ctx)
 		}()
+		before := map[*flamingotest.Client][]flamingotest.Event{}
 		for _, c := range []*flamingotest.Client{alice, carol, dave} {
-			c.ExpectClosed(flamingo.CloseServiceRestart)
+			before[c] = c.ExpectClosed(flamingo.CloseServiceRestart)
 		}
 		assert.ErrorIs(t, n1.e.Ready(context.Background()), flamingo.ErrEngineClosed)
 		n1.waitAway(t, alice, carol, dave)
+		bob.Expect(flamingo.EventPartnerAway)
 		bob.Say("while you moved")
 		bob.Sync()
 
@@ -47,9 +50,21 @@ func TestClusterDrainMovesChats(t *testing.T) {
 		}
 		assert.Equal(t, "while you moved", alice2.ExpectMessage().Content)
 		alice2.Say("still here")
+		bob.Expect(flamingo.EventPartnerBack)
 		assert.Equal(t, "still here", bob.ExpectMessage().Content)
+		// Carol and Dave each saw the other go, on the old connection or in the
+		// replay, and come back: the resume of each was published before the
+		// other's next message.
 		carol2.Say("and us")
-		assert.Equal(t, "and us", dave2.ExpectMessage().Content)
+		toDave := readUntil(t, dave2, "and us")
+		dave2.Say("and you")
+		toCarol := readUntil(t, carol2, "and you")
+		want := []flamingo.EventType{flamingo.EventPartnerAway, flamingo.EventPartnerBack}
+		assert.Equal(t, want, presence(before[carol], toCarol), "carol")
+		assert.Equal(t, want, presence(before[dave], toDave), "dave")
+		for _, c := range []*flamingotest.Client{alice2, bob, carol2, dave2} {
+			c.Sync()
+		}
 		require.NoError(t, <-drained, "Drain returns once every session has moved")
 	})
 }

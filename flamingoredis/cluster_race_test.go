@@ -113,7 +113,8 @@ func contents(t testing.TB, evs []flamingotest.Event) (msgs []string, replaced b
 // TestClusterClaimWhileClaimed: a user comes back on n2 and, while n2 still waits for
 // n1 to hand the session over, again on n3. The session ends up on n3 only, with the
 // event n1 held for it delivered once (to one tab or the other), and the chat goes on
-// there; the tab on n2 is told it was replaced.
+// there; the tab on n2 is told it was replaced. Bob sees alice away, and back once:
+// the move from n2 to n3 is a takeover.
 func TestClusterClaimWhileClaimed(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
 		n := startNodes(t, client, 3)
@@ -121,6 +122,7 @@ func TestClusterClaimWhileClaimed(t *testing.T) {
 		alice, bob := chat(t, n1, n1)
 		n1.waitSaved(t, alice, bob)
 		n1.leave(t, alice)
+		bob.Expect(flamingo.EventPartnerAway)
 		bob.Say("held for alice")
 		bob.Sync()
 
@@ -150,6 +152,7 @@ func TestClusterClaimWhileClaimed(t *testing.T) {
 		bob.Say("to alice")
 		assert.Equal(t, "to alice", tab3.ExpectMessage().Content)
 		tab3.Say("from n3")
+		bob.Expect(flamingo.EventPartnerBack)
 		assert.Equal(t, "from n3", bob.ExpectMessage().Content)
 
 		// Only n3 holds the session now.
@@ -205,6 +208,7 @@ func TestClusterShutdownWhileReconnecting(t *testing.T) {
 	n1, n2 := n[0], n[1]
 	alice, bob := chat(t, n1, n2)
 	n1.leave(t, alice)
+	bob.Expect(flamingo.EventPartnerAway)
 	bob.Say("1")
 	bob.Sync()
 	slow := n1.dial() // does not read: its close handshake keeps n1's Shutdown waiting

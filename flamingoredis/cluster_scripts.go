@@ -31,7 +31,7 @@ end
 local function clearChat(base, user, chat)
   local k = base .. '${keySess}' .. user
   if redis.call('HGET', k, '${sessChat}') == chat then
-    redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}')
+    redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}', '${sessAcked}')
   end
 end
 `
@@ -40,7 +40,9 @@ end
 // longer holds the session (another node claimed it) changes nothing.
 //
 //	ARGV base, node, user, digest, gender, away (0/1), chat, peer, peer gender,
-//	     started (Unix ms), ttl (ms, for an away session), mode, events...
+//	     started (Unix ms), ttl (ms, for an away session), mode, preference,
+//	     interests, avoid, acked (the last four encoded, each empty for none),
+//	     events...
 //
 // In mode "save", events held in Redis for the user (sent while the node was taken
 // for dead) are taken out and returned, for the node to deliver: {1, events...}. In
@@ -52,16 +54,24 @@ local k = base .. '${keySess}' .. user
 local prev = redis.call('HGET', k, '${sessNode}')
 if prev and prev ~= node then
   local out = {0}
-  for i = 13, #ARGV do out[#out + 1] = ARGV[i] end
+  for i = 17, #ARGV do out[#out + 1] = ARGV[i] end
   return out
+end
+-- An empty value is no field: a session without lists costs nothing for them.
+local function put(field, v)
+  if v == '' then redis.call('HDEL', k, field) else redis.call('HSET', k, field, v) end
 end
 redis.call('HSET', k, '${sessNode}', node, '${sessDigest}', ARGV[4], '${sessGender}', ARGV[5],
   '${sessAway}', ARGV[6])
+put('${sessPreference}', ARGV[13])
+put('${sessInterests}', ARGV[14])
+put('${sessAvoid}', ARGV[15])
 if ARGV[7] ~= '' and redis.call('EXISTS', base .. '${keyEnded}' .. ARGV[7]) == 0 then
   redis.call('HSET', k, '${sessChat}', ARGV[7], '${sessPeer}', ARGV[8], '${sessPeerGender}', ARGV[9],
     '${sessStarted}', ARGV[10])
+  put('${sessAcked}', ARGV[16])
 else
-  redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}')
+  redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}', '${sessAcked}')
 end
 redis.call('SADD', base .. '${keyNode}' .. node .. '${keySessions}', user)
 -- A node taken for dead that resyncs: its session is no orphan.
@@ -75,7 +85,7 @@ local hk = base .. '${keyHeld}' .. user
 local held = redis.call('LRANGE', hk, 0, -1)
 redis.call('DEL', hk)
 if ARGV[12] == 'handoff' then
-  if #ARGV > 12 then redis.call('RPUSH', hk, unpack(ARGV, 13)) end
+  if #ARGV > 16 then redis.call('RPUSH', hk, unpack(ARGV, 17)) end
   if #held > 0 then redis.call('RPUSH', hk, unpack(held)) end
   redis.call('PEXPIRE', hk, ARGV[11])
   return {1}
@@ -126,12 +136,14 @@ return 1
 //	ARGV base, node, user, digest
 //
 // It returns {} if there is no such session, else {previous node, 1 if it is alive
-// else 0, gender, chat, peer, peer gender, started, held events...}.
+// else 0, gender, chat, peer, peer gender, started, away (0/1), preference,
+// interests, avoid, acked, held events...}.
 var claimScript = luaScript(`
 local base, node, user = ARGV[1], ARGV[2], ARGV[3]
 local k = base .. '${keySess}' .. user
 local s = redis.call('HMGET', k, '${sessNode}', '${sessDigest}', '${sessGender}',
-  '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}')
+  '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}', '${sessAway}',
+  '${sessPreference}', '${sessInterests}', '${sessAvoid}', '${sessAcked}')
 if not s[2] or s[2] ~= ARGV[4] then return {} end
 local prev = s[1] or ''
 local alive = 0
@@ -143,12 +155,13 @@ end
 redis.call('HSET', k, '${sessNode}', node, '${sessAway}', '0')
 redis.call('PERSIST', k)
 redis.call('SADD', base .. '${keyNode}' .. node .. '${keySessions}', user)
-local chat = s[4] or ''
+local chat, acked = s[4] or '', s[12] or ''
 if chat ~= '' and redis.call('EXISTS', base .. '${keyEnded}' .. chat) == 1 then
-  redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}')
-  chat = ''
+  redis.call('HDEL', k, '${sessChat}', '${sessPeer}', '${sessPeerGender}', '${sessStarted}', '${sessAcked}')
+  chat, acked = '', ''
 end
-local out = {prev, tostring(alive), s[3] or '', chat, s[5] or '', s[6] or '', s[7] or '0'}
+local out = {prev, tostring(alive), s[3] or '', chat, s[5] or '', s[6] or '', s[7] or '0',
+  s[8] or '0', s[9] or '', s[10] or '', s[11] or '', acked}
 local hk = base .. '${keyHeld}' .. user
 for _, ev in ipairs(redis.call('LRANGE', hk, 0, -1)) do out[#out + 1] = ev end
 redis.call('DEL', hk)

@@ -203,8 +203,9 @@ func TestClusterCrossNode(t *testing.T) {
 }
 
 // TestClusterResumeOnOtherNode: a user who drops mid-chat comes back on the other
-// node; what their partner sent meanwhile is delivered, in order, and the chat goes on.
-// A second tab on the other node takes the session over.
+// node; their partner is told partner_away, then partner_back; what the partner sent
+// meanwhile is delivered, in order, and the chat goes on. A second tab on the other
+// node takes the session over, which is no drop: the partner hears nothing of it.
 func TestClusterResumeOnOtherNode(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
 		n := startNodes(t, client, 2)
@@ -214,6 +215,9 @@ func TestClusterResumeOnOtherNode(t *testing.T) {
 		assert.Equal(t, "before", bob.ExpectMessage().Content)
 
 		n1.leave(t, alice)
+		var away flamingo.PartnerAwayPayload
+		bob.ExpectPayload(flamingo.EventPartnerAway, &away)
+		assert.Equal(t, flamingo.PartnerAwayPayload{ChatID: alice.ChatID, GraceMs: testGrace.Milliseconds()}, away)
 		bob.Say("while away 1")
 		bob.Say("while away 2")
 		bob.Sync()
@@ -226,6 +230,11 @@ func TestClusterResumeOnOtherNode(t *testing.T) {
 		assert.Equal(t, "while away 1", alice2.ExpectMessage().Content)
 		assert.Equal(t, "while away 2", alice2.ExpectMessage().Content)
 		alice2.Say("back")
+		var back struct {
+			ChatID string `json:"chat_id"`
+		}
+		bob.ExpectPayload(flamingo.EventPartnerBack, &back)
+		assert.Equal(t, alice.ChatID, back.ChatID)
 		assert.Equal(t, "back", bob.ExpectMessage().Content)
 		bob.Say("welcome")
 		assert.Equal(t, "welcome", alice2.ExpectMessage().Content)
@@ -241,11 +250,15 @@ func TestClusterResumeOnOtherNode(t *testing.T) {
 		alice3.Say("from the new tab")
 		assert.Equal(t, "from the new tab", bob.ExpectMessage().Content)
 
+		// (bob's next event is that message: the takeover sent no partner_back)
+
 		// Bob hops too; both now on n1, still in one chat.
 		n2.leave(t, bob)
+		alice3.Expect(flamingo.EventPartnerAway)
 		bob2 := n1.dial()
 		assert.True(t, bob2.Init(bob.UserID).Resumed)
 		bob2.Say("same node now")
+		alice3.Expect(flamingo.EventPartnerBack)
 		assert.Equal(t, "same node now", alice3.ExpectMessage().Content)
 		alice3.Send(flamingo.EventLeaveChat, nil)
 		alice3.Expect(flamingo.EventChatEnded)
@@ -371,6 +384,7 @@ func TestClusterShutdownHandsOver(t *testing.T) {
 		alice, bob := chat(t, n1, n2)
 
 		n1.leave(t, alice)
+		bob.Expect(flamingo.EventPartnerAway)
 		bob.Say("held on n1")
 		bob.Sync()
 		ctx, cancel := context.WithTimeout(context.Background(), stopWait)
@@ -386,6 +400,40 @@ func TestClusterShutdownHandsOver(t *testing.T) {
 		assert.Equal(t, "held on n1", alice2.ExpectMessage().Content)
 		assert.Equal(t, "after n1 left", alice2.ExpectMessage().Content)
 		alice2.Say("back")
+		bob.Expect(flamingo.EventPartnerBack)
 		assert.Equal(t, "back", bob.ExpectMessage().Content)
 	})
+}
+
+// readUntil reads c's events up to the message_received with content, and returns
+// them, that message last.
+func readUntil(t testing.TB, c *flamingotest.Client, content string) []flamingotest.Event {
+	t.Helper()
+	var evs []flamingotest.Event
+	for {
+		ev := c.Next()
+		evs = append(evs, ev)
+		if ev.Type != flamingo.EventMessageReceived {
+			continue
+		}
+		var m flamingo.MessageReceivedPayload
+		require.NoError(t, ev.Decode(&m))
+		if m.Content == content {
+			return evs
+		}
+	}
+}
+
+// presence returns the types of the partner_away and partner_back events in evs, in
+// order.
+func presence(evs ...[]flamingotest.Event) []flamingo.EventType {
+	var out []flamingo.EventType
+	for _, list := range evs {
+		for _, ev := range list {
+			if ev.Type == flamingo.EventPartnerAway || ev.Type == flamingo.EventPartnerBack {
+				out = append(out, ev.Type)
+			}
+		}
+	}
+	return out
 }

@@ -134,8 +134,9 @@ const (
 	pairChat     = "chat"
 )
 
-// Fields of a session hash (sess:<user>). A handover reply carries the chat under the
-// same names (sessChat, sessPeer, sessPeerGender, sessStarted).
+// Fields of a session hash (sess:<user>). A handover reply carries the session under
+// the same names (sessAway, sessPreference, sessInterests, sessAvoid, and the chat:
+// sessChat, sessPeer, sessPeerGender, sessStarted, sessAcked).
 const (
 	sessNode       = "node" // the node that holds the session
 	sessDigest     = "d"    // hex SHA-256 digest of the user_id
@@ -145,6 +146,14 @@ const (
 	sessPeer       = "peer" // the partner's user
 	sessPeerGender = "pg"
 	sessStarted    = "started" // Unix ms
+	// What the user last joined with and must not be paired with; each absent when
+	// empty (encoded by cluster_state.go).
+	sessPreference = "pf"
+	sessInterests  = "in" // the interests
+	sessAvoid      = "av" // each avoided user with the time it ends (Unix ms, 0 for never)
+	// The user's acknowledged messages in the chat (encoded by cluster_state.go); it
+	// goes with the chat fields.
+	sessAcked = "ack"
 )
 
 // Fields of the other inbox entries. An event, a handover request and a handover reply
@@ -153,8 +162,8 @@ const (
 //	event             k (kindFrame, kindMessage or kindEnded), u, c, p
 //	kick              k (kindKick), u, c (empty), p (the reason)
 //	handover request  k (kindHandover), u, to, id
-//	handover reply    k (kindReply), id, u, g, n, [found], [chat, peer, pg, started],
-//	                  e0 ... e<n-1>
+//	handover reply    k (kindReply), id, u, g, n, [found], [away], [pf], [in], [av],
+//	                  [chat, peer, pg, started, [ack]], e0 ... e<n-1>
 const (
 	entryKind    = "k"
 	entryUser    = "u"
@@ -203,7 +212,8 @@ var luaNames = map[string]string{
 
 	"sessNode": sessNode, "sessDigest": sessDigest, "sessGender": sessGender, "sessAway": sessAway,
 	"sessChat": sessChat, "sessPeer": sessPeer, "sessPeerGender": sessPeerGender,
-	"sessStarted": sessStarted,
+	"sessStarted": sessStarted, "sessPreference": sessPreference, "sessInterests": sessInterests,
+	"sessAvoid": sessAvoid, "sessAcked": sessAcked,
 
 	"entryKind": entryKind, "entryUser": entryUser, "entryChat": entryChat,
 	"entryPayload": entryPayload,

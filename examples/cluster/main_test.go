@@ -98,9 +98,11 @@ func TestTwoNodes(t *testing.T) {
 	alice.Sync()
 	bob.Sync()
 
-	// 3. alice drops and comes back on node 2; what bob sent meanwhile reaches her.
+	// 3. alice drops (bob is told she is away) and comes back on node 2 (bob is told
+	// she is back); what bob sent meanwhile reaches her.
 	chat := alice.ChatID
 	alice.Close()
+	bob.Expect(flamingo.EventPartnerAway)
 	bob.Say("while away 1")
 	bob.Say("while away 2")
 	bob.Sync()
@@ -111,6 +113,7 @@ func TestTwoNodes(t *testing.T) {
 	assert.Equal(t, "while away 1", alice2.ExpectMessage().Content)
 	assert.Equal(t, "while away 2", alice2.ExpectMessage().Content)
 	alice2.Say("back")
+	bob.Expect(flamingo.EventPartnerBack)
 	assert.Equal(t, "back", bob.ExpectMessage().Content)
 	bob.Say("welcome back")
 	assert.Equal(t, "welcome back", alice2.ExpectMessage().Content)
