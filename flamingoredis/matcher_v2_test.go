@@ -496,7 +496,7 @@ func TestMatcherV2_AcrossNodes(t *testing.T) {
 		prefix := freshPrefix(t, client)
 		a := newV2Rig(t, client, Options{Prefix: prefix, NodeID: "a", RelaxTick: 10 * time.Millisecond})
 		b := newV2Rig(t, client, Options{Prefix: prefix, NodeID: "b", RelaxTick: time.Hour})
-		w := b.ticket("w", 0)
+		w := a.ticket("w", 0) // (times from one rig's base)
 		w.Avoid = []string{"blocked"}
 		b.enqueue(w)
 		x := a.ticket("blocked", 1, "a") // w avoids it, from another node
