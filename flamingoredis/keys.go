@@ -3,6 +3,7 @@ package flamingoredis
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -22,14 +23,26 @@ import (
 // them. Relative to the base:
 //
 //	key                        type        holds; written by; expires
-//	wait:<gender>:<preference> sorted set  the waiting tickets of one of the 12 buckets,
-//	                                       all with score 0, ordered by member (see
-//	                                       scripts.go); enqueue adds, enqueue (pairing),
-//	                                       cancel, drop and down remove; a member
-//	                                       leaves with its ticket
+//	wait:<gender>:<preference>[<pool>]
+//	                           sorted set  the relaxed waiting tickets of one pool in one
+//	                                       of its 12 buckets, all with score 0, ordered
+//	                                       by member (see scripts.go); <pool> is empty
+//	                                       for the pool "", else ":<length>:<pool>";
+//	                                       enqueue and relax add, enqueue and relax
+//	                                       (pairing), cancel, drop and down remove
+//	int:<gender>:<preference>[<pool>]/<interest>
+//	                           sorted set  the waiting tickets (relaxed or not) of one
+//	                                       bucket of one pool that gave this interest;
+//	                                       like wait:, but down leaves a dead node's
+//	                                       members behind: a script that meets one
+//	                                       whose ticket is gone removes it
+//	relax                      sorted set  the waiting tickets not relaxed yet, scored
+//	                                       by when they relax (Redis TIME, in µs);
+//	                                       enqueue adds; relax moves the due ones to
+//	                                       their wait: bucket (or pairs them)
 //	ticket:<user>              hash        a waiting ticket (ticket* fields); enqueue
 //	                                       writes it, and deletes it when it pairs it,
-//	                                       as do cancel, drop and down; no TTL
+//	                                       as do relax, cancel, drop and down; no TTL
 //	seq                        string      counter that breaks ties between equal
 //	                                       JoinedAt values; enqueue; never expires
 //	node:<id>:tickets          set         the users of the node's waiting tickets;
@@ -69,7 +82,7 @@ import (
 //	                                       (Unix ms); down adds, save, claim and reap
 //	                                       remove
 //
-// Script names above: enqueue, cancel and drop are the matcher's (scripts.go); route,
+// Script names above: enqueue, relax, cancel and drop are the matcher's (scripts.go); route,
 // clearChat and down are functions shared by the cluster's scripts, and save, forget,
 // end chat (endChatScript), claim, beat and reap are those scripts (cluster_scripts.go).
 // An event is encoded in a held list or a handover reply as its kind letter (kind*),
@@ -78,7 +91,9 @@ import (
 const (
 	keyTag      = "{match}:" // base = Options.Prefix + keyTag
 	keySeq      = "seq"
-	keyWait     = "wait:"   // + gender + ":" + preference
+	keyWait     = "wait:" // + gender + ":" + preference + pool tag
+	keyInterest = "int:"  // + gender + ":" + preference + pool tag + "/" + interest
+	keyRelax    = "relax"
 	keyTicket   = "ticket:" // + user
 	keyNode     = "node:"   // + node id + keyTickets, keyInbox, keyAlive or keySessions
 	keyTickets  = ":tickets"
@@ -94,21 +109,25 @@ const (
 	bucketSep   = ":" // between gender and preference in a bucket's name
 )
 
-// Fields of a ticket hash (ticket:<user>). A pair entry holds the first five of both
-// tickets.
+// Fields of a ticket hash (ticket:<user>). The ticket itself is one field, encoded
+// (ticket.go); the others are what the scripts read. node, bucket and member are
+// also read by the cluster's down function, which takes the ticket out of its bucket
+// and deletes the hash.
 const (
-	ticketUser       = "user"
-	ticketGender     = "gender"
-	ticketPreference = "preference"
-	ticketJoinedAt   = "joined_at" // UnixNano, decimal
-	ticketNode       = "node"      // the node that owns the ticket
-	ticketBucket     = "bucket"    // the full name of the ticket's bucket
-	ticketMember     = "member"    // the ticket's member in that bucket
+	ticketUser     = "user"      // (only in a pair entry: the waiter's user)
+	ticketJoinedAt = "joined_at" // UnixNano, decimal: for people and tests reading Redis
+	ticketNode     = "node"      // the node that owns the ticket
+	ticketBucket   = "bucket"    // the full name of the ticket's wait: bucket
+	ticketMember   = "member"    // the ticket's member in each of its sorted sets
+	ticketBlob     = "t"         // the ticket, encoded by encodeTicket
+	ticketAvoid    = "a"         // NUL + each avoided user + NUL; absent if none
+	ticketIndex    = "ix"        // its int: keys (and relax, if it waited for RelaxAt), NUL-separated; absent if none
 )
 
-// Fields of a pair entry in an inbox, written by the enqueue script: the waiter's
-// ticket fields (user, gender, preference, joined_at, node) prefixed with pairWaiter,
-// the newcomer's prefixed with pairNewcomer, and the chat id.
+// Fields of a pair entry in an inbox, written by the enqueue and relax scripts: the
+// waiter's user (pairWaiter + ticketUser, by which a reader tells a pair entry from
+// the others), the two encoded tickets (pairWaiter and pairNewcomer + ticketBlob),
+// and the chat id. The waiter is the ticket that waited longer.
 const (
 	pairWaiter   = "w_"
 	pairNewcomer = "n_"
@@ -177,9 +196,17 @@ var luaNames = map[string]string{
 	"keySessions": keySessions, "keyNodes": keyNodes, "keyStats": keyStats,
 	"keySess": keySess, "keyHeld": keyHeld, "keyEnded": keyEnded, "keyOrphans": keyOrphans,
 
-	"ticketUser": ticketUser, "ticketGender": ticketGender, "ticketPreference": ticketPreference,
-	"ticketJoinedAt": ticketJoinedAt, "ticketNode": ticketNode, "ticketBucket": ticketBucket,
-	"ticketMember": ticketMember,
+	"keyRelax": keyRelax,
+
+	"ticketUser": ticketUser, "ticketJoinedAt": ticketJoinedAt, "ticketNode": ticketNode, "ticketBucket": ticketBucket,
+	"ticketMember": ticketMember, "ticketBlob": ticketBlob, "ticketAvoid": ticketAvoid,
+	"ticketIndex": ticketIndex,
+
+	"bucketSep":  bucketSep,
+	"genderMale": string(flamingo.GenderMale), "genderFemale": string(flamingo.GenderFemale),
+	"genderOther": string(flamingo.GenderOther), "preferAny": string(flamingo.PreferAny),
+	"preferMale": string(flamingo.PreferMale), "preferFemale": string(flamingo.PreferFemale),
+	"preferOther": string(flamingo.PreferOther),
 
 	"pairWaiter": pairWaiter, "pairNewcomer": pairNewcomer, "pairChat": pairChat,
 
@@ -237,6 +264,7 @@ type keys struct {
 	nodePrefix   string // + node + keyTickets, keyInbox, keyAlive or keySessions
 	nodeTickets  string // this node's waiting users
 	nodePairs    string // this node's inbox stream: pairs, and a Cluster's events
+	relax        string // the tickets waiting for their RelaxAt
 	buckets      [3][4]string
 }
 
@@ -252,6 +280,7 @@ func newKeys(prefix, node string) keys {
 		seq:          base + keySeq,
 		ticketPrefix: base + keyTicket,
 		nodePrefix:   base + keyNode,
+		relax:        base + keyRelax,
 	}
 	k.nodeTickets = k.nodePrefix + node + keyTickets
 	k.nodePairs = k.inbox(node)
@@ -275,6 +304,31 @@ func (k *keys) bucket(g flamingo.Gender, p flamingo.Preference) string {
 		}
 	}
 	panic("flamingoredis: bucket of an invalid ticket")
+}
+
+// poolBucket returns the name of the wait: bucket of (g, p) in pool: the bucket
+// itself for the pool "", else the bucket with the pool tag appended.
+func (k *keys) poolBucket(g flamingo.Gender, p flamingo.Preference, pool string) string {
+	b := k.bucket(g, p)
+	if pool == "" {
+		return b
+	}
+	return b + poolTag(pool)
+}
+
+// interest returns the name of the int: set of interest in the (g, p) bucket of pool.
+func (k *keys) interest(g flamingo.Gender, p flamingo.Preference, pool, interest string) string {
+	return k.base + keyInterest + string(g) + bucketSep + string(p) + poolTag(pool) + "/" + interest
+}
+
+// poolTag is what a pool adds to a key name: nothing for the pool "", else ":", the
+// pool's length in bytes, ":" and the pool. The length keeps apart names that would
+// otherwise be the same: pool "a/b" with interest "c", and pool "a" with "b/c".
+func poolTag(pool string) string {
+	if pool == "" {
+		return ""
+	}
+	return ":" + strconv.Itoa(len(pool)) + ":" + pool
 }
 
 func (k *keys) ticket(user string) string   { return k.ticketPrefix + user }

@@ -14,7 +14,7 @@ import (
 // TestLuaScriptsExpanded checks that every script was made by luaScript and has no
 // placeholder left.
 func TestLuaScriptsExpanded(t *testing.T) {
-	scripts := append([]*redis.Script{enqueueScript, cancelScript, dropScript}, clusterScripts...)
+	scripts := append([]*redis.Script{enqueueScript, relaxScript, cancelScript, dropScript}, clusterScripts...)
 	require.Len(t, luaSources, len(scripts), "every script is in luaSources, once")
 	for _, s := range scripts {
 		src, ok := luaSources[s]
@@ -66,6 +66,12 @@ func TestWireNames(t *testing.T) {
 		{k.orphans(), "flamingo:{match}:orphans"},
 		{k.bucket(flamingo.GenderFemale, flamingo.PreferAny), "flamingo:{match}:wait:female:any"},
 		{k.bucket(flamingo.GenderOther, flamingo.PreferMale), "flamingo:{match}:wait:other:male"},
+		{k.relax, "flamingo:{match}:relax"},
+		{k.poolBucket(flamingo.GenderMale, flamingo.PreferAny, ""), "flamingo:{match}:wait:male:any"},
+		{k.poolBucket(flamingo.GenderMale, flamingo.PreferAny, "en"), "flamingo:{match}:wait:male:any:2:en"},
+		{k.interest(flamingo.GenderMale, flamingo.PreferFemale, "", "music"), "flamingo:{match}:int:male:female/music"},
+		{k.interest(flamingo.GenderMale, flamingo.PreferFemale, "a/b", "c"), "flamingo:{match}:int:male:female:3:a/b/c"},
+		{k.interest(flamingo.GenderMale, flamingo.PreferFemale, "a", "b/c"), "flamingo:{match}:int:male:female:1:a/b/c"},
 	}
 	for _, tt := range keyTests {
 		assert.Equal(t, tt.want, tt.give)
@@ -81,9 +87,9 @@ func TestWireNames(t *testing.T) {
 	fieldTests := []struct {
 		give, want string
 	}{
-		{ticketUser, "user"}, {ticketGender, "gender"}, {ticketPreference, "preference"},
-		{ticketJoinedAt, "joined_at"}, {ticketNode, "node"}, {ticketBucket, "bucket"},
-		{ticketMember, "member"},
+		{ticketUser, "user"}, {ticketJoinedAt, "joined_at"}, {ticketNode, "node"},
+		{ticketBucket, "bucket"}, {ticketMember, "member"}, {ticketBlob, "t"},
+		{ticketAvoid, "a"}, {ticketIndex, "ix"},
 		{pairWaiter, "w_"}, {pairNewcomer, "n_"}, {pairChat, "chat"},
 		{sessNode, "node"}, {sessDigest, "d"}, {sessGender, "g"}, {sessAway, "away"},
 		{sessChat, "chat"}, {sessPeer, "peer"}, {sessPeerGender, "pg"}, {sessStarted, "started"},
