@@ -310,6 +310,9 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 	st.Away = away
 	s.held, s.heldBytes = nil, 0
 	if ch := s.chat; ch != nil {
+		// The claiming node knows nothing of an indicator shown from here: it ends
+		// with the move (a drop ended it already).
+		e.stopTypingLocked(s, ch)
 		e.leaveChatLocked(s)
 		if p := ch.partner(s); !p.remote {
 			// The partner stays here and talks to s through the cluster from now on.

@@ -141,9 +141,10 @@ func (e *Engine) typingLocked(s *session, ch *chat, side *chatSide, typing bool,
 	} else if !ch.sides[0].typing && !ch.sides[1].typing {
 		delete(e.typers, ch)
 	}
-	// Best effort: a partner away with a full backlog misses an indicator, which
-	// the next one replaces.
-	e.toPartnerLocked(s, ch, appendTyping(nil, EventPartnerTyping, ch.id, typing), false)
+	// A typing:true is best effort: a partner away with a full backlog misses it.
+	// The typing:false that ends one goes past the bound, so that an indicator the
+	// partner was shown is never left on.
+	e.toPartnerLocked(s, ch, appendTyping(nil, EventPartnerTyping, ch.id, typing), !typing)
 }
 
 // stopTypingLocked tells the partner of s, if it was told s is typing, that s is not:
