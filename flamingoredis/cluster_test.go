@@ -51,10 +51,13 @@ func startClusterNodeOn(t testing.TB, client redis.UniversalClient, prefix strin
 		Matcher:     cl.Matcher(),
 		Broker:      cl,
 		ResumeGrace: testGrace,
-		JoinRate:    flamingo.RateLimit{Rate: -1},
-		InitRate:    flamingo.RateLimit{Rate: -1},
-		EventRate:   flamingo.RateLimit{Rate: -1},
-		MessageRate: flamingo.RateLimit{Rate: -1},
+		// The cluster tests let the same users meet again and again; the repeat
+		// window has tests of its own (matcher_v2_test.go, and the root package).
+		RepeatWindow: time.Nanosecond,
+		JoinRate:     flamingo.RateLimit{Rate: -1},
+		InitRate:     flamingo.RateLimit{Rate: -1},
+		EventRate:    flamingo.RateLimit{Rate: -1},
+		MessageRate:  flamingo.RateLimit{Rate: -1},
 	})
 	require.NoError(t, err)
 	srv := httptest.NewServer(flamingo.NewWebSocketHandler(e, nil))
