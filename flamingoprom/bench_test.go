@@ -36,6 +36,7 @@ func BenchmarkCollect(b *testing.B) {
 	alice.ExpectError(flamingo.CodeRateLimited)
 	bob.SendRaw([]byte{0xff})
 	bob.ExpectClosed(flamingo.CloseInvalidPayload)
+	alice.Expect(flamingo.EventPartnerAway)
 	alice.Send(flamingo.EventLeaveChat, nil)
 	alice.Expect(flamingo.EventChatEnded)
 

@@ -223,6 +223,7 @@ func TestCollector_ClosesResumesAndSlowConsumers(t *testing.T) {
 		carol.SendRaw([]byte(`{"type":"ping","payload":{"pad":"` + strings.Repeat("x", 300) + `"}}`))
 		carol.ExpectClosed(flamingo.CloseMessageTooBig)
 		time.Sleep(11 * time.Second)
+		dave.Expect(flamingo.EventPartnerAway)
 		dave.Expect(flamingo.EventChatEnded)
 
 		// erin opens a second connection with her user_id, which takes the session over
@@ -289,6 +290,7 @@ func TestCollector_Lint(t *testing.T) {
 	alice.ExpectError(flamingo.CodeNotInQueue)
 	bob.SendRaw([]byte{0xff})
 	bob.ExpectClosed(flamingo.CloseInvalidPayload)
+	alice.Expect(flamingo.EventPartnerAway)
 	alice.Send(flamingo.EventLeaveChat, nil)
 	alice.Expect(flamingo.EventChatEnded)
 	alice.Send(flamingo.EventJoinQueue, flamingo.JoinQueuePayload{Gender: flamingo.GenderFemale})
