@@ -3,6 +3,7 @@ package flamingo_test
 import (
 	"crypto/sha256"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,19 +12,24 @@ import (
 	"github.com/flamingochat/flamingo/flamingotest"
 )
 
-// handleFor finds the handle of userID among the sessions b saw saved.
+// handleFor finds the handle of userID among the sessions b saw saved (the flusher
+// saves them after the engine answers, so it waits for one).
 func handleFor(t *testing.T, b *fakeBroker, userID string) string {
 	t.Helper()
 	d := sha256.Sum256([]byte(userID))
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, st := range b.saved {
-		if st.Digest == d {
-			return st.User
+	var handle string
+	require.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, st := range b.saved {
+			if st.Digest == d {
+				handle = st.User
+				return true
+			}
 		}
-	}
-	t.Fatal("no session saved for the user")
-	return ""
+		return false
+	}, 5*time.Second, time.Millisecond, "no session saved for the user")
+	return handle
 }
 
 // eventsUntilPong returns the types and payloads c reads before the pong of a ping.

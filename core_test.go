@@ -267,6 +267,12 @@ func TestShutdown_ReleaseWhileTheBrokerStops(t *testing.T) {
 	require.NoError(t, err)
 	a := flamingotest.Connect(t, e)
 	a.Init("")
+	// The broker learns of the session from the flusher, after ready.
+	require.Eventually(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.saved) > 0
+	}, 5*time.Second, time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, e.Shutdown(ctx))
