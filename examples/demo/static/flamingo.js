@@ -613,6 +613,11 @@ export class FlamingoClient extends EventTarget {
           this.partner = null;
           this._chatGone(p.chat_id);
           this._setState("idle", null);
+        } else if (p.chat_id && p.chat_id === this._chat?.id) {
+          // The chat this tab was in before a reload (kept in sessionStorage), whose
+          // end was held for us and replayed after ready: it is the last chat, which
+          // block and report act on.
+          this._chatGone(p.chat_id);
         }
         break;
       case "message_sent":
