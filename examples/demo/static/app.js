@@ -94,6 +94,10 @@ const ERROR_TEXT = {
   not_connected: "You are offline. Wait a moment and try again.",
   join_refused: "You can't join right now.",
 };
+// What a refused next says (the chat, if live, goes on).
+const NEXT_ERROR_TEXT = {
+  rate_limited: "Slow down a little: wait a moment before the next stranger.",
+};
 
 // sessionStorage survives a reload of this tab (not a new tab): the transcript and
 // "was searching" live there, so a reload picks up where the user was.
@@ -118,6 +122,7 @@ const ui = {
   transcript: null,
   moderating: false, // a block or report is on its way: its chat_ended is not the end
   lastEsc: 0, // when Escape was last pressed in a chat, for Esc twice
+  skipping: null, // chat_id of the live chat a next is ending, until it ends or next fails
   restoring: false, // showing a chat from before a reload that the server has not confirmed
   statsTimer: 0,
   waitTimer: 0,
@@ -532,28 +537,43 @@ async function leave() {
 }
 
 // next ends the chat (if it is live) and searches again with the same choices, in
-// one step on the server.
+// one step on the server. A live chat stays on screen until it has ended (its
+// chat_ended, which comes before queue_joined): the server may refuse next
+// (rate_limited, or internal while it drains), and then the chat goes on.
 async function next() {
   if (client.connection !== "open") {
     toast(ERROR_TEXT.not_connected);
     return;
   }
-  if (client.state === "searching") return;
-  clearTranscript(); // the chat_ended that comes first is for a chat no longer shown
-  session.setItem(SEARCHING_KEY, "1");
-  showSearching();
+  if (client.state === "searching" || ui.skipping) return;
+  const live = client.state === "chatting" ? client.chatId : null;
+  if (live) {
+    ui.skipping = live; // chat_ended for it switches to the searching screen
+  } else {
+    clearTranscript(); // an ended chat: nothing of it is needed any more
+    session.setItem(SEARCHING_KEY, "1");
+    showSearching();
+  }
   try {
     await client.next();
   } catch (err) {
     if (err.code === "already_in_queue") return;
-    if (err.code === "not_in_chat" && ui.choice) {
+    if (err.code === "not_in_chat" && ui.choice && client.state !== "chatting") {
       startSearch(ui.choice); // this identity never joined (a new one after a long absence)
       return;
     }
     session.removeItem(SEARCHING_KEY);
-    if (client.state === "chatting") return;
-    toast(ERROR_TEXT[err.code] || "Could not start searching. Please try again.");
+    const text = NEXT_ERROR_TEXT[err.code] || ERROR_TEXT[err.code] || "Could not start searching. Please try again.";
+    if (client.state === "chatting") {
+      // Refused, and the chat is still live: it stays on screen as it was.
+      if (ui.screen !== "chat") showChat();
+      toast(text);
+      return;
+    }
+    toast(text);
     showWelcome();
+  } finally {
+    ui.skipping = null;
   }
 }
 
@@ -769,6 +789,14 @@ client.on("message_received", (m) => {
 });
 
 client.on("chat_ended", (p) => {
+  if (ui.skipping === p.chat_id) {
+    // Our next ended it: its queue_joined follows. The transcript goes only now.
+    ui.skipping = null;
+    clearTranscript();
+    session.setItem(SEARCHING_KEY, "1");
+    showSearching();
+    return;
+  }
   if (ui.transcript?.chat_id !== p.chat_id) return; // a chat we no longer show
   if (ui.moderating && p.reason === "left") {
     // Ended by our block or report: its reply says so in a moment.
