@@ -19,14 +19,17 @@
 //     new connection to offer again (initiator) or to ask for an offer ("hello").
 //
 // The signal data it sends, all JSON objects that flamingo relays as they are:
-//   {type: "offer",     pc, sdp}          only from the initiator
-//   {type: "answer",    pc, to, sdp}      to: the pc of the offer it answers
+//   {type: "offer",     pc, n, sdp}       only from the initiator; n numbers its offers
+//   {type: "answer",    pc, to, n, sdp}   to and n: the pc and n of the offer it answers
 //   {type: "candidate", pc, candidate}    an RTCIceCandidateInit
 //   {type: "hello",     pc}               a new connection of the answering side wants an offer
 //   {type: "restart",   pc}               the answering side wants an ICE restart
 //   {type: "media",     pc, audio, video} whether the sender's microphone and camera are on
 // pc is a random id of the sender's RTCPeerConnection: a side that reloaded gets a new
-// one, and whatever was sent for the old one is recognised and dropped.
+// one, and whatever was sent for the old one is recognised and dropped. An offer may be
+// lost (sent offline, dropped with a dead socket, refused): the initiator sends the
+// same offer, with the same n, again when it is asked to repair the call; an answer
+// whose n is not that of the offer out is stale and dropped.
 (() => {
   "use strict";
 
@@ -73,6 +76,7 @@
         if (v.chat && v.chat.id === p.chat_id) endChat(v, "ended");
       }),
       client.on("ready", (p) => onReady(v, p)),
+      client.on("error", (p) => onError(v, p)),
     );
     setStatus(v, "idle");
     // Started in the middle of a chat (a reload while chatting): rejoin its call now,
@@ -258,6 +262,17 @@
     else send(v, chat, { type: "hello", pc: chat.pcId });
   }
 
+  // onError repairs the call a while after the server refused one of our signals for
+  // its rate: an offer, an answer or a candidate may be what it refused.
+  function onError(v, p) {
+    const chat = v.chat;
+    if (!chat || p.ref !== "signal" || p.code !== "rate_limited" || chat.retryTimer) return;
+    chat.retryTimer = setTimeout(() => {
+      chat.retryTimer = 0;
+      if (v.chat === chat) recover(v, chat);
+    }, Math.max(p.retry_after_ms || 0, 1000));
+  }
+
   function onSignal(v, p) {
     const d = p.data;
     if (!d || typeof d !== "object" || typeof d.type !== "string") return;
@@ -293,7 +308,8 @@
       pc: null,
       pcId: "",
       remoteId: "", // pc id of the partner's connection that ours talks to
-      restartWanted: false, // an ICE restart to make once the current offer is answered
+      offerN: 0, // n of the last offer made
+      retryTimer: 0, // repairs the call after a refused signal
       guessed: false, // the role is a guess (nothing kept said it)
       queue: Promise.resolve(),
     };
@@ -310,7 +326,6 @@
     chat.pc = pc;
     chat.pcId = randomId();
     chat.remoteId = "";
-    chat.restartWanted = false;
     const pcId = chat.pcId;
     for (const track of v.stream.getTracks()) pc.addTrack(track, v.stream);
     pc.onicecandidate = (ev) => {
@@ -355,6 +370,7 @@
     const chat = v.chat;
     if (!chat) return;
     v.chat = null;
+    clearTimeout(chat.retryTimer);
     closePc(chat);
     forgetChat();
     v.ui.remote.srcObject = null;
@@ -371,15 +387,20 @@
 
   async function offer(v, chat, iceRestart) {
     const pc = chat.pc;
-    if (pc.signalingState !== "stable") {
-      // An offer is out: its answer comes first, then the restart.
-      if (iceRestart) chat.restartWanted = true;
+    if (pc.signalingState === "have-local-offer" && iceRestart) {
+      // An offer is out, and the call needs repair: the offer (or its answer) may
+      // have been lost, and then no answer ever comes. Send it again: it is already
+      // an ICE restart if the call had been connected, and an answer to either copy
+      // answers it.
+      send(v, chat, { type: "offer", pc: chat.pcId, n: chat.offerN, sdp: pc.localDescription.sdp });
       return;
     }
+    if (pc.signalingState !== "stable") return;
     if (iceRestart && pc.remoteDescription) setStatus(v, "reconnecting");
     const desc = await pc.createOffer(iceRestart && pc.remoteDescription ? { iceRestart: true } : {});
     await pc.setLocalDescription(desc);
-    send(v, chat, { type: "offer", pc: chat.pcId, sdp: pc.localDescription.sdp });
+    chat.offerN++;
+    send(v, chat, { type: "offer", pc: chat.pcId, n: chat.offerN, sdp: pc.localDescription.sdp });
   }
 
   async function handleSignal(v, chat, d) {
@@ -393,18 +414,17 @@
         await chat.pc.setRemoteDescription({ type: "offer", sdp: d.sdp });
         await chat.pc.setLocalDescription(await chat.pc.createAnswer());
         if (chat.pc.connectionState !== "connected") setStatus(v, "connecting");
-        send(v, chat, { type: "answer", pc: chat.pcId, to: d.pc, sdp: chat.pc.localDescription.sdp });
+        send(v, chat, { type: "answer", pc: chat.pcId, to: d.pc, n: d.n, sdp: chat.pc.localDescription.sdp });
         return;
       }
       case "answer": {
         const pc = chat.pc;
         if (!chat.initiator || d.to !== chat.pcId || pc.signalingState !== "have-local-offer") return;
+        // An answer to an earlier offer (a copy of it answered twice) does not fit the
+        // one out. A page without n answers without it: taken as before.
+        if (d.n !== undefined && d.n !== chat.offerN) return;
         chat.remoteId = d.pc;
         await pc.setRemoteDescription({ type: "answer", sdp: d.sdp });
-        if (chat.restartWanted) {
-          chat.restartWanted = false;
-          await offer(v, chat, true);
-        }
         return;
       }
       case "candidate":
