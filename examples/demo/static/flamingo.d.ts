@@ -185,6 +185,8 @@ export interface ErrorPayload {
   message: string;
   /** The type of the client event that caused it, if any. */
   ref?: string;
+  /** With rate_limited: how long to wait, in milliseconds, before trying again. */
+  retry_after_ms?: number;
 }
 
 /** Detail of the client's "state" event. */
