@@ -331,3 +331,46 @@ func TestPartnerAwayAndBack(t *testing.T) {
 	bob.typeAndSend("back again")
 	alice.waitBubble("them", "back again")
 }
+
+func TestRefusedNextKeepsTheLiveChat(t *testing.T) {
+	// One join per connection and no refill: the join that found Bob's chat used it,
+	// so his next is refused with rate_limited while the chat is live.
+	h := newHarness(t, flamingo.Config{JoinRate: flamingo.RateLimit{Rate: 0.0001, Burst: 1}})
+	alice, bob := matchPair(h)
+	alice.typeAndSend("still there?")
+	bob.waitBubble("them", "still there?")
+
+	bob.click("#next-btn")
+	bob.waitVisibleText("#toast", "wait a moment before the next stranger")
+	assert.True(t, eval[bool](bob, `document.querySelector("#screen-chat").checkVisibility() && !document.querySelector("#composer").hidden`),
+		"bob: the live chat left the screen")
+	assert.Equal(t, []string{"them: still there?"}, bob.bubbles(), "bob: the transcript of the live chat")
+
+	// The chat goes on both ways.
+	bob.typeAndSend("yes")
+	alice.waitBubble("them", "yes")
+	assert.True(t, eval[bool](alice, `!document.querySelector("#composer").hidden`), "alice: the chat ended")
+}
+
+func TestBlockAfterReloadIntoAChatThatEndedMeanwhile(t *testing.T) {
+	h := newHarness(t, flamingo.Config{})
+	alice, bob := matchPair(h)
+	bob.typeAndSend("something rude")
+	alice.waitBubble("them", "something rude")
+
+	// Alice reloads and stays offline while Bob leaves: the chat's end is held for her.
+	h.gate.hold()
+	alice.do(chromedp.Reload())
+	alice.waitScreen("chat")
+	h.eventually("the engine to see alice's old connection end", func() bool { return h.engine.Stats().Online == 1 })
+	bob.click("#leave-btn")
+	bob.waitVisibleText("#ended-text", "You left the chat.")
+
+	// Back online: ready has no chat_id, the replayed chat_ended ends the chat she
+	// shows, and it can still be blocked.
+	h.gate.release()
+	alice.waitVisibleText("#ended-text", "The stranger left the chat.")
+	alice.click("#more-btn")
+	alice.click("#block-btn")
+	alice.waitVisibleText("#ended-text", "You blocked this stranger")
+}
