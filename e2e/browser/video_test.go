@@ -162,10 +162,12 @@ func newVideoHarness(t *testing.T, cfg flamingo.Config) *harness {
 // testInstruments is installed in every video test page before its own scripts run.
 // It records the page's RTCPeerConnections and WebSockets (window.__videoTest), and
 // with loopbackOnly drops candidates that are not on 127.0.0.0/8 before they reach a
-// peer connection, whether they come as candidates or inside a description.
+// peer connection, whether they come as candidates or inside a description. While
+// dropOffers is set, the page's offers are dropped instead of sent (droppedOffers
+// counts them), as a dead socket would.
 const testInstruments = `(() => {
   const loopbackOnly = %t;
-  const t = { pcs: [], sockets: [], candidates: [], maxSignal: 0 };
+  const t = { pcs: [], sockets: [], candidates: [], maxSignal: 0, dropOffers: false, droppedOffers: 0 };
   window.__videoTest = t;
   const onLoopback = (line) => {
     const f = String(line).replace(/^a=/, "").split(" ");
@@ -201,6 +203,10 @@ const testInstruments = `(() => {
     send(frame) {
       if (typeof frame === "string" && frame.startsWith('{"type":"signal"')) {
         t.maxSignal = Math.max(t.maxSignal, new TextEncoder().encode(frame).length);
+        if (t.dropOffers && frame.includes('"data":{"type":"offer"')) {
+          t.droppedOffers++;
+          return;
+        }
       }
       return super.send(frame);
     }
@@ -488,6 +494,37 @@ func TestVideoCall(t *testing.T) {
 				assert.Equal(t, 1, s.Open, "%s: one open peer connection", u.name)
 				checkPair(t, u, s, filter)
 			}
+		}
+	})
+
+	h.run("a lost offer is sent again", func(t *testing.T) {
+		// The other side drops its socket and asks for an ICE restart on its resume;
+		// the initiator's offer is lost on the way. The next repair (another resume)
+		// must send that offer again: nothing else would ever answer it.
+		init, other := alice, bob
+		if !alice.initiator() {
+			init, other = bob, alice
+		}
+		const newestPC = `window.__videoTest.pcs.findLast((p) => p.connectionState !== "closed")`
+		drop := func() {
+			online := h.engine.Stats().Online
+			eval[bool](other, `window.__videoTest.sockets.findLast((s) => s.readyState === 1).close(), true`)
+			h.eventually("the engine to see the socket go", func() bool { return h.engine.Stats().Online < online })
+			h.eventually(other.name+" to resume", func() bool { return h.engine.Stats().Online == online })
+		}
+		eval[bool](init, `window.__videoTest.dropOffers = true`)
+		drop()
+		init.waitJS("the restart offer to be lost", `window.__videoTest.droppedOffers > 0`)
+		assert.Equal(t, "have-local-offer", eval[string](init, newestPC+`.signalingState`), "%s: the offer out", init.name)
+		eval[bool](init, `!(window.__videoTest.dropOffers = false)`)
+
+		frames := map[*user]int{alice: alice.stats().Frames, bob: bob.stats().Frames}
+		drop()
+		init.waitJS("the offer to be answered", newestPC+`.signalingState === "stable"`)
+		for _, u := range users {
+			s := u.waitFrames(frames[u])
+			assert.Equal(t, 1, s.Open, "%s: one open peer connection", u.name)
+			checkPair(t, u, s, filter)
 		}
 	})
 
