@@ -622,8 +622,8 @@ func (s *scanner) hex4() (rune, bool) {
 }
 
 // stringList reads an array whose elements are all strings, calling each with each
-// (valid only during the call). It reports false, with the scanner inside the array,
-// at the first element that is not a string.
+// (valid only during the call). It reports false, with the scanner at that element's
+// start, at the first element that is not a string.
 func (s *scanner) stringList(each func([]byte) bool) bool {
 	s.i++ // the '['
 	s.ws()
@@ -631,26 +631,14 @@ func (s *scanner) stringList(each func([]byte) bool) bool {
 		s.i++
 		return true
 	}
-	for {
+	return s.elements(func() bool {
 		s.ws()
 		if s.peek() != '"' {
 			return false
 		}
 		v, ok := s.stringValue()
-		if !ok || !each(v) {
-			return false
-		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
-		}
-	}
+		return ok && each(v)
+	})
 }
 
 // skipRest skips what is left of an array that stringList gave up on, from an
@@ -660,8 +648,14 @@ func (s *scanner) skipRest() bool {
 		return false
 	}
 	defer func() { s.depth-- }()
+	return s.elements(s.skipValue)
+}
+
+// elements reads the elements of an array with elem, from the first element's start
+// up to and including the closing bracket.
+func (s *scanner) elements(elem func() bool) bool {
 	for {
-		if !s.skipValue() {
+		if !elem() {
 			return false
 		}
 		s.ws()
@@ -702,22 +696,9 @@ func (s *scanner) skipValue() bool {
 			s.depth--
 			return true
 		}
-		for {
-			if !s.skipValue() {
-				return false
-			}
-			s.ws()
-			switch s.peek() {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				s.depth--
-				return true
-			default:
-				return false
-			}
-		}
+		ok := s.elements(s.skipValue)
+		s.depth--
+		return ok
 	case c == 't':
 		return s.literal("true")
 	case c == 'f':
