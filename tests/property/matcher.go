@@ -205,14 +205,12 @@ func CheckMatcher(t rapid.TB, newMatcher func() flamingo.Matcher, opts Options) 
 
 func matcherProperty(newMatcher func() flamingo.Matcher, opts Options) func(*rapid.T) {
 	return func(t *rapid.T) {
-		m := newMatcher()
-		if m == nil {
-			t.Fatalf("newMatcher returned nil")
-		}
+		log := newPairLog(nil)
+		m := startForCheck(t, newMatcher, log.report)
 		sm := &matcherMachine{
 			m:         m,
 			wait:      opts.pairWait(),
-			log:       newPairLog(nil),
+			log:       log,
 			waiting:   make(map[string]flamingo.Ticket),
 			last:      make(map[string]flamingo.Ticket),
 			enqueued:  make(map[string]int),
@@ -220,14 +218,6 @@ func matcherProperty(newMatcher func() flamingo.Matcher, opts Options) func(*rap
 			cancelled: make(map[string]int),
 		}
 		sm.lenner, _ = m.(lenner)
-		if err := m.Start(sm.log.report); err != nil {
-			t.Fatalf("Start: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := stop(m); err != nil {
-				t.Errorf("Stop: %v", err)
-			}
-		})
 		t.Repeat(rapid.StateMachineActions(sm))
 		sm.drain(t)
 	}
@@ -514,4 +504,22 @@ func (sm *matcherMachine) drain(t *rapid.T) {
 	if sm.lenner != nil && sm.lenner.Len() != 0 {
 		t.Fatalf("nobody twice: Len() = %d after every waiting ticket was cancelled%s", sm.lenner.Len(), sm.history())
 	}
+}
+
+// startForCheck makes a matcher with newMatcher, starts it with report, and stops it
+// when t ends.
+func startForCheck(t *rapid.T, newMatcher func() flamingo.Matcher, report func(flamingo.Pair)) flamingo.Matcher {
+	m := newMatcher()
+	if m == nil {
+		t.Fatalf("newMatcher returned nil")
+	}
+	if err := m.Start(report); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := stop(m); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	return m
 }

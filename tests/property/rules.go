@@ -105,29 +105,19 @@ func sameFull(a, b flamingo.Ticket) bool {
 func CheckMatcherRules(t rapid.TB, newMatcher func() flamingo.Matcher, opts Options) {
 	t.Helper()
 	rapid.Check(t, func(t *rapid.T) {
-		m := newMatcher()
-		if m == nil {
-			t.Fatalf("newMatcher returned nil")
-		}
+		log := newPairLog(nil)
+		m := startForCheck(t, newMatcher, log.report)
 		sm := &rulesMachine{
 			m:       m,
 			wait:    opts.pairWait(),
 			relax:   opts.relaxWait(),
-			log:     newPairLog(nil),
+			log:     log,
 			waiting: make(map[string]flamingo.Ticket),
 			last:    make(map[string]flamingo.Ticket),
 			partner: make(map[string]string),
 			balance: make(map[string]int),
 		}
 		sm.lenner, _ = m.(lenner)
-		if err := m.Start(sm.log.report); err != nil {
-			t.Fatalf("Start: %v", err)
-		}
-		t.Cleanup(func() {
-			if err := stop(m); err != nil {
-				t.Errorf("Stop: %v", err)
-			}
-		})
 		t.Repeat(rapid.StateMachineActions(sm))
 		for _, u := range users {
 			if _, ok := sm.waiting[u]; ok {
