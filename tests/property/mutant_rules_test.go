@@ -143,7 +143,10 @@ func (r *recordingTB) ruleVerdict() string {
 	rules := []string{ruleInterest, rulePool, ruleAvoid, ruleMutual, ruleOrder, ruleFair, ruleComplete, ruleTwice, ruleLost, "unexpected pair"}
 	for _, s := range r.out {
 		for line := range strings.SplitSeq(s, "\n") {
-			line = strings.TrimSpace(line)
+			// A failure that rapid could not reproduce while shrinking (the
+			// relaxation timings of a loaded machine) is reported as "flaky", with
+			// the original verdict after "Traceback (".
+			line = strings.TrimPrefix(strings.TrimSpace(line), "Traceback (")
 			for _, name := range rules {
 				if strings.HasPrefix(line, name+":") {
 					return line
