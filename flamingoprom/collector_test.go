@@ -92,6 +92,9 @@ func TestCollector_CountsWhatHappened(t *testing.T) {
 		erin := flamingotest.Connect(t, e)
 		erin.Init("")
 		erin.Join(flamingo.GenderOther, flamingo.PreferOther)
+		// The OnMatch hook of carol and dave runs after their match_found is sent:
+		// let it finish.
+		synctest.Wait()
 
 		// Each bucket counts the observations at most its bound: the match waits are
 		// 0, 0, 3 and 400 s; the OnMessage hook slept 1 ms four times; the chat lasted
