@@ -171,17 +171,21 @@ func TestCheckMatcherRules_PassesUnbentWrapper(t *testing.T) {
 func TestCheckMatcherRules_CatchesMutants(t *testing.T) {
 	t.Chdir(t.TempDir()) // rapid's fail files
 	setRapidFlag(t, "rapid.shrinktime", "1s")
+	// Each mutant must be caught by a rule it breaks. A matcher that ignores
+	// interests, or relaxes early, pairs strangers who share nothing too soon, and
+	// so also passes over a waiter who shares an interest: which of the two rules
+	// sees it first depends on the sequence drawn.
 	tests := []struct {
 		give bend
-		want string // the rule that must catch it
+		want []string // the rules that may catch it
 	}{
-		{bendIgnoreInterests, ruleInterest},
-		{bendRelaxEarly, ruleInterest},
-		{bendNeverRelax, ruleComplete},
-		{bendRepeatPartner, ruleAvoid},
-		{bendBlockOneWay, ruleAvoid},
-		{bendCrossPools, rulePool},
-		{bendPreferYounger, ruleFair},
+		{bendIgnoreInterests, []string{ruleInterest, ruleFair}},
+		{bendRelaxEarly, []string{ruleInterest, ruleFair}},
+		{bendNeverRelax, []string{ruleComplete}},
+		{bendRepeatPartner, []string{ruleAvoid}},
+		{bendBlockOneWay, []string{ruleAvoid}},
+		{bendCrossPools, []string{rulePool}},
+		{bendPreferYounger, []string{ruleFair}},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.give), func(t *testing.T) {
@@ -192,7 +196,8 @@ func TestCheckMatcherRules_CatchesMutants(t *testing.T) {
 			require.True(t, rec.Failed(), "the rules passed a matcher that %s", tt.give)
 			got := rec.ruleVerdict()
 			t.Logf("caught: %s", got)
-			assert.True(t, strings.HasPrefix(got, tt.want+":"), "caught by %q, want %q", got, tt.want)
+			assert.True(t, slices.ContainsFunc(tt.want, func(rule string) bool { return strings.HasPrefix(got, rule+":") }),
+				"caught by %q, want one of %q", got, tt.want)
 		})
 	}
 }
