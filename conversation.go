@@ -32,7 +32,8 @@ type chatSide struct {
 // chat. Nothing is allocated for a user who never sends one.
 type ackLog struct {
 	byID  map[string]AckedMessage
-	order []string // client_msg_ids, oldest first
+	order []string // client_msg_ids as a ring, up to maxAcked: next is the oldest once full
+	next  int
 }
 
 func (l *ackLog) find(id string) (AckedMessage, bool) {
@@ -40,16 +41,20 @@ func (l *ackLog) find(id string) (AckedMessage, bool) {
 	return m, ok
 }
 
+// add remembers m, forgetting the oldest once maxAcked are remembered: O(1), since
+// with flamingo.js every message of a chat comes through here.
 func (l *ackLog) add(m AckedMessage) {
 	if l.byID == nil {
 		l.byID = make(map[string]AckedMessage)
 	}
-	if len(l.order) == maxAcked {
-		delete(l.byID, l.order[0])
-		l.order = append(l.order[:0], l.order[1:]...)
+	if len(l.order) < maxAcked {
+		l.order = append(l.order, m.ClientMsgID)
+	} else {
+		delete(l.byID, l.order[l.next])
+		l.order[l.next] = m.ClientMsgID
+		l.next = (l.next + 1) % maxAcked
 	}
 	l.byID[m.ClientMsgID] = m
-	l.order = append(l.order, m.ClientMsgID)
 }
 
 // list returns the log oldest first, for a session that moves to another node.
@@ -57,9 +62,9 @@ func (l *ackLog) list() []AckedMessage {
 	if len(l.order) == 0 {
 		return nil
 	}
-	out := make([]AckedMessage, len(l.order))
-	for i, id := range l.order {
-		out[i] = l.byID[id]
+	out := make([]AckedMessage, 0, len(l.order))
+	for i := range l.order {
+		out = append(out, l.byID[l.order[(l.next+i)%len(l.order)]])
 	}
 	return out
 }
