@@ -9,7 +9,8 @@
 // side, [Start] the tool's.
 //
 // The package also holds what the load tool and its cluster node
-// (examples/cluster/loadnode) must configure alike: [EngineConfig] and [Handler].
+// (examples/cluster/loadnode) must configure alike: [EngineConfig] and [Handler], and
+// the profiling hooks both offer: [StartCPUProfile] and [ServePprof].
 package loadserve
 
 import (
@@ -20,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"os/exec"
 	"runtime"
@@ -188,6 +190,66 @@ func StartCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		_ = f.Close()
 	}, nil
+}
+
+// The sampling rates [ServePprof] turns on. A mutex contention event is recorded one
+// time in MutexProfileFraction; a blocking event (channel, select, sync.Cond, a
+// mutex's waiter) is recorded with a probability of its duration over
+// BlockProfileRate nanoseconds, so every stall of 100 µs or more is in the profile
+// and short waits cost little.
+const (
+	MutexProfileFraction = 10
+	BlockProfileRate     = 100_000
+)
+
+// ServePprof serves net/http/pprof under /debug/pprof/ on addr, which must be a
+// loopback address (port 0 picks a free port), and turns the runtime's mutex and
+// block profiles on. It returns the address it listens on and a function that stops
+// the server, waits for it and turns the two profiles off again.
+//
+// With it, during a load run: go tool pprof http://ADDR/debug/pprof/mutex (or block,
+// profile, heap, goroutine), and curl -o trace.out
+// 'http://ADDR/debug/pprof/trace?seconds=5' for go tool trace.
+func ServePprof(addr string) (string, func(), error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", nil, err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return "", nil, fmt.Errorf("pprof address %q is not on loopback", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	runtime.SetMutexProfileFraction(MutexProfileFraction)
+	runtime.SetBlockProfileRate(BlockProfileRate)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return ln.Addr().String(), func() {
+		_ = srv.Close()
+		<-done
+		runtime.SetMutexProfileFraction(0)
+		runtime.SetBlockProfileRate(0)
+	}, nil
+}
+
+// DescribePprof is the line a process prints to say where who serves pprof (see
+// [ServePprof]) and how to take the profiles and a trace from it.
+func DescribePprof(who, addr string) string {
+	u := "http://" + addr + "/debug/pprof"
+	return fmt.Sprintf("pprof of %s on %s/ (mutex 1/%d, block %d ns): go tool pprof %s/mutex | %s/block; curl -o trace.out '%s/trace?seconds=5' && go tool trace trace.out",
+		who, u, MutexProfileFraction, BlockProfileRate, u, u, u)
 }
 
 // Child is a server running in a child process, as the tool sees it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -67,5 +68,55 @@ func TestStatsAdd(t *testing.T) {
 	a := Stats{CPUNanos: 1, Mallocs: 2, HeapInuse: 3, StackInuse: 4, RSS: 5, Goroutines: 6}
 	if got, want := a.Add(a), (Stats{2, 4, 6, 8, 10, 12}); got != want {
 		t.Fatalf("Add = %+v, want %+v", got, want)
+	}
+}
+
+func TestServePprof(t *testing.T) {
+	addr, stop, err := ServePprof("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := runtime.SetMutexProfileFraction(-1); got != MutexProfileFraction {
+		t.Errorf("mutex profile fraction %d while serving, want %d", got, MutexProfileFraction)
+	}
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/mutex?debug=1", "/debug/pprof/block?debug=1", "/debug/pprof/cmdline"} {
+		resp, err := hc.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: status %d", path, resp.StatusCode)
+		}
+		if path == "/debug/pprof/" && !strings.Contains(string(body), "mutex") {
+			t.Fatalf("GET %s does not list the mutex profile:\n%s", path, body)
+		}
+	}
+	stop()
+	if got := runtime.SetMutexProfileFraction(-1); got != 0 {
+		t.Errorf("mutex profile fraction %d after stop, want 0", got)
+	}
+	if _, err := hc.Get("http://" + addr + "/debug/pprof/"); err == nil {
+		t.Fatal("pprof still served after stop")
+	}
+}
+
+func TestServePprofLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.1:6060", "example.com:6060", "127.0.0.1"} {
+		if _, stop, err := ServePprof(addr); err == nil {
+			stop()
+			t.Errorf("ServePprof(%q) accepted an address off loopback or without a port", addr)
+		}
+	}
+}
+
+func TestDescribePprof(t *testing.T) {
+	s := DescribePprof("flamingo", "127.0.0.1:6060")
+	for _, want := range []string{"flamingo", "http://127.0.0.1:6060/debug/pprof/mutex", "trace?seconds="} {
+		if !strings.Contains(s, want) {
+			t.Errorf("%q lacks %q", s, want)
+		}
 	}
 }
