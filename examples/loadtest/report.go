@@ -148,7 +148,23 @@ type clusterPhase struct {
 	ServerCPUCoresPerNode float64 `json:"server_cpu_cores_per_node"`
 	RedisCPUCores         float64 `json:"redis_cpu_cores,omitempty"`
 	RedisCPUPerKMsg       float64 `json:"redis_cpu_ms_per_1k_msgs,omitempty"`
-	AllocsPerMsg          float64 `json:"allocs_per_msg"`
+	// RedisCPUPerCrossMsg is Redis's CPU time in the phase divided by the messages
+	// that crossed nodes, in µs: a message between partners on one node never
+	// touches Redis, so all of it is put on the crossing ones (the nodes' heartbeats
+	// and idle stream reads are counted in too, a small share under load).
+	RedisCPUPerCrossMsg float64 `json:"redis_cpu_us_per_cross_msg,omitempty"`
+	AllocsPerMsg        float64 `json:"allocs_per_msg"`
+	// The allocations of a message that crosses nodes, as well as the process
+	// counters allow: every relayed message is taken to cost the cluster's nodes what
+	// a message costs flamingo on one node in the same phase (its allocs_per_msg),
+	// and the rest of the cluster's allocations to come from the crossing messages.
+	// ExtraAllocsPerCrossMsg = (cluster allocs/msg − flamingo allocs/msg) ÷ the share
+	// of messages that crossed; AllocsPerCrossMsg = flamingo allocs/msg +
+	// ExtraAllocsPerCrossMsg, what a crossing message costs both nodes together.
+	// Allocations of the nodes' own background work fall on the crossing messages
+	// too. Zero when no message crossed.
+	ExtraAllocsPerCrossMsg float64 `json:"extra_allocs_per_cross_msg,omitempty"`
+	AllocsPerCrossMsg      float64 `json:"allocs_per_cross_msg,omitempty"`
 }
 
 // sweepPoint is the latency of both servers at one offered load.
@@ -255,8 +271,21 @@ func makeClusterPhase(nodes int, c, f, b phaseResult) clusterPhase {
 		cp.WholeBaselineRelayRatio = ratio(cp.WholeMsgsPerCPU, b.MsgsPerCPUSec)
 		cp.RedisCPUCores = ratio(c.RedisCPUSec, c.Seconds)
 		cp.RedisCPUPerKMsg = 1e6 * ratio(c.RedisCPUSec, float64(c.Msgs))
+		cp.RedisCPUPerCrossMsg = 1e6 * ratio(c.RedisCPUSec, float64(c.CrossMsgs))
 	}
+	cp.ExtraAllocsPerCrossMsg, cp.AllocsPerCrossMsg = crossAllocs(c.AllocsPerMsg, f.AllocsPerMsg, cp.CrossMsgShare)
 	return cp
+}
+
+// crossAllocs attributes the cluster's allocations per message (cluster) to the
+// messages that crossed nodes, a share of all, given flamingo's per message on one
+// node (single): see clusterPhase.ExtraAllocsPerCrossMsg. Both are 0 when share is.
+func crossAllocs(cluster, single, share float64) (extra, total float64) {
+	if share <= 0 {
+		return 0, 0
+	}
+	extra = (cluster - single) / share
+	return extra, single + extra
 }
 
 func makeClusterReport(cfg config, f, b, c *result) *clusterReport {
@@ -399,6 +428,11 @@ func printCluster(rep report) {
 		if cp.RedisCPUCores > 0 {
 			row(tag+"Redis CPU cores used", cp.RedisCPUCores, na, na, "%.2f")
 			row(tag+"Redis CPU ms per 1k msgs", cp.RedisCPUPerKMsg, na, na, "%.2f")
+			row(tag+"Redis CPU µs per crossing msg", cp.RedisCPUPerCrossMsg, na, na, "%.1f")
+		}
+		if cp.AllocsPerCrossMsg != 0 {
+			row(tag+"allocs per crossing msg", cp.AllocsPerCrossMsg, fp.AllocsPerMsg, bp.AllocsPerMsg, "%.1f")
+			row(tag+"  beyond a one-node msg", cp.ExtraAllocsPerCrossMsg, na, na, "%.1f")
 		}
 		row(tag+"msgs across nodes %", 100*cp.CrossMsgShare, na, na, "%.0f")
 	}
