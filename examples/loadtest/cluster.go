@@ -162,6 +162,14 @@ func startCluster(cfg config) (*server, error) {
 		if cpuProfile != "" {
 			args = append(args, "-cpuprofile", fmt.Sprintf("%s.cluster%d", cpuProfile, i))
 		}
+		if cfg.pprof != "" {
+			addr, err := pprofAddrFor(cfg.pprof, kindCluster, i)
+			if err != nil {
+				s.stop()
+				return nil, err
+			}
+			args = append(args, "-pprof", addr)
+		}
 		ch, err := loadserve.Start(exec.Command(env.bin, args...))
 		if err != nil {
 			s.stop()

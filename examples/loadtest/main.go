@@ -44,11 +44,41 @@
 // one Redis script call from the sender's node (pipelined) and a stream read by the
 // partner's node. The cluster's CPU and memory are the sums over its nodes (also
 // given per node); each node's messages per CPU-second counts the messages its
-// clients received; Redis's CPU time (INFO cpu) is reported apart, and added in the
-// "whole" figure. The report compares the cluster with flamingo on one node and with
+// clients received; Redis's CPU time (INFO cpu) is reported apart, added in the
+// "whole" figure, and divided by the messages that crossed nodes (Redis µs per
+// crossing message). Allocations per crossing message are attributed from the
+// process counters: the cluster's allocations per message less flamingo's on one
+// node, divided by the share of messages that crossed, plus flamingo's (see
+// clusterPhase in report.go). The report compares the cluster with flamingo on one node and with
 // the baseline. -redis auto starts a redis-server (without persistence) on a free
 // loopback port and stops it at the end; with an address, the run's keys are deleted
 // at the end.
+//
+// With -scale, the tool runs the scale run instead: for each connection count in the
+// list (say 2000,8000,18000), fresh baseline and flamingo servers go through the
+// phases above, both up at once and taking turns when the tool can hold both sets of
+// sockets (up to 9500 connections each), otherwise the baseline first and then
+// flamingo. Each count's paced phase offers the same total load (-scaleload, 10k
+// msgs/s by default), one a box of two cores can take at 18k connections. The report
+// gives, per count, idle and busy memory per connection (RSS and heap) of both
+// servers, messages per server CPU-second and their ratio (the relay ratio, flat
+// phase), CPU time and allocations per message, and p50/p99 latency of the paced
+// phase; then how much each of flamingo's costs grew from the first count to the
+// last (the target: at most 10%), beside the baseline's growth.
+//
+// Connections need sockets: the tool raises its own open files limit (RLIMIT_NOFILE)
+// to the hard limit at start, and its child servers inherit it. One process holds
+// about the limit less 1000 sockets (19000 on a machine whose limit is 20000); a
+// bigger run needs a higher hard limit (ulimit -Hn, or limits.conf). The clients
+// spread over loopback source addresses 127.0.0.1, 127.0.0.2... (one per 4000
+// connections unless -srcaddrs is given): each address has about 28k ephemeral ports,
+// and the previous server's connections keep theirs in TIME_WAIT for a minute.
+//
+// With -pprof, every child server also serves net/http/pprof on loopback, with the
+// runtime's mutex and block profiles on (see loadserve.ServePprof), so that a CPU,
+// mutex or block profile or an execution trace (go tool trace) can be taken while a
+// run is under way; each child says on stderr where it listens. The profiles cost
+// some CPU: figures of a run with -pprof are not comparable with others.
 //
 // A progress line goes to stderr every second. Every phase is bounded in time, and the
 // whole run stops by itself. The report prints each flamingo figure beside the
@@ -61,7 +91,8 @@
 // The flags are:
 //
 //	-conns N       connections per server (default 200; rounded down to even; at
-//	               most 9500 interleaved, 19000 not, halved again with -inprocess)
+//	               most 9500 interleaved, 19000 not, halved again with -inprocess,
+//	               with the open files limit of 20000)
 //	-duration D    chat time per server, split between the flat and paced phases
 //	               (default 10s)
 //	-rate R        messages/s per pair in the paced phase; 0 runs only the flat
@@ -71,7 +102,7 @@
 //	-size B        message content size in bytes (default 64)
 //	-churn F       fraction of pairs that leave and re-queue (default 0.25)
 //	-srcaddrs K    loopback source addresses to spread clients over (0: one per
-//	               4000 connections)
+//	               4000 connections; with -scale, per count)
 //	-inprocess     run the servers in this process instead of child processes
 //	-interleave    keep both servers up and alternate their chat slices (default
 //	               true; false runs the baseline to the end, then flamingo, which
@@ -80,9 +111,23 @@
 //	-json          print one JSON object instead of the table
 //	-sweep LIST    comma-separated total offered loads (messages/s) for the paced
 //	               phase, one paced phase each, instead of -rate
-//	-svg FILE      with -sweep, write a plot of p50 and p99 latency against load
+//	-svg FILE      with -sweep, write a plot of p50 and p99 latency against load;
+//	               with -scale, a plot of RSS per connection (both servers, idle
+//	               and busy) and of the relay ratio against connections
 //	-cpuprofile P  write each child server's CPU profile to P.flamingo and
 //	               P.baseline (and each cluster node's to P.cluster0, P.cluster1...)
+//	-pprof ADDR    serve net/http/pprof, with the mutex and block profiles on, from
+//	               each child server on loopback: flamingo on ADDR, the baseline on
+//	               the next port, cluster node i on the port 2+i after ADDR (port
+//	               0: each picks a free port); with -inprocess, the tool's own
+//	               process on ADDR
+//	-scale LIST    comma-separated connection counts (each rounded down to even,
+//	               at most 19000 with the open files limit of 20000): run the
+//	               scale run, one measurement of both servers per count, instead
+//	               of one run at -conns; -rate and -sweep do not apply, and
+//	               -redis cannot be combined with it
+//	-scaleload L   with -scale: total messages/s offered in each count's paced
+//	               phase (default 10000; 0 runs only the flat phase)
 //	-redis ADDR    also measure a cluster of flamingo nodes on the Redis at ADDR
 //	               ("auto": start redis-server on a free port, and stop it at the
 //	               end); at most 6333 connections interleaved; not with -inprocess
@@ -131,42 +176,103 @@ type config struct {
 	sweep      []float64 // total offered msgs/s
 	svg        string
 	matchWait  time.Duration
+
+	// The scale run (-scale): the sizes, and the total load of each size's paced phase.
+	scale     []int
+	scaleLoad float64
+	// pacedLoad, when positive and there is no -sweep or -rate, is the total load
+	// (msgs/s) of the paced phase: how the scale run offers each size the same load.
+	pacedLoad float64
+	// sockets is how many sockets one process may hold (the open files limit less
+	// a margin); 0 means 19000.
+	sockets int
+	// srcAddrsSet says -srcaddrs was given, so the scale run keeps it for every size.
+	srcAddrsSet bool
+	// pprof is -pprof: where flamingo's child serves net/http/pprof ("": nowhere).
+	pprof string
+}
+
+// args is the command line, parsed: the configuration and the flags that check
+// turns into it or that select a mode.
+type args struct {
+	cfg                 config
+	sweep, serve, scale string
+}
+
+// parseArgs defines the tool's flags on fs and parses argv with it. The flags are
+// checked apart, by config.check.
+func parseArgs(fs *flag.FlagSet, argv []string) (*args, error) {
+	a := new(args)
+	fs.IntVar(&a.cfg.conns, "conns", 200, "connections per server")
+	fs.DurationVar(&a.cfg.duration, "duration", 10*time.Second, "chat time per server (flat + paced)")
+	fs.Float64Var(&a.cfg.rate, "rate", 100, "messages/s per pair in the paced phase; 0 = closed loop only")
+	fs.IntVar(&a.cfg.window, "window", 8, "messages in flight per sender in the flat phase")
+	fs.IntVar(&a.cfg.size, "size", 64, "message content size in bytes")
+	fs.Float64Var(&a.cfg.churn, "churn", 0.25, "fraction of pairs that leave their chat and re-queue")
+	fs.IntVar(&a.cfg.srcAddrs, "srcaddrs", 0, "loopback source addresses (0: one per 4000 connections)")
+	fs.BoolVar(&a.cfg.inProcess, "inprocess", false, "run the servers in this process, not in child processes")
+	fs.BoolVar(&a.cfg.interleave, "interleave", true, "keep both servers up and alternate their chat slices")
+	fs.IntVar(&a.cfg.slices, "slices", 4, "slices per chat phase and server")
+	fs.BoolVar(&a.cfg.json, "json", false, "print one JSON object")
+	fs.StringVar(&a.sweep, "sweep", "", "comma-separated total offered loads (msgs/s) for paced phases")
+	fs.StringVar(&a.cfg.svg, "svg", "", "with -sweep: write a latency plot (SVG) to this file; with -scale: a plot of memory per connection and relay ratio")
+	fs.StringVar(&a.serve, "serve", "", "internal: run one server as a child process")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write each child server's CPU profile to this path plus .flamingo, .baseline or .clusterN")
+	fs.StringVar(&a.cfg.redis, "redis", "", "also measure a cluster of flamingo nodes on the Redis at this address (\"auto\": start one)")
+	fs.IntVar(&a.cfg.nodes, "nodes", 2, "with -redis: cluster nodes")
+	fs.Float64Var(&a.cfg.cross, "cross", 0.5, "with -redis: fraction of the cluster's pairs steered across nodes")
+	fs.StringVar(&a.scale, "scale", "", "comma-separated connection counts: one measurement of both servers per count (the scale run)")
+	fs.Float64Var(&a.cfg.scaleLoad, "scaleload", 10000, "with -scale: total msgs/s offered in each size's paced phase; 0 = flat phase only")
+	fs.StringVar(&a.cfg.pprof, "pprof", "", "serve net/http/pprof from each child server: flamingo on this loopback HOST:PORT, the baseline on the next port, cluster nodes on the ports after")
+	if err := fs.Parse(argv); err != nil {
+		return nil, err
+	}
+	fs.Visit(func(f *flag.Flag) { a.cfg.srcAddrsSet = a.cfg.srcAddrsSet || f.Name == "srcaddrs" })
+	return a, nil
 }
 
 func main() {
-	var cfg config
-	var sweep, serve string
-	flag.IntVar(&cfg.conns, "conns", 200, "connections per server")
-	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "chat time per server (flat + paced)")
-	flag.Float64Var(&cfg.rate, "rate", 100, "messages/s per pair in the paced phase; 0 = closed loop only")
-	flag.IntVar(&cfg.window, "window", 8, "messages in flight per sender in the flat phase")
-	flag.IntVar(&cfg.size, "size", 64, "message content size in bytes")
-	flag.Float64Var(&cfg.churn, "churn", 0.25, "fraction of pairs that leave their chat and re-queue")
-	flag.IntVar(&cfg.srcAddrs, "srcaddrs", 0, "loopback source addresses (0: one per 4000 connections)")
-	flag.BoolVar(&cfg.inProcess, "inprocess", false, "run the servers in this process, not in child processes")
-	flag.BoolVar(&cfg.interleave, "interleave", true, "keep both servers up and alternate their chat slices")
-	flag.IntVar(&cfg.slices, "slices", 4, "slices per chat phase and server")
-	flag.BoolVar(&cfg.json, "json", false, "print one JSON object")
-	flag.StringVar(&sweep, "sweep", "", "comma-separated total offered loads (msgs/s) for paced phases")
-	flag.StringVar(&cfg.svg, "svg", "", "with -sweep: write a latency plot (SVG) to this file")
-	flag.StringVar(&serve, "serve", "", "internal: run one server as a child process")
-	flag.StringVar(&cpuProfile, "cpuprofile", "", "write each child server's CPU profile to this path plus .flamingo, .baseline or .clusterN")
-	flag.StringVar(&cfg.redis, "redis", "", "also measure a cluster of flamingo nodes on the Redis at this address (\"auto\": start one)")
-	flag.IntVar(&cfg.nodes, "nodes", 2, "with -redis: cluster nodes")
-	flag.Float64Var(&cfg.cross, "cross", 0.5, "with -redis: fraction of the cluster's pairs steered across nodes")
-	flag.Parse()
+	a, err := parseArgs(flag.CommandLine, os.Args[1:])
+	if err != nil { // not reached: the command line's flag set exits on errors
+		os.Exit(2)
+	}
+	cfg, sweep, serve, scale := a.cfg, a.sweep, a.serve, a.scale
+
+	// Raise the open files limit to its hard limit; the child servers inherit it.
+	fileLimit, err := raiseFileLimit()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest: raising the open files limit:", err)
+	}
+	if fileLimit > 1000 {
+		cfg.sockets = int(min(fileLimit-1000, 1<<20))
+	}
 
 	if serve != "" {
-		if err := serveChild(serve); err != nil {
+		if err := serveChild(serve, cfg.pprof); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest -serve:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	if err := cfg.check(sweep); err != nil {
+	if err := cfg.check(sweep, scale); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		flag.Usage()
 		os.Exit(2)
+	}
+	if cfg.pprof != "" && cfg.inProcess {
+		stop, err := startPprof(cfg.pprof, "the tool (both servers and the clients)")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest: -pprof:", err)
+			os.Exit(1)
+		}
+		defer stop()
+	}
+	if len(cfg.scale) > 0 {
+		fmt.Fprintf(os.Stderr, "loadtest: open files limit %d: one process holds about %d sockets\n", fileLimit, cfg.socketBudget())
+		if code := runScale(cfg); code != 0 {
+			os.Exit(code)
+		}
+		return
 	}
 
 	kinds := []string{kindBaseline, kindFlamingo}
@@ -199,36 +305,10 @@ func main() {
 		exit(3)
 	})
 
-	var results []*result
-	fail := func(kind string, err error) {
-		fmt.Fprintf(os.Stderr, "loadtest: %s: %v\n", kind, err)
+	results, err := measure(cfg, kinds)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loadtest: %v\n", err)
 		exit(1)
-	}
-	if cfg.interleave {
-		var rs []*runner
-		for _, kind := range kinds {
-			r, res, err := setup(cfg, kind)
-			if err != nil {
-				fail(kind, err)
-			}
-			rs, results = append(rs, r), append(results, res)
-		}
-		runChats(cfg, rs, results)
-		for i, r := range rs {
-			r.finish(results[i])
-			r.shutdown()
-		}
-	} else {
-		for _, kind := range kinds {
-			r, res, err := setup(cfg, kind)
-			if err != nil {
-				fail(kind, err)
-			}
-			runChats(cfg, []*runner{r}, []*result{res})
-			r.finish(res)
-			r.shutdown()
-			results = append(results, res)
-		}
 	}
 	var cl *result
 	if len(results) > 2 {
@@ -248,7 +328,65 @@ func main() {
 	}
 }
 
-func (cfg *config) check(sweep string) error {
+// measure runs every phase on the servers of kinds, all up at once and taking turns
+// (cfg.interleave) or one after the other, and returns their results in the order of
+// kinds. A server that fails to start or to set up ends the run with an error.
+func measure(cfg config, kinds []string) ([]*result, error) {
+	var results []*result
+	if cfg.interleave {
+		var rs []*runner
+		for _, kind := range kinds {
+			r, res, err := setup(cfg, kind)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", kind, err)
+			}
+			rs, results = append(rs, r), append(results, res)
+		}
+		runChats(cfg, rs, results)
+		for i, r := range rs {
+			r.finish(results[i])
+			r.shutdown()
+		}
+		return results, nil
+	}
+	for _, kind := range kinds {
+		r, res, err := setup(cfg, kind)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kind, err)
+		}
+		runChats(cfg, []*runner{r}, []*result{res})
+		r.finish(res)
+		r.shutdown()
+		results = append(results, res)
+	}
+	return results, nil
+}
+
+// socketBudget is how many sockets one process may hold.
+func (cfg *config) socketBudget() int {
+	if cfg.sockets > 0 {
+		return cfg.sockets
+	}
+	return 19000
+}
+
+// endsPerServer is how many sockets the tool holds per connection of one server:
+// one end, or both with -inprocess.
+func (cfg *config) endsPerServer() int {
+	if cfg.inProcess {
+		return 2
+	}
+	return 1
+}
+
+func (cfg *config) check(sweep, scale string) error {
+	if scale != "" {
+		return cfg.checkScale(sweep, scale)
+	}
+	return cfg.checkRun(sweep)
+}
+
+func (cfg *config) checkRun(sweep string) error {
 	cfg.conns &^= 1
 	if cfg.redis != "" {
 		if cfg.inProcess {
@@ -261,8 +399,9 @@ func (cfg *config) check(sweep string) error {
 			return errors.New("-cross must be within [0, 1]")
 		}
 	}
-	// One process holds about 19k sockets: the tool holds one end of each
-	// connection to each server that is up at once, and -inprocess the other end too.
+	// One process holds about 19k sockets (the open files limit, 20000 here, less a
+	// margin): the tool holds one end of each connection to each server that is up at
+	// once, and -inprocess the other end too.
 	ends := 1
 	if cfg.interleave {
 		ends *= 2
@@ -270,26 +409,12 @@ func (cfg *config) check(sweep string) error {
 			ends = 3
 		}
 	}
-	if cfg.inProcess {
-		ends *= 2
+	ends *= cfg.endsPerServer()
+	if budget := cfg.socketBudget(); cfg.conns < 2 || cfg.conns*ends > budget {
+		return fmt.Errorf("-conns must be between 2 and %d with these flags (one process holds about %d sockets)", budget/ends, budget)
 	}
-	if cfg.conns < 2 || cfg.conns*ends > 19000 {
-		return fmt.Errorf("-conns must be between 2 and %d with these flags (one process holds about 19k sockets)", 19000/ends)
-	}
-	if cfg.slices < 1 || cfg.slices > 100 {
-		return errors.New("-slices must be between 1 and 100")
-	}
-	if cfg.duration <= 0 || cfg.duration > 10*time.Minute {
-		return errors.New("-duration must be positive and at most 10m")
-	}
-	if cfg.window < 1 || cfg.window > 128 {
-		return errors.New("-window must be between 1 and 128 (flamingo queues at most 256 events)")
-	}
-	if cfg.size < 24 || cfg.size > 4096 {
-		return errors.New("-size must be between 24 and 4096")
-	}
-	if cfg.rate < 0 || cfg.churn < 0 || cfg.churn > 1 {
-		return errors.New("-rate must be ≥ 0 and -churn within [0, 1]")
+	if err := cfg.checkCommon(); err != nil {
+		return err
 	}
 	if cfg.srcAddrs <= 0 {
 		cfg.srcAddrs = 1 + cfg.conns/4000
@@ -308,9 +433,38 @@ func (cfg *config) check(sweep string) error {
 		cfg.sweep = append(cfg.sweep, v)
 	}
 	if cfg.svg != "" && len(cfg.sweep) == 0 {
-		return errors.New("-svg needs -sweep")
+		return errors.New("-svg needs -sweep or -scale")
 	}
 	cfg.matchWait = 3 * time.Second
+	return nil
+}
+
+// checkCommon checks the flags that every kind of run uses alike.
+func (cfg *config) checkCommon() error {
+	if cfg.slices < 1 || cfg.slices > 100 {
+		return errors.New("-slices must be between 1 and 100")
+	}
+	if cfg.duration <= 0 || cfg.duration > 10*time.Minute {
+		return errors.New("-duration must be positive and at most 10m")
+	}
+	if cfg.window < 1 || cfg.window > 128 {
+		return errors.New("-window must be between 1 and 128 (flamingo queues at most 256 events)")
+	}
+	if cfg.size < 24 || cfg.size > 4096 {
+		return errors.New("-size must be between 24 and 4096")
+	}
+	if cfg.rate < 0 || cfg.churn < 0 || cfg.churn > 1 {
+		return errors.New("-rate must be ≥ 0 and -churn within [0, 1]")
+	}
+	if cfg.pprof != "" {
+		last, node := kindBaseline, 0
+		if cfg.redis != "" {
+			last, node = kindCluster, cfg.nodes-1
+		}
+		if _, err := pprofAddrFor(cfg.pprof, last, node); err != nil {
+			return fmt.Errorf("-pprof: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -535,6 +689,9 @@ func runChats(cfg config, rs []*runner, results []*result) {
 	loads := cfg.sweep
 	if len(loads) == 0 && cfg.rate > 0 {
 		loads = []float64{cfg.rate * float64(cfg.conns/2)}
+	}
+	if len(loads) == 0 && cfg.pacedLoad > 0 {
+		loads = []float64{cfg.pacedLoad}
 	}
 	pacedDur := time.Duration(0)
 	if len(loads) > 0 {

@@ -164,7 +164,10 @@ var cpuProfile string
 // internal/loadserve on stdin and stdout: it prints "addr HOST:PORT", then answers
 // each "stats" or "stats gc" line with one JSON line, and exits when stdin ends (so
 // it never outlives the tool).
-func serveChild(kind string) error {
+//
+// With pprofAddr set, it also serves net/http/pprof there, with the mutex and block
+// profiles on.
+func serveChild(kind, pprofAddr string) error {
 	profile := ""
 	if cpuProfile != "" {
 		profile = cpuProfile + "." + kind
@@ -174,6 +177,13 @@ func serveChild(kind string) error {
 		return err
 	}
 	defer stopProfile()
+	if pprofAddr != "" {
+		stopPprof, err := startPprof(pprofAddr, fmt.Sprintf("%s (pid %d)", kind, os.Getpid()))
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	h, stopHandler, err := newHandler(kind)
 	if err != nil {
 		return err
@@ -212,6 +222,13 @@ func startServer(cfg config, kind string) (*server, error) {
 	args := []string{"-serve", kind}
 	if cpuProfile != "" {
 		args = append(args, "-cpuprofile", cpuProfile)
+	}
+	if cfg.pprof != "" {
+		addr, err := pprofAddrFor(cfg.pprof, kind, 0)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-pprof", addr)
 	}
 	ch, err := loadserve.Start(exec.Command(exe, args...))
 	if err != nil {

@@ -10,13 +10,15 @@
 //
 // Usage:
 //
-//	loadnode -redis ADDR -prefix P [-cpuprofile FILE]
+//	loadnode -redis ADDR -prefix P [-cpuprofile FILE] [-pprof ADDR]
 //
 // The flags are:
 //
 //	-redis ADDR        the Redis server the nodes share (default 127.0.0.1:6379)
 //	-prefix P          the key prefix the nodes share (default "flamingo:")
 //	-cpuprofile FILE   write the node's CPU profile to FILE
+//	-pprof ADDR        serve net/http/pprof on the loopback ADDR, with the mutex and
+//	                   block profiles on (see loadserve.ServePprof)
 package main
 
 import (
@@ -36,19 +38,28 @@ func main() {
 	redisAddr := flag.String("redis", "127.0.0.1:6379", "address of the Redis server the nodes share")
 	prefix := flag.String("prefix", "flamingo:", "key prefix the nodes share")
 	cpuProfile := flag.String("cpuprofile", "", "write the node's CPU profile to this file")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address")
 	flag.Parse()
-	if err := run(*redisAddr, *prefix, *cpuProfile); err != nil {
+	if err := run(*redisAddr, *prefix, *cpuProfile, *pprofAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "loadnode:", err)
 		os.Exit(1)
 	}
 }
 
-func run(redisAddr, prefix, cpuProfile string) error {
+func run(redisAddr, prefix, cpuProfile, pprofAddr string) error {
 	stopProfile, err := loadserve.StartCPUProfile(cpuProfile)
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
+	if pprofAddr != "" {
+		addr, stopPprof, err := loadserve.ServePprof(pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+		fmt.Fprintln(os.Stderr, "loadnode:", loadserve.DescribePprof(fmt.Sprintf("cluster node (pid %d)", os.Getpid()), addr))
+	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	client := redis.NewClient(&redis.Options{Addr: redisAddr})
