@@ -90,24 +90,29 @@ func (e *Engine) handleSendMessage(c *conn, ev clientEvent) {
 }
 
 func (e *Engine) sendMessage(c *conn, ev clientEvent) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, ch := e.chatLocked(c, ev)
-	if ch == nil {
-		return
-	}
-	if e.ackedLocked(s, ch, ev) {
-		return
-	}
-	var idBuf [16]byte
+	// The frame is built before the lock is taken, so that the lock is held only to
+	// check the chat and queue the frame: every connection's messages go through it.
+	// ev.chatID is checked against the chat under the lock, and the frame is dropped
+	// if they differ.
 	now := time.Now()
-	e.relayLocked(c, s, ch, ev, e.messageIDLocked(idBuf[:0], now), now)
+	var idBuf [16]byte
+	msgID := e.nextMessageID(idBuf[:0], now)
+	f := newFrame(messageReceivedLen(ev.chatID, msgID, ev.content))
+	f.b = appendMessageReceived(f.b, ev.chatID, msgID, ev.content, now)
+	e.mu.Lock()
+	defer e.unlock()
+	s, ch := e.chatLocked(c, ev)
+	if ch == nil || e.ackedLocked(s, ch, ev) {
+		f.free()
+		return
+	}
+	e.relayLocked(c, s, ch, ev, msgID, now, f)
 }
 
 // messageFor describes the message ev for the OnMessage hook, with its id and time.
 func (e *Engine) messageFor(c *conn, ev clientEvent) (Message, bool) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s, ch := e.chatLocked(c, ev)
 	if ch == nil || e.ackedLocked(s, ch, ev) {
 		return Message{}, false
@@ -115,10 +120,10 @@ func (e *Engine) messageFor(c *conn, ev clientEvent) (Message, bool) {
 	now := time.Now()
 	return Message{
 		ChatID:    ch.id,
-		MessageID: string(e.messageIDLocked(nil, now)),
+		MessageID: string(e.nextMessageID(nil, now)),
 		From:      s.handle,
 		To:        ch.partner(s).handle,
-		Content:   ev.content,
+		Content:   string(ev.content),
 		SentAt:    now,
 	}, true
 }
@@ -127,7 +132,7 @@ func (e *Engine) messageFor(c *conn, ev clientEvent) (Message, bool) {
 // while the hook ran.
 func (e *Engine) relayAfterHook(c *conn, ev clientEvent, m Message) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := c.sess
 	if s == nil || s.chat == nil || s.chat.id != m.ChatID {
 		e.sendErrorLocked(c, CodeNotInChat, "the chat has ended", ev.typ)
@@ -136,7 +141,9 @@ func (e *Engine) relayAfterHook(c *conn, ev clientEvent, m Message) {
 	if e.ackedLocked(s, s.chat, ev) { // a retry that raced the hook
 		return
 	}
-	e.relayLocked(c, s, s.chat, ev, []byte(m.MessageID), m.SentAt)
+	f := newFrame(messageReceivedLen(m.ChatID, m.MessageID, ev.content))
+	f.b = appendMessageReceived(f.b, m.ChatID, m.MessageID, ev.content, m.SentAt)
+	e.relayLocked(c, s, s.chat, ev, []byte(m.MessageID), m.SentAt, f)
 }
 
 // chatLocked returns the session of c and its chat if ev names that chat; otherwise
@@ -154,22 +161,31 @@ func (e *Engine) chatLocked(c *conn, ev clientEvent) (*session, *chat) {
 	return s, ch
 }
 
-// messageIDLocked appends a new message id to dst. A message id is the send time in
+// nextMessageID appends a new message id to dst. A message id is the send time in
 // Unix nanoseconds, or one more than the last id where the clock has not moved on:
 // increasing on each node, and across the nodes of a cluster (within their clock
 // skew), so a sender who moves to another node goes on with larger ids.
-func (e *Engine) messageIDLocked(dst []byte, now time.Time) []byte {
-	id := max(e.lastMsgID+1, uint64(now.UnixNano()))
-	e.lastMsgID = id
-	return strconv.AppendUint(dst, id, 16)
+func (e *Engine) nextMessageID(dst []byte, now time.Time) []byte {
+	for {
+		last := e.lastMsgID.Load()
+		id := max(last+1, uint64(now.UnixNano()))
+		if e.lastMsgID.CompareAndSwap(last, id) {
+			return strconv.AppendUint(dst, id, 16)
+		}
+	}
 }
 
-// relayLocked delivers message ev of s, with id msgID, to the partner in ch.
-func (e *Engine) relayLocked(c *conn, s *session, ch *chat, ev clientEvent, msgID []byte, sentAt time.Time) {
-	// One allocation of exactly the right size.
-	frame := appendMessageReceived(make([]byte, 0, messageReceivedLen(ch.id, msgID, ev.content)),
-		ch.id, msgID, ev.content, sentAt)
-	if !e.toPartnerLocked(s, ch, frame, false) {
+// relayLocked delivers message ev of s, with id msgID, to the partner in ch: f is its
+// message_received frame.
+func (e *Engine) relayLocked(c *conn, s *session, ch *chat, ev clientEvent, msgID []byte, sentAt time.Time, f *frame) {
+	var ok bool
+	if p := ch.partner(s); p.remote {
+		ok = e.toPartnerLocked(s, ch, f.b, false) // the broker keeps f.b: not recycled
+	} else {
+		ok = e.deliverFrameLocked(p, outFrame{b: f.b, keep: true, buf: f}, false)
+	}
+	if !ok {
+		f.free()
 		e.sendErrorLocked(c, CodeRateLimited, "your partner is away and cannot take more messages now", ev.typ)
 		return
 	}
@@ -186,7 +202,7 @@ func (e *Engine) handleLeaveChat(c *conn, ev clientEvent) {
 
 func (e *Engine) leaveChat(c *conn, ev clientEvent) (ChatEnd, bool) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := e.sessionLocked(c, ev)
 	if s == nil {
 		return ChatEnd{}, false
@@ -269,16 +285,23 @@ func (e *Engine) leaveChatLocked(s *session) {
 // consumer and its user is treated as away. Unless force is set, an event for a user
 // whose held events are at their bound is refused (false).
 func (e *Engine) deliverLocked(s *session, b []byte, force bool) bool {
+	return e.deliverFrameLocked(s, outFrame{b: b, keep: true}, force)
+}
+
+// deliverFrameLocked is deliverLocked for a frame that may have a recycled buffer:
+// one that is held for an away user leaves the recycling (held frames are plain
+// slices).
+func (e *Engine) deliverFrameLocked(s *session, f outFrame, force bool) bool {
 	if c := s.conn; c != nil {
-		if e.sendLocked(c, outFrame{b: b, keep: true}) {
+		if e.sendLocked(c, f) {
 			return true
 		}
 		e.dropSlowLocked(c, "too slow")
 	}
-	if !force && (len(s.held) >= e.cfg.MaxQueuedEvents || s.heldBytes+len(b) > e.cfg.MaxQueuedBytes) {
+	if !force && (len(s.held) >= e.cfg.MaxQueuedEvents || s.heldBytes+len(f.b) > e.cfg.MaxQueuedBytes) {
 		return false
 	}
-	s.held = append(s.held, b)
-	s.heldBytes += len(b)
+	s.held = append(s.held, f.b)
+	s.heldBytes += len(f.b)
 	return true
 }

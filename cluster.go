@@ -80,7 +80,7 @@ func (e *Engine) flushOutbox() {
 // wait for them (waitOutbox).
 func (e *Engine) madeOutbox(n int) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.outMade += uint64(n)
 	if e.outProgress != nil {
 		close(e.outProgress)
@@ -114,7 +114,7 @@ func (e *Engine) waitOutbox(ctx context.Context, n uint64) error {
 // closed at the next progress.
 func (e *Engine) outboxProgress(n uint64) <-chan struct{} {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.outMade >= n {
 		return nil
 	}
@@ -127,7 +127,7 @@ func (e *Engine) outboxProgress(n uint64) <-chan struct{} {
 // takeOutbox returns the queued Broker calls and leaves spare in their place.
 func (e *Engine) takeOutbox(spare []func()) []func() {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	calls := e.outbox
 	e.outbox = spare
 	return calls
@@ -170,7 +170,7 @@ func (e *Engine) stateLocked(s *session, withHeld bool) *SessionState {
 // meanwhile get it then (or hear that it is not here).
 func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [sha256.Size]byte, st SessionState, err error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	delete(e.claims, h)
 	defer e.checkDrainedLocked()
 	defer close(cl.done)
@@ -217,7 +217,9 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 	if st.Away {
 		e.partnerBackLocked(s)
 	}
+	c.qmu.Lock()
 	n := len(c.queue)
+	c.qmu.Unlock()
 	e.pushLocked(c, outFrame{b: appendReady(nil, ev.userID, true, chatID)})
 	for _, ev := range st.Events {
 		e.applyLocked(s, ev, true)
@@ -226,10 +228,12 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 		e.applyLocked(s, ev, true)
 	}
 	// What the resume replayed goes past the bounds, as on a local resume.
+	c.qmu.Lock()
 	c.slack, c.slackBytes = len(c.queue)-n, 0
 	for _, f := range c.queue[n:] {
 		c.slackBytes += len(f.b)
 	}
+	c.qmu.Unlock()
 	e.saveLocked(s)
 	e.log.Debug("flamingo: session claimed from another node", slog.String("user", s.handle))
 }
@@ -273,7 +277,7 @@ func (e *Engine) deliverClusterLocked(s *session, b []byte, replay, force bool) 
 func (h host) Deliver(user string, ev ClusterEvent) {
 	e := h.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if s := e.sessions[user]; s != nil {
 		e.applyLocked(s, ev, false)
 	} else if cl := e.claims[user]; cl != nil {
@@ -284,7 +288,7 @@ func (h host) Deliver(user string, ev ClusterEvent) {
 func (h host) Release(user string, reply func(SessionState)) {
 	e := h.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if cl := e.claims[user]; cl != nil {
 		cl.releases = append(cl.releases, reply)
 		return
@@ -339,7 +343,7 @@ func (e *Engine) releaseLocked(user string, reply func(SessionState)) {
 // publish queues a Broker call (see publishLocked).
 func (e *Engine) publish(call func()) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.publishLocked(call)
 }
 
@@ -353,7 +357,7 @@ func (h host) Resync() {
 // ends the chats with users on other nodes (see BrokerHost.Resync).
 func (e *Engine) resync() (ends []ChatEnd, requeued int) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	for _, s := range e.sessions {
 		if ch := s.chat; ch != nil {
 			if p := ch.partner(s); p.remote {
@@ -373,7 +377,7 @@ func (h host) Kick(user, reason string) { _ = h.e.kick(user, reason, false) }
 
 func (h host) LocalStats() Stats {
 	h.e.mu.Lock()
-	defer h.e.mu.Unlock()
+	defer h.e.unlock()
 	return h.e.statsLocked(Stats{})
 }
 
@@ -382,7 +386,7 @@ func (h host) Grace() time.Duration { return h.e.cfg.ResumeGrace }
 func (h host) Held() []SessionState {
 	e := h.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	out := make([]SessionState, 0, len(e.sessions))
 	for _, s := range e.sessions {
 		out = append(out, *e.stateLocked(s, true))
@@ -416,7 +420,7 @@ func (e *Engine) startRemotePair(p Pair) (ChatInfo, bool) {
 	}
 	others := e.otherStats()
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := e.waitingLocked(mine)
 	if s == nil {
 		// Our user left before the pair arrived (or this node is shutting down). The

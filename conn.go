@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -11,7 +12,11 @@ import (
 // This file holds one connection being served: its bounded outgoing queue, the writer
 // goroutine that drains it, and how a connection is closed or dropped as too slow.
 
-// conn is one connection being served. Fields after writeSince are guarded by Engine.mu.
+// conn is one connection being served. Fields after writeSince are guarded by Engine.mu;
+// those after qmu are also guarded by qmu, which the writer takes alone (nextBatch),
+// so that a writer between batches never waits for the engine's lock. Code holding
+// Engine.mu takes qmu to touch them; a field the writer only reads (closed,
+// closeAt) is changed with both held, and may be read with either.
 type conn struct {
 	e *Engine
 	t Transport
@@ -29,14 +34,6 @@ type conn struct {
 	sess     *session
 	owner    *session // the session c was attached to last, kept after detaching
 	replaced bool     // another connection took the session over
-	closed   bool     // closing or closed: nothing more is queued
-	writing  bool     // a writer goroutine is running
-	queue    []outFrame
-	inflight []outFrame   // the batch the writer is writing
-	spare    []outFrame   // an empty slice to take the queue's place
-	written  atomic.Int64 // how many frames of inflight have been written
-	qbytes   int
-	closeAt  *closeReq // close the transport once the queue is written
 	// unresponsive marks a peer that stopped reading or answering pings: its close
 	// does not wait for a handshake it would not answer (see closeConnLocked).
 	unresponsive bool
@@ -45,13 +42,26 @@ type conn struct {
 	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
 	// that a replay at the bound does not make a reading client look slow.
 	slack, slackBytes int
+
+	qmu      sync.Mutex
+	closed   bool // closing or closed: nothing more is queued
+	writing  bool // a writer goroutine is running
+	queue    []outFrame
+	inflight []outFrame   // the batch the writer is writing
+	spare    []outFrame   // an empty slice to take the queue's place
+	written  atomic.Int64 // how many frames of inflight have been written
+	qbytes   int
+	closeAt  *closeReq // close the transport once the queue is written
 }
 
 // outFrame is one event queued for a connection. keep marks chat events, which are
-// held for the user if the connection ends before they are written.
+// held for the user if the connection ends before they are written. buf, if set, is
+// the pooled buffer of b, freed once b is written (a frame that is held instead
+// leaves the pool).
 type outFrame struct {
 	b    []byte
 	keep bool
+	buf  *frame
 }
 
 type closeReq struct {
@@ -71,7 +81,7 @@ const keepQueueCap = 8
 // caller is never blocked by a slow close handshake.
 func (e *Engine) closeConn(c *conn, code CloseCode, reason string) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.closeConnLocked(c, code, reason)
 }
 
@@ -89,16 +99,26 @@ func (e *Engine) releaseConnLocked(c *conn, code CloseCode, reason string) {
 	if c.closed {
 		return
 	}
-	c.closed = true
+	c.setClosedLocked()
 	e.goLocked(func() { e.closeTransport(c, code, reason) })
+}
+
+// setClosedLocked marks c closed (Engine.mu held).
+func (c *conn) setClosedLocked() {
+	c.qmu.Lock()
+	c.closed = true
+	c.qmu.Unlock()
 }
 
 // closeWhenWrittenLocked closes c once its writer has written what is queued.
 func (e *Engine) closeWhenWrittenLocked(c *conn, code CloseCode, reason string) {
+	c.qmu.Lock()
 	if c.writing {
 		c.closeAt = &closeReq{code, reason}
+		c.qmu.Unlock()
 		return
 	}
+	c.qmu.Unlock()
 	e.closeConnLocked(c, code, reason)
 }
 
@@ -109,11 +129,17 @@ func (e *Engine) sendLocked(c *conn, f outFrame) bool {
 	if c.closed {
 		return false
 	}
+	c.qmu.Lock()
 	pending := len(c.queue) + len(c.inflight) - int(c.written.Load()) - c.slack
 	if pending >= e.cfg.MaxQueuedEvents || c.qbytes+len(f.b) > e.cfg.MaxQueuedBytes+c.slackBytes {
+		c.qmu.Unlock()
 		return false
 	}
-	e.pushLocked(c, f)
+	start := c.pushQLocked(f)
+	c.qmu.Unlock()
+	if start {
+		e.startWriterLocked(c)
+	}
 	return true
 }
 
@@ -123,13 +149,36 @@ func (e *Engine) pushLocked(c *conn, f outFrame) {
 	if c.closed {
 		return
 	}
+	c.qmu.Lock()
+	start := c.pushQLocked(f)
+	c.qmu.Unlock()
+	if start {
+		e.startWriterLocked(c)
+	}
+}
+
+// pushQLocked appends f to c's queue (qmu held), and reports whether a writer is to
+// be started for it.
+func (c *conn) pushQLocked(f outFrame) bool {
 	c.queue = append(c.queue, f)
 	c.qbytes += len(f.b)
-	if !c.writing && !e.closed { // (see goLocked on why not after Shutdown began)
-		c.writing = true
-		e.workers.Add(1)
-		go c.writeLoop()
+	if c.writing || c.e.closed { // (see goLocked on why not after Shutdown began)
+		return false
 	}
+	c.writing = true
+	return true
+}
+
+// startWriterLocked starts c's writer once Engine.mu is released (see Engine.unlock):
+// starting a goroutine may wake a thread, which is not done with the lock held.
+func (e *Engine) startWriterLocked(c *conn) {
+	e.workers.Add(1)
+	if e.nstart < len(e.starts) {
+		e.starts[e.nstart] = c
+		e.nstart++
+		return
+	}
+	go c.writeLoop()
 }
 
 // replyLocked queues a frame that answers c's own event. A connection too far behind
@@ -156,16 +205,25 @@ func (e *Engine) dropSlowLocked(c *conn, reason string) {
 }
 
 // writeLoop writes c's queue until it is empty, then exits: an idle connection has no
-// writer goroutine.
+// writer goroutine. On a transport that gathers (the WebSocket one), each batch goes
+// out in one write to the socket.
 func (c *conn) writeLoop() {
 	e := c.e
 	defer e.workers.Done()
 	ctx := context.Background()
+	g, _ := c.t.(gatherer)
 	for {
 		batch := e.nextBatch(c)
 		if batch == nil {
 			return
 		}
+		if g != nil {
+			g.gather()
+		}
+		// batch[sent:n] are written to the transport but, when it gathers, not yet
+		// known to be on their way: if the final write fails, they are held with
+		// the frame that failed.
+		sent, n := 0, 0
 		for _, f := range batch {
 			// Counted as written before the write, so that a disconnect seen by the
 			// reader meanwhile does not hold (and later repeat) a frame the client
@@ -178,19 +236,53 @@ func (c *conn) writeLoop() {
 			c.writeSince.Store(time.Now().UnixNano())
 			err := c.t.Write(ctx, f.b)
 			c.writeSince.Store(0)
+			n++
 			if err != nil {
-				e.writeFailed(c, f)
+				// The transport wrote nothing of f. What it gathered before f is
+				// sent if it can be (with any close frame written meanwhile), and
+				// then only f is not on its way.
+				if g != nil && g.flush() == nil {
+					for _, f := range batch[sent : n-1] {
+						f.buf.free()
+					}
+					sent = n - 1
+				}
+				e.writeFailed(c, batch[sent:n])
 				return
+			}
+			if g == nil {
+				f.buf.free()
+				sent = n
+			}
+		}
+		if g != nil {
+			c.writeSince.Store(time.Now().UnixNano())
+			err := g.flush()
+			c.writeSince.Store(0)
+			if err != nil {
+				e.writeFailed(c, batch[sent:n])
+				return
+			}
+			for _, f := range batch[sent:n] {
+				f.buf.free()
 			}
 		}
 	}
 }
 
+// gatherer is a Transport that can gather the frames written between gather and
+// flush into one write to its connection (wsTransport). Frames written in between
+// return at once; flush writes them and reports whether that worked.
+type gatherer interface {
+	gather()
+	flush() error
+}
+
 // nextBatch takes c's queue for the writer, or returns nil when the writer is to exit:
-// the queue is empty or c is closed. The batch before it is done with by then.
+// the queue is empty or c is closed. The batch before it is done with by then. It
+// takes only c.qmu, and Engine.mu only to close c once its last frame is written.
 func (e *Engine) nextBatch(c *conn) []outFrame {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	c.qmu.Lock()
 	if b := c.inflight; b != nil && cap(b) <= keepQueueCap {
 		clear(b)
 		c.spare = b[:0] // reused for the queue: no allocation per batch
@@ -201,38 +293,54 @@ func (e *Engine) nextBatch(c *conn) []outFrame {
 	}
 	if c.closed || len(c.queue) == 0 {
 		c.writing = false
-		if req := c.closeAt; req != nil {
-			e.closeConnLocked(c, req.code, req.reason)
+		req := c.closeAt
+		c.qmu.Unlock()
+		if req != nil {
+			e.closeConn(c, req.code, req.reason)
 		}
 		return nil
 	}
 	batch := c.queue
 	c.inflight, c.queue, c.spare, c.qbytes = batch, c.spare, nil, 0
 	c.written.Store(0)
+	c.qmu.Unlock()
 	return batch
 }
 
-// writeFailed ends c after a failed write of f.
-func (e *Engine) writeFailed(c *conn, f outFrame) {
+// writeFailed ends c after a failed write of fs: the frames of the batch that are not
+// known to have left, in order.
+func (e *Engine) writeFailed(c *conn, fs []outFrame) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	// Uncounted under the lock, so that exactly one of detachLocked (now or already
-	// done) and the case below holds f.
-	c.written.Add(-1)
+	// done) and the cases below holds fs.
+	c.written.Add(-int64(len(fs)))
+	c.qmu.Lock()
 	c.writing = false
+	c.qmu.Unlock()
 	switch s := c.owner; {
 	case c.sess != nil:
-		e.detachLocked(c, true) // holds f and what follows it
-	case s != nil && s.conn == nil && f.keep:
-		// The reader saw the disconnect first and held what followed f; f goes
+		e.detachLocked(c, true) // holds fs and what follows them
+	case s != nil && s.conn == nil:
+		// The reader saw the disconnect first and held what followed fs; fs go
 		// before it.
-		s.held = append([][]byte{f.b}, s.held...)
-		s.heldBytes += len(f.b)
-	case s != nil && s.conn != nil && f.keep && e.sessions[s.handle] == s:
-		// The user came back on another connection before this write failed: f
-		// was not replayed, so it goes there now, after what was (the one case
-		// where an event arrives out of order).
-		e.deliverLocked(s, f.b, true)
+		var held [][]byte
+		for _, f := range fs {
+			if f.keep {
+				held = append(held, f.b)
+				s.heldBytes += len(f.b)
+			}
+		}
+		s.held = append(held, s.held...)
+	case s != nil && s.conn != nil && e.sessions[s.handle] == s:
+		// The user came back on another connection before this write failed: fs
+		// were not replayed, so they go there now, after what was (the one case
+		// where events arrive out of order).
+		for _, f := range fs {
+			if f.keep {
+				e.deliverLocked(s, f.b, true)
+			}
+		}
 	}
 	e.closeConnLocked(c, CloseGoingAway, "write failed")
 }

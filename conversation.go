@@ -122,7 +122,7 @@ func (e *Engine) sentLocked(s *session, ch *chat, ev clientEvent, msgID []byte, 
 
 func (e *Engine) handleTyping(c *conn, ev clientEvent) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s, ch := e.chatLocked(c, ev)
 	if ch == nil {
 		return
@@ -175,7 +175,7 @@ func (e *Engine) expireTypingLocked(now time.Time) {
 
 func (e *Engine) handleSignal(c *conn, ev clientEvent) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s, ch := e.chatLocked(c, ev)
 	if ch == nil {
 		return

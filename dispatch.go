@@ -83,7 +83,7 @@ func (e *Engine) sessionLocked(c *conn, ev clientEvent) *session {
 
 func (e *Engine) handlePing(c *conn, ev clientEvent) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.sessionLocked(c, ev) != nil {
 		e.replyLocked(c, appendEmpty(nil, EventPong))
 	}
@@ -92,7 +92,7 @@ func (e *Engine) handlePing(c *conn, ev clientEvent) {
 func (e *Engine) handleGetStats(c *conn, ev clientEvent) {
 	others := e.otherStats()
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.sessionLocked(c, ev) != nil {
 		e.replyLocked(c, appendStats(nil, e.statsLocked(others)))
 	}
@@ -100,7 +100,7 @@ func (e *Engine) handleGetStats(c *conn, ev clientEvent) {
 
 func (e *Engine) sendError(c *conn, code ErrorCode, msg string, ref EventType) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.sendErrorLocked(c, code, msg, ref)
 }
 
@@ -129,7 +129,7 @@ func (e *Engine) sendErrorFrameLocked(c *conn, code ErrorCode, frame []byte) {
 // rateLimited tells c that its event was dropped and when to try again.
 func (e *Engine) rateLimited(c *conn, ref EventType, retry time.Duration) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.rateLimitedLocked(c, ref, retry)
 }
 

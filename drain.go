@@ -46,7 +46,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 // it first ends every chat, and returns what OnChatEnd is to be told.
 func (e *Engine) startDrain() (ends []ChatEnd) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.draining {
 		return nil
 	}
@@ -115,7 +115,7 @@ func (e *Engine) kick(handle, reason string, forward bool) error {
 
 func (e *Engine) kickOrForward(handle, reason string, forward bool) (end ChatEnd, ended bool, err error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if s := e.sessions[handle]; s != nil {
 		return e.kickLocked(s, reason)
 	}

@@ -178,7 +178,7 @@ func appendDigits(dst []byte, v, width int) []byte {
 
 // messageReceivedLen is the length of appendMessageReceived's frame for these values
 // (with a four-digit year), so that it can be built in one allocation.
-func messageReceivedLen[M string | []byte](chatID string, messageID M, content string) int {
+func messageReceivedLen[M, C string | []byte](chatID string, messageID M, content C) int {
 	const fixed = len(`{"type":"message_received","payload":{"chat_id":"","message_id":"","content":"","sent_at":"2006-01-02T15:04:05.000Z"}}`)
 	return fixed + escapedLen(chatID) + escapedLen(messageID) + escapedLen(content)
 }
@@ -197,7 +197,7 @@ func escapedLen[S string | []byte](s S) int {
 	return n
 }
 
-func appendMessageReceived[M string | []byte](dst []byte, chatID string, messageID M, content string, sentAt time.Time) []byte {
+func appendMessageReceived[M, C string | []byte](dst []byte, chatID string, messageID M, content C, sentAt time.Time) []byte {
 	dst = appendHead(dst, EventMessageReceived)
 	dst = appendField(dst, true, "chat_id")
 	dst = appendString(dst, chatID)

@@ -165,7 +165,7 @@ func eventsFuzzCheckEvent(t *testing.T, ev clientEvent) {
 		require.True(t, ev.pref.Valid(), "preference %q", ev.pref)
 		rest.gender, rest.pref = "", ""
 	case EventSendMessage:
-		rest.chatID, rest.content = "", ""
+		rest.chatID, rest.content = "", nil
 	case EventLeaveChat:
 		rest.chatID = ""
 	}
@@ -193,7 +193,7 @@ func eventsFuzzCheckFields(t *testing.T, b []byte, ev clientEvent, m map[string]
 			want.pref = Preference(field(keyPreference))
 		}
 	case EventSendMessage:
-		want.chatID, want.content = field(keyChatID), field(keyContent)
+		want.chatID, want.content = field(keyChatID), []byte(field(keyContent))
 	case EventLeaveChat:
 		want.chatID = field(keyChatID)
 	}

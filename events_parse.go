@@ -20,7 +20,7 @@ type clientEvent struct {
 	pref        Preference
 	interests   []string // normalised: see normaliseInterests
 	chatID      string
-	content     string
+	content     []byte // send_message's, a view of the frame: valid during handle only
 	clientMsgID string
 	reason      ReportReason
 	details     string
@@ -301,6 +301,9 @@ func (ev *clientEvent) setPayload(p *payload) *parseError {
 	if p.bad != "" {
 		return &parseError{code: CodeInvalidPayload, msg: p.bad}
 	}
+	if ev.typ == EventSendMessage { // the hot path: one small allocation, for chat_id
+		return ev.setMessage(p)
+	}
 	values, seen := joinStrings([2][]byte{p.raw[0], p.raw[1]}), p.seen
 	switch ev.typ {
 	case EventInit:
@@ -323,17 +326,6 @@ func (ev *clientEvent) setPayload(p *payload) *parseError {
 				return &parseError{code: CodeInvalidPayload, msg: msg}
 			}
 			ev.interests = interests
-		}
-	case EventSendMessage:
-		if !seen[0] || !seen[1] {
-			return &parseError{code: CodeInvalidPayload, msg: "send_message needs chat_id and content"}
-		}
-		ev.chatID, ev.content = values[0], values[1]
-		if seen[2] {
-			if !validClientMsgID(p.raw[2]) {
-				return &parseError{code: CodeInvalidPayload, msg: "client_msg_id must be 1 to 64 of A-Z, a-z, 0-9, _ and -"}
-			}
-			ev.clientMsgID = string(p.raw[2])
 		}
 	case EventLeaveChat:
 		ev.chatID = values[0]
@@ -369,6 +361,23 @@ func (ev *clientEvent) setPayload(p *payload) *parseError {
 			return &parseError{code: CodeInvalidPayload, msg: "signal data must be at most 16 KiB"}
 		}
 		ev.chatID, ev.data = values[0], p.raw[1]
+	}
+	return nil
+}
+
+// setMessage stores send_message's fields in ev. The content stays a view of the
+// frame: the engine copies it into the frame it relays and, for a report, into the
+// chat's record, so that a message allocates no string of its own.
+func (ev *clientEvent) setMessage(p *payload) *parseError {
+	if !p.seen[0] || !p.seen[1] {
+		return &parseError{code: CodeInvalidPayload, msg: "send_message needs chat_id and content"}
+	}
+	ev.chatID, ev.content = string(p.raw[0]), p.raw[1]
+	if p.seen[2] {
+		if !validClientMsgID(p.raw[2]) {
+			return &parseError{code: CodeInvalidPayload, msg: "client_msg_id must be 1 to 64 of A-Z, a-z, 0-9, _ and -"}
+		}
+		ev.clientMsgID = string(p.raw[2])
 	}
 	return nil
 }
@@ -413,7 +422,7 @@ func validClientMsgID(v []byte) bool {
 }
 
 // joinStrings turns both values into strings with one allocation: the strings share
-// it. On the hot path (send_message) that is one allocation for chat_id and content.
+// it.
 func joinStrings(raw [2][]byte) [2]string {
 	n := len(raw[0]) + len(raw[1])
 	if n == 0 {

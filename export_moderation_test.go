@@ -4,7 +4,7 @@ package flamingo
 // record its sessions and its list of ended chats refer to.
 func ReportedMessages(e *Engine) int {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	seen := make(map[*chatRecord]bool)
 	n := 0
 	count := func(r *chatRecord) {

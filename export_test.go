@@ -9,21 +9,21 @@ import "crypto/sha256"
 // resume grace.
 func SessionCount(e *Engine) int {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return len(e.sessions)
 }
 
 // ChatCount returns how many chats e keeps.
 func ChatCount(e *Engine) int {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return len(e.chats)
 }
 
 // ConnCount returns how many connections e is serving.
 func ConnCount(e *Engine) int {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return len(e.conns)
 }
 
@@ -31,7 +31,7 @@ func ConnCount(e *Engine) int {
 // the engine has seen its user leave and the resume grace is running.
 func SessionAway(e *Engine, userID string) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := e.sessions[handleOf(sha256.Sum256([]byte(userID)))]
 	return s != nil && s.conn == nil
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,7 +51,7 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex // guards everything below, and the state of sessions, chats and conns
+	mu       sync.Mutex // guards everything below, and the state of sessions, chats and conns; released with unlock
 	closed   bool
 	draining bool                // Drain has begun
 	drained  chan struct{}       // closed when a drain has nothing left to hand over
@@ -66,8 +67,11 @@ type Engine struct {
 	absent   []absence // users away, in order of their grace deadline
 	lastJoin time.Time // the latest Ticket.JoinedAt given out
 	sweeps   int       // sweeps so far
-	// lastMsgID is the last message_id given out (see startMessageLocked).
-	lastMsgID uint64
+	// starts are the writers to start once mu is released (startWriterLocked).
+	starts [8]*conn
+	nstart int
+	// lastMsgID is the last message_id given out (see nextMessageID).
+	lastMsgID atomic.Uint64
 	// endedChats are the records of chats that ended within reportWindow, oldest
 	// first; the sweep forgets their messages (moderation.go).
 	endedChats []*chatRecord
@@ -149,7 +153,7 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Stats() Stats {
 	others := e.otherStats()
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return e.statsLocked(others)
 }
 
@@ -170,6 +174,21 @@ func (e *Engine) statsLocked(others Stats) Stats {
 // goLocked runs f on a goroutine the engine waits for in Shutdown, and reports whether
 // it did. Once Shutdown has begun it does nothing: Shutdown itself closes every
 // transport and stops the matcher, and an Add after its Wait could be missed.
+// unlock releases e.mu, then starts the writers that were decided while it was held.
+func (e *Engine) unlock() {
+	n := e.nstart
+	if n == 0 {
+		e.mu.Unlock()
+		return
+	}
+	starts := e.starts
+	e.starts, e.nstart = [len(e.starts)]*conn{}, 0
+	e.mu.Unlock()
+	for _, c := range starts[:n] {
+		go c.writeLoop()
+	}
+}
+
 func (e *Engine) goLocked(f func()) bool {
 	if e.closed {
 		return false
@@ -262,13 +281,13 @@ func (e *Engine) shutdown() error {
 // close marks the engine closed and every connection closing, and returns them.
 func (e *Engine) close() []*conn {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	e.closed = true
 	conns := make([]*conn, 0, len(e.conns))
 	for c := range e.conns {
 		if !c.closed {
 			conns = append(conns, c)
-			c.closed = true
+			c.setClosedLocked()
 			e.counters.closes[CloseGoingAway]++
 		}
 	}

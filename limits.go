@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/time/rate"
 )
@@ -101,13 +102,15 @@ func (e *Engine) forgetIdleIPsLocked(now time.Time) {
 
 // checkContent applies the content rules of send_message, returning a code and a
 // message for the sender if content breaks one.
-func (e *Engine) checkContent(content string) (ErrorCode, string) {
+func (e *Engine) checkContent(content []byte) (ErrorCode, string) {
 	if len(content) > e.cfg.MaxMessageBytes {
 		return CodeMessageTooLong, "the message is longer than the limit in bytes"
 	}
 	blank := true
 	runes := 0
-	for _, r := range content {
+	for i := 0; i < len(content); {
+		r, size := utf8.DecodeRune(content[i:])
+		i += size
 		runes++
 		switch {
 		case r == '\n' || r == '\t':

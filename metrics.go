@@ -182,7 +182,7 @@ func (e *Engine) Metrics() Metrics {
 		m.BrokerOps, m.BrokerRoundTrip = b.BrokerMetrics()
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	n := &e.counters
 	m.CrossNodeMessages = n.crossNode
 	m.Stats = e.statsLocked(Stats{})

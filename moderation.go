@@ -41,7 +41,7 @@ type chatRecord struct {
 // as the frame it came in, decoded only if a report needs it.
 type recordedMessage struct {
 	from    string // the sender's handle
-	content string
+	content []byte // reused when the ring comes round: copied by snapshot
 	sentAt  time.Time
 	id      [16]byte // the message id (hex of 64 bits, so at most 16 bytes)
 	idLen   uint8
@@ -58,11 +58,33 @@ func (r *chatRecord) add(limit int, m recordedMessage) {
 	r.next = (r.next + 1) % len(r.msgs)
 }
 
-// snapshot returns the recorded messages, oldest first, in a new slice.
+// addLocal records a message relayed by this node, copying its content into the
+// buffer of the entry it replaces, so that a chat past its first limit messages
+// records without allocating.
+func (r *chatRecord) addLocal(limit int, from string, id, content []byte, sentAt time.Time) {
+	var m *recordedMessage
+	if len(r.msgs) < limit {
+		r.msgs = append(r.msgs, recordedMessage{})
+		m = &r.msgs[len(r.msgs)-1]
+	} else {
+		m = &r.msgs[r.next]
+		r.next = (r.next + 1) % len(r.msgs)
+	}
+	m.from, m.sentAt, m.frame = from, sentAt, nil
+	m.content = append(m.content[:0], content...)
+	m.idLen = uint8(copy(m.id[:], id))
+}
+
+// snapshot returns the recorded messages, oldest first, in a new slice that shares
+// nothing with r: it is read with no lock held.
 func (r *chatRecord) snapshot() []recordedMessage {
 	out := make([]recordedMessage, 0, len(r.msgs))
 	out = append(out, r.msgs[r.next:]...)
-	return append(out, r.msgs[:r.next]...)
+	out = append(out, r.msgs[:r.next]...)
+	for i := range out {
+		out[i].content = bytes.Clone(out[i].content)
+	}
+	return out
 }
 
 // other returns the user of r who is not user.
@@ -105,13 +127,11 @@ func (e *Engine) talkLocked(s *session, ch *chat) *chatRecord {
 
 // recordMessageLocked keeps a message that s sent in ch, for a report: called by
 // relayLocked once the message is on its way.
-func (e *Engine) recordMessageLocked(s *session, ch *chat, msgID []byte, content string, sentAt time.Time) {
+func (e *Engine) recordMessageLocked(s *session, ch *chat, msgID, content []byte, sentAt time.Time) {
 	if e.cfg.ReportContext == 0 {
 		return
 	}
-	m := recordedMessage{from: s.handle, content: content, sentAt: sentAt}
-	m.idLen = uint8(copy(m.id[:], msgID))
-	e.talkLocked(s, ch).add(e.cfg.ReportContext, m)
+	e.talkLocked(s, ch).addLocal(e.cfg.ReportContext, s.handle, msgID, content, sentAt)
 }
 
 // messageFramePrefix begins every message_received frame (appendMessageReceived).
@@ -256,7 +276,7 @@ func (e *Engine) handleNext(c *conn, ev clientEvent) {
 // itself unless an OnJoin hook is to be asked first (then it returns the join).
 func (e *Engine) next(c *conn, ev clientEvent) (end ChatEnd, ended bool, pj *pendingJoin) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := e.sessionLocked(c, ev)
 	switch {
 	case s == nil:
@@ -304,7 +324,7 @@ func (e *Engine) handleReport(c *conn, ev clientEvent) {
 // another node, which toReport does after the unlock.
 func (e *Engine) block(c *conn, ev clientEvent, reply EventType) (end ChatEnd, ended bool, r *pendingReport, ok bool) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := e.sessionLocked(c, ev)
 	if s == nil {
 		return
@@ -398,7 +418,7 @@ func (p *pendingReport) toReport() Report {
 			}
 			msg.MessageID, msg.Content, msg.SentAt = env.Payload.MessageID, env.Payload.Content, env.Payload.SentAt
 		} else {
-			msg.MessageID, msg.Content, msg.SentAt = string(m.id[:m.idLen]), m.content, m.sentAt
+			msg.MessageID, msg.Content, msg.SentAt = string(m.id[:m.idLen]), string(m.content), m.sentAt
 		}
 		msg.To = p.users[0]
 		if msg.To == msg.From {

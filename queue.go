@@ -54,7 +54,7 @@ func (e *Engine) handleJoinQueue(c *conn, ev clientEvent) {
 // queues the user, or returns the join to ask Config.OnJoin about first.
 func (e *Engine) joinQueue(c *conn, ev clientEvent) *pendingJoin {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := e.sessionLocked(c, ev)
 	if !e.mayJoinLocked(c, s, ev.typ) {
 		return nil
@@ -113,7 +113,7 @@ func (e *Engine) joinAfterHook(c *conn, ref EventType, pj *pendingJoin) {
 		return
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := c.sess
 	if s == nil || s.handle != pj.req.User || !e.mayJoinLocked(c, s, ref) {
 		return
@@ -155,7 +155,7 @@ func (e *Engine) enqueueLocked(s *session, crit criteria, pool string, labels ma
 
 func (e *Engine) handleLeaveQueue(c *conn, ev clientEvent) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	s := e.sessionLocked(c, ev)
 	switch {
 	case s == nil:
@@ -233,7 +233,7 @@ func (e *Engine) runMatcherOps(s *session) {
 
 func (e *Engine) nextMatcherOp(s *session) (matcherOp, bool) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if len(s.matcherOps) == 0 {
 		s.matcherOps, s.matcherBusy = nil, false
 		return matcherOp{}, false
@@ -266,7 +266,7 @@ func (e *Engine) cancelTicket(user string) {
 
 func (e *Engine) isWaiting(s *session, t Ticket) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return s.waitsWith(t)
 }
 
@@ -276,7 +276,7 @@ func (e *Engine) isWaiting(s *session, t Ticket) bool {
 func (e *Engine) enqueued(s *session, t Ticket, err error) {
 	others := e.otherStats()
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if !s.waitsWith(t) {
 		return
 	}
@@ -310,7 +310,7 @@ func (e *Engine) startLocalPair(p Pair) (ChatInfo, bool) {
 	ice := [2][]ICEServer{e.iceServers(p.A.User), e.iceServers(p.B.User)}
 	others := e.otherStats()
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	a, b := e.waitingLocked(p.A), e.waitingLocked(p.B)
 	if a == nil || b == nil || a == b {
 		if p.ChatID != "" && e.broker != nil {

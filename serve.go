@@ -60,7 +60,7 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 // register adds c to the connections being served, unless Shutdown has begun.
 func (e *Engine) register(c *conn) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.closed || e.draining {
 		return false
 	}
@@ -72,21 +72,21 @@ func (e *Engine) register(c *conn) bool {
 // isDraining reports whether Drain has begun.
 func (e *Engine) isDraining() bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return e.draining
 }
 
 // isClosed reports whether Shutdown has begun.
 func (e *Engine) isClosed() bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	return e.closed
 }
 
 // disconnect is called once the read loop of c has ended.
 func (e *Engine) disconnect(c *conn) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	delete(e.conns, c)
 	if s := c.sess; s != nil {
 		e.detachLocked(c, true)

@@ -119,7 +119,7 @@ func (e *Engine) handleInit(c *conn, ev clientEvent) {
 // for, or the claim this connection is to make (registered in e.claims).
 func (e *Engine) initStep(c *conn, ev clientEvent, h string, digest [sha256.Size]byte) (initStep, *claim) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if c.sess != nil || c.replaced {
 		e.sendErrorLocked(c, CodeAlreadyInitialized, "init was already sent on this connection", EventInit)
 		return initDone, nil
@@ -211,7 +211,9 @@ func (e *Engine) replaceConnLocked(old *conn, s *session) {
 		e.counters.errors[CodeSessionReplaced]++
 	}
 	e.pushLocked(old, outFrame{b: appendError(nil, CodeSessionReplaced, "this chat was opened on another connection", "")})
+	old.qmu.Lock()
 	old.closeAt = &closeReq{CloseSessionReplaced, "session replaced"}
+	old.qmu.Unlock()
 	e.log.Debug("flamingo: session taken over", slog.String("user", s.handle))
 }
 
@@ -233,6 +235,7 @@ func (e *Engine) detachLocked(c *conn, away bool) {
 	s.conn = nil
 	e.online--
 	// The writer stops before its next frame: those from here on are held, once.
+	c.qmu.Lock()
 	unwritten := c.inflight[min(int(c.written.Swap(writtenHalt)), len(c.inflight)):]
 	for _, q := range [][]outFrame{unwritten, c.queue} {
 		for _, f := range q {
@@ -243,6 +246,7 @@ func (e *Engine) detachLocked(c *conn, away bool) {
 		}
 	}
 	c.queue, c.qbytes = nil, 0
+	c.qmu.Unlock()
 	e.leaveQueueLocked(s)
 	if away {
 		e.partnerAwayLocked(s)
@@ -283,7 +287,7 @@ func (e *Engine) reaper() {
 // ended, and how long until the next deadline (negative if none).
 func (e *Engine) expireDue(now time.Time) (ends []ChatEnd, wait time.Duration) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	for len(e.absent) > 0 && !e.absent[0].deadline.After(now) {
 		a := e.absent[0]
 		e.absent[0] = absence{}

@@ -30,7 +30,7 @@ func (e *Engine) sweeper() {
 
 func (e *Engine) sweep(now time.Time) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	if e.closed {
 		return
 	}
@@ -63,7 +63,7 @@ func (e *Engine) ping(c *conn) {
 
 func (e *Engine) pinged(c *conn, err error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	defer e.unlock()
 	c.pinging = false
 	c.nextPing = time.Now().Add(e.cfg.HeartbeatInterval)
 	if err != nil && !c.closed {

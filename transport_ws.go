@@ -105,7 +105,7 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// request's context would only end when this handler returns: the engine
 	// (Shutdown, the peer, the deadlines) ends the connection instead, and Serve
 	// saves a context registration per connection.
-	_ = h.e.Serve(context.WithoutCancel(r.Context()), &wsTransport{c: c, addr: addr, netConn: hw.conn})
+	_ = h.e.Serve(context.WithoutCancel(r.Context()), &wsTransport{c: c, addr: addr, netConn: hw.conn, out: hw.out})
 }
 
 // admit counts a new connection from addr, or returns the HTTP status that refuses it.
@@ -174,9 +174,25 @@ var errBinaryFrame = errors.New("flamingo: binary frame")
 
 type wsTransport struct {
 	c       *websocket.Conn
-	addr    netip.Addr // the client's address, when the handler knows it
-	netConn net.Conn   // the hijacked connection, when the handler knows it
-	buf     []byte     // reused between reads
+	addr    netip.Addr  // the client's address, when the handler knows it
+	netConn net.Conn    // the hijacked connection, when the handler knows it
+	out     *gatherConn // what c writes to, when the handler made it
+	buf     []byte      // reused between reads
+}
+
+var _ gatherer = (*wsTransport)(nil)
+
+func (t *wsTransport) gather() {
+	if t.out != nil {
+		t.out.gather()
+	}
+}
+
+func (t *wsTransport) flush() error {
+	if t.out != nil {
+		return t.out.flush()
+	}
+	return nil
 }
 
 var _ Addresser = (*wsTransport)(nil)
@@ -243,17 +259,104 @@ func (t *wsTransport) CloseNow() error {
 }
 
 // hijackWatcher keeps the connection that websocket.Accept hijacks, so that the
-// transport can close it at once.
+// transport can close it at once, and hands coder/websocket a gatherConn over it with
+// a write buffer just large enough for a control frame (see gatherConn).
 type hijackWatcher struct {
 	http.ResponseWriter
 	conn net.Conn
+	out  *gatherConn
 }
+
+// controlFrameMax is the largest control frame a server writes: a 2-byte header and
+// at most 125 bytes of payload. coder/websocket's write buffer is this size, so
+// that a ping, a pong or a close goes out in one write without a buffer of 4 KiB
+// kept for every idle connection; the engine's own frames are gathered.
+const controlFrameMax = 127
 
 func (h *hijackWatcher) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return c, rw, err
+	}
+	// net/http has flushed the handshake's response, so rw.Writer is empty: it is
+	// replaced (the reader, which may hold the client's first frame, is kept).
 	h.conn = c
-	return c, rw, err
+	h.out = &gatherConn{Conn: c}
+	return h.out, bufio.NewReadWriter(rw.Reader, bufio.NewWriterSize(h.out, controlFrameMax)), nil
 }
 
 // Unwrap lets http.ResponseController reach the ResponseWriter underneath.
 func (h *hijackWatcher) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// gatherConn is a hijacked connection as coder/websocket writes to it. Between
+// gather and flush (the engine's writer writing a batch), writes are gathered in a
+// pooled buffer and sent with one write at flush: a frame, or a burst of frames,
+// costs one system call, and an idle connection keeps no write buffer. Otherwise
+// (pings, pongs and close frames from other goroutines) writes go straight through.
+// Writes never interleave: coder/websocket writes one frame at a time, and a write
+// made while gathering joins the buffer behind what is there.
+type gatherConn struct {
+	net.Conn
+
+	mu        sync.Mutex // held across writes to Conn, so that they keep their order
+	gathering bool
+	buf       *[]byte // from gatherPool while gathering; nil otherwise
+	err       error   // of a failed write of gathered bytes: they are lost
+}
+
+// gatherKeep is the largest gather buffer returned to the pool, and gatherFlushAt the
+// size at which a batch being gathered is written out before the batch ends.
+const (
+	gatherKeep    = 64 << 10
+	gatherFlushAt = 32 << 10
+)
+
+var gatherPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+func (g *gatherConn) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.gathering {
+		return g.Conn.Write(p)
+	}
+	if g.buf == nil {
+		g.buf = gatherPool.Get().(*[]byte)
+	}
+	*g.buf = append(*g.buf, p...)
+	if len(*g.buf) >= gatherFlushAt {
+		if err := g.writeLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (g *gatherConn) gather() {
+	g.mu.Lock()
+	g.gathering = true
+	g.mu.Unlock()
+}
+
+// flush ends the gathering and writes what was gathered.
+func (g *gatherConn) flush() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gathering = false
+	return g.writeLocked()
+}
+
+// writeLocked writes the gathered bytes and gives the buffer back. Once it has
+// failed, it fails from then on: some gathered bytes did not go out.
+func (g *gatherConn) writeLocked() error {
+	if g.err != nil || g.buf == nil {
+		return g.err
+	}
+	b := g.buf
+	g.buf = nil
+	_, g.err = g.Conn.Write(*b)
+	if cap(*b) <= gatherKeep {
+		*b = (*b)[:0]
+		gatherPool.Put(b)
+	}
+	return g.err
+}
