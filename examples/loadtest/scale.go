@@ -179,14 +179,21 @@ type scalePoint struct {
 	AllocsPerMsg         float64 `json:"allocs_per_msg"`
 	BaselineAllocsPerMsg float64 `json:"baseline_allocs_per_msg"`
 
-	// The paced phase, when one ran.
-	PacedOffered float64 `json:"paced_offered_msgs_per_sec,omitempty"`
-	P50          float64 `json:"p50_ms,omitempty"`
-	P99          float64 `json:"p99_ms,omitempty"`
-	Max          float64 `json:"max_ms,omitempty"`
-	BaselineP50  float64 `json:"baseline_p50_ms,omitempty"`
-	BaselineP99  float64 `json:"baseline_p99_ms,omitempty"`
-	BaselineMax  float64 `json:"baseline_max_ms,omitempty"`
+	// The paced phase, when one ran. Its relay ratio (messages per server CPU-second
+	// against the baseline's) tells apart what the flat phase's ratio mixes in: how
+	// well a server batches when every sender keeps a window full.
+	PacedOffered            float64 `json:"paced_offered_msgs_per_sec,omitempty"`
+	PacedMsgsPerSec         float64 `json:"paced_msgs_per_sec,omitempty"` // delivered
+	BaselinePacedMsgsPerSec float64 `json:"baseline_paced_msgs_per_sec,omitempty"`
+	PacedMsgsPerCPU         float64 `json:"paced_msgs_per_server_cpu_sec,omitempty"`
+	BaselinePacedMsgsPerCPU float64 `json:"baseline_paced_msgs_per_server_cpu_sec,omitempty"`
+	PacedRelayRatio         float64 `json:"paced_relay_ratio,omitempty"`
+	P50                     float64 `json:"p50_ms,omitempty"`
+	P99                     float64 `json:"p99_ms,omitempty"`
+	Max                     float64 `json:"max_ms,omitempty"`
+	BaselineP50             float64 `json:"baseline_p50_ms,omitempty"`
+	BaselineP99             float64 `json:"baseline_p99_ms,omitempty"`
+	BaselineMax             float64 `json:"baseline_max_ms,omitempty"`
 
 	Flamingo *result `json:"flamingo"`
 	Baseline *result `json:"baseline"`
@@ -245,6 +252,9 @@ func makeScalePoint(c config, f, b *result, took time.Duration) scalePoint {
 	if len(f.Paced) > 0 && len(b.Paced) > 0 {
 		fl, bl := f.Paced[0].Latency, b.Paced[0].Latency
 		p.PacedOffered = f.Paced[0].Offered
+		p.PacedMsgsPerSec, p.BaselinePacedMsgsPerSec = f.Paced[0].MsgsPerSec, b.Paced[0].MsgsPerSec
+		p.PacedMsgsPerCPU, p.BaselinePacedMsgsPerCPU = f.Paced[0].MsgsPerCPUSec, b.Paced[0].MsgsPerCPUSec
+		p.PacedRelayRatio = ratio(p.PacedMsgsPerCPU, p.BaselinePacedMsgsPerCPU)
 		p.P50, p.P99, p.Max = fl.P50, fl.P99, fl.Max
 		p.BaselineP50, p.BaselineP99, p.BaselineMax = bl.P50, bl.P99, bl.Max
 	}
@@ -351,6 +361,8 @@ func printScaleTable(cfg config, rep scaleReport) {
 	row("server CPU µs per msg", "%.1f", func(p scalePoint) (float64, float64) { return p.CPUPerMsg, p.BaselineCPUPerMsg }, &g.CPUPerMsg)
 	row("server allocs per msg", "%.2f", func(p scalePoint) (float64, float64) { return p.AllocsPerMsg, p.BaselineAllocsPerMsg }, nil)
 	if rep.PacedLoad > 0 {
+		row("paced delivered msgs/s", "%.0f", func(p scalePoint) (float64, float64) { return p.PacedMsgsPerSec, p.BaselinePacedMsgsPerSec }, nil)
+		row("paced msgs per server CPU-s", "%.0f", func(p scalePoint) (float64, float64) { return p.PacedMsgsPerCPU, p.BaselinePacedMsgsPerCPU }, nil)
 		row("paced p50 latency ms", "%.3f", func(p scalePoint) (float64, float64) { return p.P50, p.BaselineP50 }, nil)
 		row("paced p99 latency ms", "%.3f", func(p scalePoint) (float64, float64) { return p.P99, p.BaselineP99 }, nil)
 		row("paced max latency ms", "%.3f", func(p scalePoint) (float64, float64) { return p.Max, p.BaselineMax }, nil)
