@@ -1,7 +1,9 @@
 package flamingoredis
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -162,17 +164,25 @@ func commandStats(tb testing.TB, client redis.UniversalClient) map[string]comman
 //
 //	same-node:  both users on one node: Redis is not involved
 //	cross-node: the users on two nodes: the send script, the stream read and delete
+//
+// allocs/op counts every allocation of the process per message: both nodes, and the
+// test clients, which encode each message as JSON and decode what they receive. The
+// -raw variants leave the clients out of it: they write a frame encoded once and only
+// look at the type of what they read, so their allocs/op is what the nodes allocate
+// per message (plus one copy of each frame in the in-memory pipe, each way).
 func BenchmarkMessage(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			client := be.client(b)
-			b.Run("same-node", func(b *testing.B) { benchmarkMessage(b, client, false) })
-			b.Run("cross-node", func(b *testing.B) { benchmarkMessage(b, client, true) })
+			b.Run("same-node", func(b *testing.B) { benchmarkMessage(b, client, false, false) })
+			b.Run("cross-node", func(b *testing.B) { benchmarkMessage(b, client, true, false) })
+			b.Run("same-node-raw", func(b *testing.B) { benchmarkMessage(b, client, false, true) })
+			b.Run("cross-node-raw", func(b *testing.B) { benchmarkMessage(b, client, true, true) })
 		})
 	}
 }
 
-func benchmarkMessage(b *testing.B, client redis.UniversalClient, cross bool) {
+func benchmarkMessage(b *testing.B, client redis.UniversalClient, cross, raw bool) {
 	prefix := freshPrefix(b, client)
 	n1 := startClusterNode(b, client, prefix)
 	n2 := n1
@@ -187,16 +197,21 @@ func benchmarkMessage(b *testing.B, client redis.UniversalClient, cross bool) {
 	realServer := isRedis && client.ConfigResetStat(b.Context()).Err() == nil && hasCommandStats(b, client)
 	content := strings.Repeat("x", 64)
 
+	say, expect := alice.Say, func() { bob.ExpectMessage() }
+	if raw {
+		say, expect = rawSay(b, alice), rawExpectMessage(b, bob)
+	}
+
 	b.ReportAllocs()
 	b.ResetTimer()
 	const window = 64
 	for sent := 0; sent < b.N; sent += window {
 		k := min(window, b.N-sent)
 		for range k {
-			alice.Say(content)
+			say(content)
 		}
 		for range k {
-			bob.ExpectMessage()
+			expect()
 		}
 	}
 	b.StopTimer()
@@ -206,5 +221,46 @@ func benchmarkMessage(b *testing.B, client redis.UniversalClient, cross bool) {
 			usec += s.usec
 		}
 		b.ReportMetric(float64(usec)/float64(b.N), "redis-µs/msg")
+	}
+}
+
+// rawSay returns a function that sends content into c's chat as a frame encoded once,
+// straight to c's transport: it allocates nothing but the pipe's copy of the frame.
+func rawSay(b *testing.B, c *flamingotest.Client) func(content string) {
+	ctx := context.Background()
+	var (
+		frame []byte
+		last  string
+	)
+	return func(content string) {
+		if frame == nil || content != last {
+			var err error
+			frame, err = json.Marshal(map[string]any{"type": flamingo.EventSendMessage,
+				"payload": flamingo.SendMessagePayload{ChatID: c.ChatID, Content: content}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			last = content
+		}
+		if err := c.Conn().Write(ctx, frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// rawExpectMessage returns a function that reads the next frame from c's transport
+// and fails unless it is a message_received, without decoding it.
+func rawExpectMessage(b *testing.B, c *flamingotest.Client) func() {
+	want := []byte(`"type":"` + string(flamingo.EventMessageReceived) + `"`)
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	return func() {
+		frame, err := c.Conn().Read(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !bytes.Contains(frame, want) {
+			b.Fatalf("got %s, want a message_received", frame)
+		}
 	}
 }
