@@ -67,7 +67,8 @@ type Cluster struct {
 	stopping   bool // Stop has begun
 	stopped    bool // the writer may end once it has written everything
 	writerDone bool
-	ops        []op          // waiting for the writer, in order
+	ops        []pending     // waiting for the writer, in order
+	spare      []pending     // the writer's last batch, emptied, for ops to reuse
 	wake       chan struct{} // nudges the writer; capacity 1
 	waiters    map[string]chan handover
 	published  uint64        // ops publish has queued, ever
@@ -76,6 +77,12 @@ type Cluster struct {
 
 	// args are script arguments that never change, boxed once.
 	args struct{ base, maxHeld, ttl any }
+	// sendsKeys is the KEYS of the sends script: a key of the hash tag, so that a
+	// Redis Cluster runs it on the right shard (the script derives its keys).
+	sendsKeys []string
+	// sendBuf is the writer's buffer for encoding sends, reused from one pipeline to
+	// the next.
+	sendBuf []byte
 
 	others   atomic.Pointer[flamingo.Stats] // the other live nodes' counts
 	cancel   context.CancelFunc             // ends the writer
@@ -126,6 +133,7 @@ func NewCluster(client redis.UniversalClient, opts ClusterOptions) *Cluster {
 	}
 	c.others.Store(&flamingo.Stats{})
 	c.args.base, c.args.maxHeld, c.args.ttl = c.keys.base, opts.MaxHeld, tombstoneTTL.Milliseconds()
+	c.sendsKeys = []string{c.keys.nodes()}
 	m.inbound = c.inbound
 	m.beforeEnqueue = c.flushed
 	return c
@@ -207,7 +215,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, st := range c.host.Held() {
-		c.publish(&saveOp{st: st, handoff: true})
+		c.publish(pending{o: &saveOp{st: st, handoff: true}})
 	}
 
 	c.mu.Lock()
@@ -235,32 +243,34 @@ func (c *Cluster) Stop(ctx context.Context) error {
 
 // Kick implements [flamingo.Broker]. A user whose node is dead is not kicked: the
 // kick waits in their held list and is dropped when they resume.
-func (c *Cluster) Kick(user, reason string) { c.publish(&kickOp{user: user, reason: reason}) }
+func (c *Cluster) Kick(user, reason string) {
+	c.publish(pending{o: &kickOp{user: user, reason: reason}})
+}
 
 // Ping reports whether Redis answers, for [flamingo.Engine.Ready].
 func (c *Cluster) Ping(ctx context.Context) error { return c.client.Ping(ctx).Err() }
 
 // Save implements [flamingo.Broker].
-func (c *Cluster) Save(st flamingo.SessionState) { c.publish(&saveOp{st: st}) }
+func (c *Cluster) Save(st flamingo.SessionState) { c.publish(pending{o: &saveOp{st: st}}) }
 
 // Forget implements [flamingo.Broker].
-func (c *Cluster) Forget(user string) { c.publish(&forgetOp{user: user}) }
+func (c *Cluster) Forget(user string) { c.publish(pending{o: &forgetOp{user: user}}) }
 
 // Send implements [flamingo.Broker].
 func (c *Cluster) Send(user string, ev flamingo.ClusterEvent) {
-	c.publish(&sendOp{user: user, ev: ev})
+	c.publish(pending{user: user, ev: ev})
 }
 
 // EndChat implements [flamingo.Broker].
 func (c *Cluster) EndChat(chatID string, users [2]string, notify string, reason flamingo.EndReason) {
-	c.publish(&endChatOp{chatID: chatID, users: users, notify: notify, reason: reason})
+	c.publish(pending{o: &endChatOp{chatID: chatID, users: users, notify: notify, reason: reason}})
 }
 
 // publish queues o for the writer. Ops are written to Redis in order by one writer
 // goroutine, in pipelines. While Redis cannot be reached they wait (up to
 // [ClusterOptions.MaxPending]) and are retried; an op whose reply was lost may be
 // applied twice, so after a Redis failure a message can arrive twice.
-func (c *Cluster) publish(o op) {
+func (c *Cluster) publish(o pending) {
 	c.mu.Lock()
 	if c.writerDone {
 		c.mu.Unlock()
@@ -268,8 +278,11 @@ func (c *Cluster) publish(o op) {
 	}
 	if len(c.ops) >= c.opts.MaxPending {
 		c.mu.Unlock()
-		c.log.Error("flamingoredis: too many ops waiting for Redis; dropping one", "node", c.m.node, "op", opName(o))
+		c.log.Error("flamingoredis: too many ops waiting for Redis; dropping one", "node", c.m.node, "op", o.name())
 		return
+	}
+	if c.ops == nil {
+		c.ops, c.spare = c.spare, nil
 	}
 	c.ops = append(c.ops, o)
 	c.published++
@@ -390,6 +403,12 @@ func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionS
 				evs = append(evs, ev)
 				ids = append(ids, msg.ID)
 			}
+		case kindEvents:
+			n := len(evs)
+			evs = appendEvents(evs, str(entryPayload))
+			if len(evs) > n {
+				ids = append(ids, msg.ID)
+			}
 		}
 	}
 	if len(ids) == 0 {
@@ -418,12 +437,17 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 			return
 		}
 		host.Deliver(str(entryUser), ev)
+	case kindEvents:
+		user, events := str(entryUser), str(entryPayload)
+		if !eachEvent(events, func(ev flamingo.ClusterEvent) { host.Deliver(user, ev) }) {
+			c.log.Error("flamingoredis: skipping the rest of a malformed entry of events", "node", c.m.node, "id", id)
+		}
 	case kindKick:
 		host.Kick(str(entryUser), str(entryPayload))
 	case kindHandover:
 		to, reqID := str(entryTo), str(entryID)
 		host.Release(str(entryUser), func(st flamingo.SessionState) {
-			c.publish(&replyOp{toNode: to, requestID: reqID, st: st})
+			c.publish(pending{o: &replyOp{toNode: to, requestID: reqID, st: st}})
 		})
 	case kindReply:
 		c.mu.Lock()
@@ -457,7 +481,7 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 // forward sends events to user wherever the user's session is now.
 func (c *Cluster) forward(user string, evs []flamingo.ClusterEvent) {
 	for _, ev := range evs {
-		c.publish(&sendOp{user: user, ev: ev})
+		c.publish(pending{user: user, ev: ev})
 	}
 }
 
@@ -512,6 +536,57 @@ func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
 		return flamingo.ClusterEvent{}, false
 	}
 	return makeEvent(s[:1], s[1:sep], s[sep+1:])
+}
+
+// eachEvent calls f with each event of an entry of events (kindEvents), in order, and
+// reports whether the whole entry was well formed (f has seen the events before the
+// first that is not). The frames share one copy of the entry, and the chat ids are
+// substrings of it: an entry costs one allocation, whatever its number of events.
+func eachEvent(events string, f func(flamingo.ClusterEvent)) bool {
+	var frames []byte // the copy, made at the first frame
+	for at := 0; at < len(events); {
+		// The length prefix: decimal digits, then a colon.
+		n, i := 0, at
+		for i < len(events) && i-at < 9 && events[i] >= '0' && events[i] <= '9' {
+			n = 10*n + int(events[i]-'0')
+			i++
+		}
+		if i == at || i == len(events) || events[i] != ':' || n > len(events)-i-1 {
+			return false
+		}
+		start, end := i+1, i+1+n // the encoded event: kind, chat id, NUL, payload
+		at = end
+		sep := strings.IndexByte(events[start:end], 0)
+		if sep < 1 {
+			return false
+		}
+		sep += start
+		chat, from := events[start+1:sep], sep+1
+		var ev flamingo.ClusterEvent
+		switch events[start : start+1] {
+		case kindFrame, kindMessage:
+			if frames == nil {
+				frames = []byte(events)
+			}
+			ev.Frame = frames[from:end:end]
+			if events[start:start+1] == kindMessage {
+				ev.ChatID = chat
+			}
+		case kindEnded:
+			ev = flamingo.ClusterEvent{ChatID: chat, Ended: flamingo.EndReason(events[from:end])}
+		default:
+			return false
+		}
+		f(ev)
+	}
+	return true
+}
+
+// appendEvents appends the events of an entry of events (kindEvents) to evs, up to
+// the first malformed one.
+func appendEvents(evs []flamingo.ClusterEvent, events string) []flamingo.ClusterEvent {
+	eachEvent(events, func(ev flamingo.ClusterEvent) { evs = append(evs, ev) })
+	return evs
 }
 
 // makeEvent builds an event from its kind letter, chat id and payload.
@@ -613,6 +688,7 @@ func (c *Cluster) writer(ctx context.Context) {
 		c.ops = nil
 		stopped := c.stopped
 		c.mu.Unlock()
+		all := batch
 		if len(batch) == 0 {
 			if stopped {
 				return
@@ -645,7 +721,23 @@ func (c *Cluster) writer(ctx context.Context) {
 			}
 			backoff = min(2*backoff, maxBackoff)
 		}
+		c.recycle(all)
 	}
+}
+
+// maxSpare bounds the batch the writer keeps for publish to reuse: a burst of ops
+// while Redis was away does not pin its memory.
+const maxSpare = 4096
+
+// recycle gives batch, which the writer is done with, back to publish, emptied.
+func (c *Cluster) recycle(batch []pending) {
+	if cap(batch) > maxSpare {
+		return
+	}
+	clear(batch) // (the frames go to the garbage collector now)
+	c.mu.Lock()
+	c.spare = batch[:0]
+	c.mu.Unlock()
 }
 
 // wrote records that the writer is done with n more ops, and wakes those who wait
@@ -705,39 +797,71 @@ func (c *Cluster) flushed(ctx context.Context) error {
 	}
 }
 
-// write runs ops in one pipeline. It returns how many were done (the first of the
-// rest failed and is to be retried) and the error.
-func (c *Cluster) write(ctx context.Context, ops []op) (int, error) {
+// maxSendBytes bounds the encoded events of one call of the sends script; past it, the
+// next send starts another call.
+const maxSendBytes = 1 << 20
+
+// written is one command of a pipeline: ops[start:end] of the batch, a run of sends
+// or a single other op.
+type written struct {
+	start, end int
+	cmd        redis.Cmder
+}
+
+// write runs ops in one pipeline: each run of sends is one call of the sends script,
+// each other op one command. It returns how many ops were done (the first of the rest
+// failed and is to be retried, with the rest of its run) and the error.
+func (c *Cluster) write(ctx context.Context, ops []pending) (int, error) {
 	const maxBatch = 512
 	ops = ops[:min(len(ops), maxBatch)]
 	pipe := c.client.Pipeline()
-	cmds := make([]redis.Cmder, len(ops))
-	for i, op := range ops {
-		cmds[i] = op.queue(ctx, c, pipe)
+	cmds := make([]written, 0, len(ops))
+	buf := c.sendBuf[:0]
+	for i := 0; i < len(ops); {
+		if o := ops[i].o; o != nil {
+			cmds = append(cmds, written{i, i + 1, o.queue(ctx, c, pipe)})
+			i++
+			continue
+		}
+		// A run of sends: each call's events are a slice of buf. buf may grow into a
+		// new array on the way; the slices of earlier calls keep the old one.
+		from, j := len(buf), i
+		for j < len(ops) && ops[j].o == nil && (j == i || len(buf)-from < maxSendBytes) {
+			buf = appendSend(buf, ops[j].user, ops[j].ev)
+			j++
+		}
+		events := buf[from:len(buf):len(buf)]
+		cmds = append(cmds, written{i, j, pipe.EvalSha(ctx, sendsScript.Hash(), c.sendsKeys,
+			c.args.base, c.args.maxHeld, c.args.ttl, events)})
+		i = j
 	}
 	start := time.Now()
 	_, _ = pipe.Exec(ctx)
 	c.stats.roundTrip(time.Since(start))
-	for i, cmd := range cmds {
-		err := cmd.Err()
+	if cap(buf) <= maxSendBytes {
+		c.sendBuf = buf
+	}
+	for _, w := range cmds {
+		err := w.cmd.Err()
 		if err == nil || errors.Is(err, redis.Nil) {
-			c.stats.op(ops[i])
-			if s, ok := ops[i].(*saveOp); ok {
-				c.saved(s, cmd)
+			c.stats.op(ops[w.start].name(), w.end-w.start)
+			if s, ok := ops[w.start].o.(*saveOp); ok {
+				c.saved(s, w.cmd)
 			}
 			continue
 		}
 		if strings.HasPrefix(err.Error(), "NOSCRIPT") {
 			// Redis restarted and forgot the scripts: load them and go on from here.
-			return i, c.loadScripts(ctx)
+			return w.start, c.loadScripts(ctx)
 		}
 		var rerr redis.Error
 		if errors.As(err, &rerr) && !transient(err) {
 			// Redis refused this op (a bug, not an outage): retrying cannot help.
-			c.log.Error("flamingoredis: Redis refused an op; dropping it", "node", c.m.node, "op", opName(ops[i]), "err", err)
+			c.log.Error("flamingoredis: Redis refused an op; dropping it", "node", c.m.node, "op", ops[w.start].name(),
+				"ops", w.end-w.start, "err", err)
 			continue
 		}
-		return i, err
+		return w.start, err
 	}
 	return len(ops), nil
 }

@@ -160,6 +160,9 @@ const (
 // have an entryKind field; the reader's stop entry has only entryStop.
 //
 //	event             k (kindFrame, kindMessage or kindEnded), u, c, p
+//	events            k (kindEvents), u, p (the user's events of one batch of sends,
+//	                  in order: each encoded, then length-prefixed as in
+//	                  cluster_state.go)
 //	kick              k (kindKick), u, c (empty), p (the reason)
 //	handover request  k (kindHandover), u, to, id
 //	handover reply    k (kindReply), id, u, g, n, [found], [away], [pf], [in], [av],
@@ -186,6 +189,7 @@ const (
 	kindHandover = "h"
 	kindReply    = "r"
 	kindKick     = "k" // end the user's session; the payload is the reason
+	kindEvents   = "b" // several events for one user (an entry's kind only)
 )
 
 // luaNames are the names the Lua scripts may use as ${placeholders}: each is the name
@@ -218,7 +222,7 @@ var luaNames = map[string]string{
 	"entryKind": entryKind, "entryUser": entryUser, "entryChat": entryChat,
 	"entryPayload": entryPayload,
 
-	"kindEnded": kindEnded,
+	"kindEnded": kindEnded, "kindEvents": kindEvents,
 
 	// (not a name, but the reap script's end reason, which must be the root package's)
 	"reasonPartnerDisconnected": string(flamingo.ReasonPartnerDisconnected),
