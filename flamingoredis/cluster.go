@@ -80,9 +80,12 @@ type Cluster struct {
 	// sendsKeys is the KEYS of the sends script: a key of the hash tag, so that a
 	// Redis Cluster runs it on the right shard (the script derives its keys).
 	sendsKeys []string
-	// sendBuf is the writer's buffer for encoding sends, reused from one pipeline to
-	// the next.
-	sendBuf []byte
+	// The writer's buffers for the sends of a pipeline, reused from one pipeline to
+	// the next: the encoded events, the arguments that point into it, and the
+	// arguments of one script call.
+	sendBuf  []byte
+	sendArgs []bytesArg
+	argv     []any
 
 	others   atomic.Pointer[flamingo.Stats] // the other live nodes' counts
 	cancel   context.CancelFunc             // ends the writer
@@ -811,35 +814,51 @@ type written struct {
 // write runs ops in one pipeline: each run of sends is one call of the sends script,
 // each other op one command. It returns how many ops were done (the first of the rest
 // failed and is to be retried, with the rest of its run) and the error.
+//
+// A send costs no allocation here: its user goes to Redis as a pointer to the string
+// in ops, and its event as a pointer to a bytesArg over the writer's buffer (both
+// stay put until Exec has written them).
 func (c *Cluster) write(ctx context.Context, ops []pending) (int, error) {
 	const maxBatch = 512
 	ops = ops[:min(len(ops), maxBatch)]
 	pipe := c.client.Pipeline()
 	cmds := make([]written, 0, len(ops))
-	buf := c.sendBuf[:0]
-	for i := 0; i < len(ops); {
+	// Every event's bytes first, so that buf no longer moves once args point into it.
+	buf, args := c.sendBuf[:0], c.sendArgs[:0]
+	for i := range ops {
+		if ops[i].o == nil {
+			from := len(buf)
+			buf = appendEvent(buf, ops[i].ev)
+			args = append(args, bytesArg{})
+			args[len(args)-1].b = buf[from:len(buf):len(buf)]
+		}
+	}
+	// (args is only appended to above, so its elements stay put from here on.)
+	for i, a := 0, 0; i < len(ops); {
 		if o := ops[i].o; o != nil {
 			cmds = append(cmds, written{i, i + 1, o.queue(ctx, c, pipe)})
 			i++
 			continue
 		}
-		// A run of sends: each call's events are a slice of buf. buf may grow into a
-		// new array on the way; the slices of earlier calls keep the old one.
-		from, j := len(buf), i
-		for j < len(ops) && ops[j].o == nil && (j == i || len(buf)-from < maxSendBytes) {
-			buf = appendSend(buf, ops[j].user, ops[j].ev)
+		argv := append(c.argv[:0], c.args.base, c.args.maxHeld, c.args.ttl)
+		j, size := i, 0
+		for j < len(ops) && ops[j].o == nil && (j == i || size < maxSendBytes) {
+			argv = append(argv, &ops[j].user, &args[a])
+			size += len(args[a].b)
+			a++
 			j++
 		}
-		events := buf[from:len(buf):len(buf)]
-		cmds = append(cmds, written{i, j, pipe.EvalSha(ctx, sendsScript.Hash(), c.sendsKeys,
-			c.args.base, c.args.maxHeld, c.args.ttl, events)})
+		cmds = append(cmds, written{i, j, pipe.EvalSha(ctx, sendsScript.Hash(), c.sendsKeys, argv...)})
+		clear(argv) // (EvalSha copied them)
+		c.argv = argv
 		i = j
 	}
 	start := time.Now()
 	_, _ = pipe.Exec(ctx)
 	c.stats.roundTrip(time.Since(start))
+	clear(args)
 	if cap(buf) <= maxSendBytes {
-		c.sendBuf = buf
+		c.sendBuf, c.sendArgs = buf, args
 	}
 	for _, w := range cmds {
 		err := w.cmd.Err()

@@ -114,15 +114,13 @@ func (o *forgetOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) 
 	return pipe.EvalSha(ctx, forgetScript.Hash(), []string{c.keys.session(o.user)}, c.keys.base, c.m.node, o.user)
 }
 
-// appendSend appends a send to the events of a call of the sends script: the user
-// and the encoded event, each length-prefixed.
-func appendSend(dst []byte, user string, ev flamingo.ClusterEvent) []byte {
-	dst = appendStateString(dst, user)
+// appendEvent appends ev as an entry of events carries it: encoded (encodeEvent),
+// with its length in front.
+func appendEvent(dst []byte, ev flamingo.ClusterEvent) []byte {
 	payload := ev.Frame
 	if ev.Frame == nil {
 		payload = []byte(ev.Ended) // (rare: an end of chat is not a message)
 	}
-	// The encoded event: the kind letter, the chat id, a NUL byte and the payload.
 	dst = strconv.AppendInt(dst, int64(1+len(ev.ChatID)+1+len(payload)), 10)
 	dst = append(dst, ':')
 	dst = append(dst, kindLetter(ev)...)
@@ -130,6 +128,14 @@ func appendSend(dst []byte, user string, ev flamingo.ClusterEvent) []byte {
 	dst = append(dst, 0)
 	return append(dst, payload...)
 }
+
+// bytesArg is a script argument that is a slice of the writer's buffer. go-redis
+// writes an encoding.BinaryMarshaler as its bytes, and a pointer to one goes into an
+// interface without an allocation, which a []byte does not.
+type bytesArg struct{ b []byte }
+
+// MarshalBinary returns the bytes as they are.
+func (a *bytesArg) MarshalBinary() ([]byte, error) { return a.b, nil }
 
 func (o *endChatOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
 	return pipe.EvalSha(ctx, endChatScript.Hash(), []string{c.keys.ended(o.chatID)},

@@ -118,35 +118,26 @@ return route(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 // inbox of the node that holds the user's session if that node is alive, else onto
 // the user's held list (while it has room); an event for a user without a session is
 // dropped. It looks up each user and each node once per batch, and writes one inbox
-// entry per user (kindEvents), with that user's events in order: what costs Redis the
-// most, the script call and the XADD, is paid per batch and per user, not per event.
+// entry per user (kindEvents), with that user's events in order: the script call is
+// paid once per batch and the XADD once per user, not once per event.
 //
-//	ARGV base, max held, ttl (ms), events
+//	ARGV base, max held, ttl (ms), then for each event: the user, and the encoded
+//	     event (encodeEvent) with its length in front ("<length>:", as in
+//	     cluster_state.go), as an entry of events carries it
 //
-// events holds, for each event, the user and the encoded event (encodeEvent), each
-// length-prefixed ("<length>:<bytes>", as in cluster_state.go). It returns the number
-// of users.
+// It returns the number of users.
 var sendsScript = luaScript(`
-local base, maxHeld, ttl, s = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local find, sub = string.find, string.sub
+local base, maxHeld, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local users, events = {}, {}
-local pos, size = 1, #s
-while pos <= size do
-  local c = find(s, ':', pos, true)
-  local n = tonumber(sub(s, pos, c - 1))
-  local user = sub(s, c + 1, c + n)
-  pos = c + n + 1
-  c = find(s, ':', pos, true)
-  n = tonumber(sub(s, pos, c - 1))
+for i = 4, #ARGV, 2 do
+  local user = ARGV[i]
   local list = events[user]
   if not list then
     list = {}
     events[user] = list
     users[#users + 1] = user
   end
-  -- the event with its length prefix, as the inbox entry carries it
-  list[#list + 1] = sub(s, pos, c + n)
-  pos = c + n + 1
+  list[#list + 1] = ARGV[i + 1]
 end
 local alive = {}
 for _, user in ipairs(users) do
@@ -159,8 +150,10 @@ for _, user in ipairs(users) do
       alive[node] = up
     end
     if up then
+      local all = list[1]
+      if #list > 1 then all = table.concat(list) end
       redis.call('XADD', base .. '${keyNode}' .. node .. '${keyInbox}', '*',
-        '${entryKind}', '${kindEvents}', '${entryUser}', user, '${entryPayload}', table.concat(list))
+        '${entryKind}', '${kindEvents}', '${entryUser}', user, '${entryPayload}', all)
     else
       local hk = base .. '${keyHeld}' .. user
       local room = maxHeld - redis.call('LLEN', hk)
@@ -168,7 +161,7 @@ for _, user in ipairs(users) do
         local held = {}
         for i = 1, math.min(room, #list) do
           local ev = list[i]
-          held[i] = sub(ev, find(ev, ':', 1, true) + 1)
+          held[i] = string.sub(ev, string.find(ev, ':', 1, true) + 1)
         end
         redis.call('RPUSH', hk, unpack(held))
         redis.call('PEXPIRE', hk, ttl)

@@ -13,9 +13,9 @@ import (
 	"github.com/flamingochat/flamingo"
 )
 
-// TestEventsEncoding: what appendSend writes for one event is the event as an entry of
-// events carries it, and eachEvent reads such an entry back, event for event, stopping
-// at the first malformed one.
+// TestEventsEncoding: appendEvent writes an event as an entry of events carries it,
+// and eachEvent reads such an entry back, event for event, stopping at the first
+// malformed one.
 func TestEventsEncoding(t *testing.T) {
 	evs := []flamingo.ClusterEvent{
 		{ChatID: "c1", Frame: []byte(`{"type":"message_received"}`)},
@@ -26,12 +26,9 @@ func TestEventsEncoding(t *testing.T) {
 	}
 	var entry []byte
 	for _, ev := range evs {
-		one := appendSend(nil, "u:1", ev)
-		user, rest, ok := readStateString(string(one))
-		require.True(t, ok)
-		assert.Equal(t, "u:1", user)
-		assert.Equal(t, string(appendStateString(nil, encodeEvent(ev))), rest)
-		entry = append(entry, rest...)
+		one := appendEvent(nil, ev)
+		assert.Equal(t, string(appendStateString(nil, encodeEvent(ev))), string(one))
+		entry = append(entry, one...)
 	}
 	var got []flamingo.ClusterEvent
 	require.True(t, eachEvent(string(entry), func(ev flamingo.ClusterEvent) { got = append(got, ev) }))
@@ -94,12 +91,11 @@ func TestSendsScript(t *testing.T) {
 			{"u4", msg("4a")}, {"u3", flamingo.ClusterEvent{ChatID: "c", Ended: flamingo.ReasonPartnerLeft}},
 			{"u2", msg("2b")}, {"u5", msg("5a")}, {"u5", msg("5b")}, {"u1", msg("1c")},
 		}
-		var events []byte
+		args := []any{k.base, maxHeld, time.Minute.Milliseconds()}
 		for _, s := range sends {
-			events = appendSend(events, s.user, s.ev)
+			args = append(args, s.user, appendEvent(nil, s.ev))
 		}
-		users, err := sendsScript.Run(ctx, client, []string{k.nodes()}, k.base, maxHeld,
-			time.Minute.Milliseconds(), events).Int()
+		users, err := sendsScript.Run(ctx, client, []string{k.nodes()}, args...).Int()
 		require.NoError(t, err)
 		assert.Equal(t, 5, users)
 
@@ -150,7 +146,7 @@ func TestSalvageEntriesOfEvents(t *testing.T) {
 		entry := func(user string, frames ...string) {
 			var b []byte
 			for _, f := range frames {
-				b = appendStateString(b, encodeEvent(flamingo.ClusterEvent{ChatID: "c", Frame: []byte(f)}))
+				b = appendEvent(b, flamingo.ClusterEvent{ChatID: "c", Frame: []byte(f)})
 			}
 			require.NoError(t, client.XAdd(ctx, &redis.XAddArgs{Stream: stream,
 				Values: []string{entryKind, kindEvents, entryUser, user, entryPayload, string(b)}}).Err())
@@ -173,5 +169,57 @@ func TestSalvageEntriesOfEvents(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, left, 1)
 		assert.Equal(t, "u2", field(left[0].Values, entryUser))
+	})
+}
+
+// TestNextStreamID: the id after a stream entry's, which a trim of what the reader has
+// read keeps.
+func TestNextStreamID(t *testing.T) {
+	for give, want := range map[string]string{
+		"1700000000000-0":        "1700000000000-1",
+		"5-41":                   "5-42",
+		"5-18446744073709551615": "6-0",
+		"18446744073709551615-18446744073709551615": "18446744073709551615-18446744073709551615",
+		"garbage": "garbage",
+		"1-x":     "1-x",
+	} {
+		assert.Equal(t, want, nextStreamID(give), give)
+	}
+}
+
+// TestReaderTrimsWhatItRead: the reader deletes the entries it has handled, and only
+// those: an entry added while it handles one (before its delete) is read next.
+func TestReaderTrimsWhatItRead(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, client redis.UniversalClient) {
+		ctx := context.Background()
+		prefix := freshPrefix(t, client)
+		got := make(chan string, 10)
+		m := New(client, Options{Prefix: prefix, NodeID: "n1"})
+		add := func(p string) {
+			require.NoError(t, client.XAdd(ctx, &redis.XAddArgs{Stream: m.keys.nodePairs,
+				Values: []string{entryKind, kindKick, entryPayload, p}}).Err())
+		}
+		m.inbound = func(_ string, v map[string]any) {
+			p := field(v, entryPayload)
+			if p == "a" {
+				add("b") // after the read of a, before its delete
+			}
+			got <- p
+		}
+		require.NoError(t, m.Start(func(flamingo.Pair) {}))
+		t.Cleanup(func() { assert.NoError(t, m.Stop(context.Background())) })
+		add("a")
+		for _, want := range []string{"a", "b"} {
+			select {
+			case p := <-got:
+				assert.Equal(t, want, p)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("entry %s not read", want)
+			}
+		}
+		require.Eventually(t, func() bool {
+			n, err := client.XLen(ctx, m.keys.nodePairs).Result()
+			return err == nil && n == 0
+		}, 5*time.Second, time.Millisecond, "the entries read are deleted")
 	})
 }
