@@ -396,6 +396,16 @@ func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionS
 		ids []string
 	)
 	for _, msg := range msgs {
+		if user, events, ok := batchEntry(msg.Values); ok {
+			n := len(evs)
+			if user == st.User {
+				evs = appendEvents(evs, events)
+			}
+			if len(evs) > n {
+				ids = append(ids, msg.ID)
+			}
+			continue
+		}
 		str := func(k string) string { return field(msg.Values, k) }
 		if str(entryUser) != st.User {
 			continue
@@ -404,12 +414,6 @@ func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionS
 		case kindFrame, kindMessage, kindEnded:
 			if ev, ok := makeEvent(kind, str(entryChat), str(entryPayload)); ok {
 				evs = append(evs, ev)
-				ids = append(ids, msg.ID)
-			}
-		case kindEvents:
-			n := len(evs)
-			evs = appendEvents(evs, str(entryPayload))
-			if len(evs) > n {
 				ids = append(ids, msg.ID)
 			}
 		}
@@ -432,6 +436,12 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 	if host == nil {
 		return
 	}
+	if user, events, ok := batchEntry(v); ok {
+		if !eachEvent(events, func(ev flamingo.ClusterEvent) { host.Deliver(user, ev) }) {
+			c.log.Error("flamingoredis: skipping the rest of a malformed entry of events", "node", c.m.node, "id", id)
+		}
+		return
+	}
 	switch kind := str(entryKind); kind {
 	case kindFrame, kindMessage, kindEnded:
 		ev, ok := makeEvent(kind, str(entryChat), str(entryPayload))
@@ -440,11 +450,6 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 			return
 		}
 		host.Deliver(str(entryUser), ev)
-	case kindEvents:
-		user, events := str(entryUser), str(entryPayload)
-		if !eachEvent(events, func(ev flamingo.ClusterEvent) { host.Deliver(user, ev) }) {
-			c.log.Error("flamingoredis: skipping the rest of a malformed entry of events", "node", c.m.node, "id", id)
-		}
 	case kindKick:
 		host.Kick(str(entryUser), str(entryPayload))
 	case kindHandover:
@@ -541,7 +546,17 @@ func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
 	return makeEvent(s[:1], s[1:sep], s[sep+1:])
 }
 
-// eachEvent calls f with each event of an entry of events (kindEvents), in order, and
+// batchEntry returns the user and the events of an entry of events; ok is false if v
+// is not one (or its user is malformed).
+func batchEntry(v map[string]any) (user, events string, ok bool) {
+	b, found := v[entryBatch].(string)
+	if !found {
+		return "", "", false
+	}
+	return readStateString(b)
+}
+
+// eachEvent calls f with each event of an entry of events (see batchEntry), in order, and
 // reports whether the whole entry was well formed (f has seen the events before the
 // first that is not). The frames share one copy of the entry, and the chat ids are
 // substrings of it: an entry costs one allocation, whatever its number of events.
@@ -585,7 +600,7 @@ func eachEvent(events string, f func(flamingo.ClusterEvent)) bool {
 	return true
 }
 
-// appendEvents appends the events of an entry of events (kindEvents) to evs, up to
+// appendEvents appends the events of an entry of events (see batchEntry) to evs, up to
 // the first malformed one.
 func appendEvents(evs []flamingo.ClusterEvent, events string) []flamingo.ClusterEvent {
 	eachEvent(events, func(ev flamingo.ClusterEvent) { evs = append(evs, ev) })

@@ -118,8 +118,9 @@ return route(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 // inbox of the node that holds the user's session if that node is alive, else onto
 // the user's held list (while it has room); an event for a user without a session is
 // dropped. It looks up each user and each node once per batch, and writes one inbox
-// entry per user (kindEvents), with that user's events in order: the script call is
-// paid once per batch and the XADD once per user, not once per event.
+// entry per user (an entry of events: entryBatch), with that user's events in order:
+// the script call is paid once per batch and the XADD once per user, not once per
+// event.
 //
 //	ARGV base, max held, ttl (ms), then for each event: the user, and the encoded
 //	     event (encodeEvent) with its length in front ("<length>:", as in
@@ -150,10 +151,8 @@ for _, user in ipairs(users) do
       alive[node] = up
     end
     if up then
-      local all = list[1]
-      if #list > 1 then all = table.concat(list) end
       redis.call('XADD', base .. '${keyNode}' .. node .. '${keyInbox}', '*',
-        '${entryKind}', '${kindEvents}', '${entryUser}', user, '${entryPayload}', all)
+        '${entryBatch}', #user .. ':' .. user .. table.concat(list))
     else
       local hk = base .. '${keyHeld}' .. user
       local room = maxHeld - redis.call('LLEN', hk)

@@ -104,11 +104,12 @@ func TestSendsScript(t *testing.T) {
 			require.NoError(t, err)
 			out := map[string][]string{}
 			for _, m := range msgs {
-				require.Equal(t, kindEvents, field(m.Values, entryKind))
-				user := field(m.Values, entryUser)
+				require.Len(t, m.Values, 1, "an entry of events has one field")
+				user, events, ok := batchEntry(m.Values)
+				require.True(t, ok)
 				require.NotContains(t, out, user, "one entry per user")
 				out[user] = []string{}
-				require.True(t, eachEvent(field(m.Values, entryPayload), func(ev flamingo.ClusterEvent) {
+				require.True(t, eachEvent(events, func(ev flamingo.ClusterEvent) {
 					out[user] = append(out[user], string(ev.Frame))
 				}))
 			}
@@ -149,7 +150,7 @@ func TestSalvageEntriesOfEvents(t *testing.T) {
 				b = appendEvent(b, flamingo.ClusterEvent{ChatID: "c", Frame: []byte(f)})
 			}
 			require.NoError(t, client.XAdd(ctx, &redis.XAddArgs{Stream: stream,
-				Values: []string{entryKind, kindEvents, entryUser, user, entryPayload, string(b)}}).Err())
+				Values: []string{entryBatch, string(appendStateString(nil, user)) + string(b)}}).Err())
 		}
 		entry("u1", "1a", "1b")
 		entry("u2", "2a")
@@ -168,7 +169,8 @@ func TestSalvageEntriesOfEvents(t *testing.T) {
 		left, err := client.XRange(ctx, stream, "-", "+").Result()
 		require.NoError(t, err)
 		require.Len(t, left, 1)
-		assert.Equal(t, "u2", field(left[0].Values, entryUser))
+		user, _, _ := batchEntry(left[0].Values)
+		assert.Equal(t, "u2", user)
 	})
 }
 
