@@ -2,18 +2,21 @@ package flamingo
 
 import (
 	"strconv"
+	"sync"
 	"time"
 )
 
 // This file holds chats: how one starts, the message relay, how one ends, and the
 // delivery of chat events to a user wherever they are.
 
-// chat is two users talking. Guarded by Engine.mu.
+// chat is two users talking. Guarded by Engine.mu; relayFast, which holds Engine.mu
+// shared, takes mu too for what it changes (the sides' acks and the chat's record).
 type chat struct {
 	id      string
 	users   [2]*session
 	started time.Time
 	sides   [2]chatSide // of users[i], if on this node (conversation.go)
+	mu      sync.Mutex
 }
 
 func (ch *chat) partner(s *session) *session {
@@ -99,6 +102,9 @@ func (e *Engine) sendMessage(c *conn, ev clientEvent) {
 	msgID := e.nextMessageID(idBuf[:0], now)
 	f := newFrame(messageReceivedLen(ev.chatID, msgID, ev.content))
 	f.b = appendMessageReceived(f.b, ev.chatID, msgID, ev.content, now)
+	if e.relayFast(c, ev, msgID, now, f) {
+		return
+	}
 	e.mu.Lock()
 	defer e.unlock()
 	s, ch := e.chatLocked(c, ev)
@@ -107,6 +113,78 @@ func (e *Engine) sendMessage(c *conn, ev clientEvent) {
 		return
 	}
 	e.relayLocked(c, s, ch, ev, msgID, now, f)
+}
+
+// relayFast relays message ev of c in the common case, with e.mu held shared, so that
+// the messages of different chats do not wait for each other: the sender is in the
+// chat ev names, its partner is connected to this node and has room in its queue, the
+// sender was not shown typing, the chat's record exists, and ev is not the retry of
+// an acknowledged message. It reports false, having changed nothing, when any of that
+// does not hold; sendMessage then takes the exclusive path, which handles every case.
+func (e *Engine) relayFast(c *conn, ev clientEvent, msgID []byte, sentAt time.Time, f *frame) bool {
+	e.mu.RLock()
+	s := c.sess
+	if s == nil || s.chat == nil || s.chat.id != ev.chatID {
+		e.mu.RUnlock()
+		return false
+	}
+	ch := s.chat
+	p, side, rec := ch.partner(s), ch.sideOf(s), s.talk
+	pc := p.conn
+	if p.remote || pc == nil || side.typing || (e.cfg.ReportContext != 0 && (rec == nil || rec.id != ch.id)) {
+		e.mu.RUnlock()
+		return false
+	}
+	ch.mu.Lock()
+	if ev.clientMsgID != "" {
+		if _, acked := side.acked.find(ev.clientMsgID); acked {
+			ch.mu.Unlock()
+			e.mu.RUnlock()
+			return false
+		}
+	}
+	ok, start := e.queueLocked(pc, outFrame{b: f.b, keep: true, buf: f})
+	if !ok {
+		ch.mu.Unlock()
+		e.mu.RUnlock()
+		return false
+	}
+	var ack []byte
+	ackQueued, ackStart := true, false
+	if ev.clientMsgID != "" {
+		m := AckedMessage{ClientMsgID: ev.clientMsgID, MessageID: string(msgID), SentAt: sentAt}
+		side.acked.add(m)
+		ack = appendMessageSent(nil, ch.id, m.ClientMsgID, m.MessageID, m.SentAt)
+		ackQueued, ackStart = e.queueLocked(c, outFrame{b: ack, keep: true})
+	}
+	if e.cfg.ReportContext != 0 {
+		rec.addLocal(e.cfg.ReportContext, s.handle, msgID, ev.content, sentAt)
+	}
+	ch.mu.Unlock()
+	e.fastMessages.Add(1)
+	// Counted before the shared lock is released, so that a Shutdown that begins
+	// meanwhile waits for the writers (see queueLocked).
+	if start {
+		e.workers.Add(1)
+	}
+	if ackStart {
+		e.workers.Add(1)
+	}
+	e.mu.RUnlock()
+	if start {
+		go pc.writeLoop()
+	}
+	if ackStart {
+		go c.writeLoop()
+	}
+	if !ackQueued {
+		// The sender's own queue is full: as on the exclusive path, the
+		// acknowledgement is held for it and it is dropped as too slow.
+		e.mu.Lock()
+		defer e.unlock()
+		e.deliverLocked(s, ack, true)
+	}
+	return true
 }
 
 // messageFor describes the message ev for the OnMessage hook, with its id and time.

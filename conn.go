@@ -126,21 +126,27 @@ func (e *Engine) closeWhenWrittenLocked(c *conn, code CloseCode, reason string) 
 // closed or its queue is full. Frames replayed on resume do not count against the
 // bounds (c.slack).
 func (e *Engine) sendLocked(c *conn, f outFrame) bool {
-	if c.closed {
-		return false
-	}
-	c.qmu.Lock()
-	pending := len(c.queue) + len(c.inflight) - int(c.written.Load()) - c.slack
-	if pending >= e.cfg.MaxQueuedEvents || c.qbytes+len(f.b) > e.cfg.MaxQueuedBytes+c.slackBytes {
-		c.qmu.Unlock()
-		return false
-	}
-	start := c.pushQLocked(f)
-	c.qmu.Unlock()
+	ok, start := e.queueLocked(c, f)
 	if start {
 		e.startWriterLocked(c)
 	}
-	return true
+	return ok
+}
+
+// queueLocked queues f for c within the queue's bounds, with e.mu held (shared will
+// do): it reports whether f was queued, and whether a writer is to be started for
+// it, which the caller must do (counting it in e.workers before it releases e.mu).
+func (e *Engine) queueLocked(c *conn, f outFrame) (ok, start bool) {
+	if c.closed {
+		return false, false
+	}
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	pending := len(c.queue) + len(c.inflight) - int(c.written.Load()) - c.slack
+	if pending >= e.cfg.MaxQueuedEvents || c.qbytes+len(f.b) > e.cfg.MaxQueuedBytes+c.slackBytes {
+		return false, false
+	}
+	return true, c.pushQLocked(f)
 }
 
 // pushLocked queues f for c regardless of the bounds (used when a resume replays held

@@ -1,6 +1,11 @@
 package flamingo
 
-import "crypto/sha256"
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync"
+)
 
 // Test-only views of an Engine's internals, for the external tests (package
 // flamingo_test) that check the engine returns to empty after chaos.
@@ -34,4 +39,56 @@ func SessionAway(e *Engine, userID string) bool {
 	defer e.unlock()
 	s := e.sessions[handleOf(sha256.Sum256([]byte(userID)))]
 	return s != nil && s.conn == nil
+}
+
+// GatheringTransport wraps a Transport as one that gathers, as the WebSocket transport
+// does: what the writer writes between gather and flush reaches the inner transport
+// at flush, or, once FailFlushes is set, is lost and flush fails.
+type GatheringTransport struct {
+	Transport
+
+	mu        sync.Mutex
+	fail      bool
+	gathering bool
+	pending   [][]byte
+}
+
+// FailFlushes makes every flush from now on fail, losing what was gathered.
+func (g *GatheringTransport) FailFlushes() {
+	g.mu.Lock()
+	g.fail = true
+	g.mu.Unlock()
+}
+
+func (g *GatheringTransport) Write(ctx context.Context, b []byte) error {
+	g.mu.Lock()
+	if g.gathering {
+		g.pending = append(g.pending, append([]byte(nil), b...))
+		g.mu.Unlock()
+		return nil
+	}
+	g.mu.Unlock()
+	return g.Transport.Write(ctx, b)
+}
+
+func (g *GatheringTransport) gather() {
+	g.mu.Lock()
+	g.gathering = true
+	g.mu.Unlock()
+}
+
+func (g *GatheringTransport) flush() error {
+	g.mu.Lock()
+	pending, fail := g.pending, g.fail
+	g.pending, g.gathering = nil, false
+	g.mu.Unlock()
+	if fail {
+		return errors.New("flush failed")
+	}
+	for _, b := range pending {
+		if err := g.Transport.Write(context.Background(), b); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -16,8 +16,13 @@ import (
 // it, and the fields of sessions, chats and conns that say so. The rule, which each
 // call site can be checked against:
 //
-//   - A function that locks e.mu unlocks it before it returns, with a deferred Unlock
-//     right after the Lock. No function unlocks a lock that its caller took.
+//   - A function that locks e.mu unlocks it before it returns, with a deferred unlock
+//     right after the Lock (unlock also starts the writers decided meanwhile). No
+//     function unlocks a lock that its caller took.
+//   - One path takes e.mu shared: relayFast (chat.go), a chat message in the common
+//     case. It changes nothing guarded by e.mu alone: it queues under the partner
+//     connection's qmu, records under the chat's mu, and counts atomically. Anything
+//     else falls back to the exclusive path.
 //   - A function whose name ends in Locked is called with e.mu held and returns with it
 //     held.
 //   - With e.mu held the engine does no I/O (but for logging, whose handler must not
@@ -51,7 +56,7 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex // guards everything below, and the state of sessions, chats and conns; released with unlock
+	mu       sync.RWMutex // guards everything below, and the state of sessions, chats and conns; released with unlock
 	closed   bool
 	draining bool                // Drain has begun
 	drained  chan struct{}       // closed when a drain has nothing left to hand over
@@ -70,6 +75,9 @@ type Engine struct {
 	// starts are the writers to start once mu is released (startWriterLocked).
 	starts [8]*conn
 	nstart int
+	// fastMessages counts the messages relayFast relayed (counters.messages the
+	// others).
+	fastMessages atomic.Uint64
 	// lastMsgID is the last message_id given out (see nextMessageID).
 	lastMsgID atomic.Uint64
 	// endedChats are the records of chats that ended within reportWindow, oldest

@@ -187,7 +187,7 @@ func (e *Engine) Metrics() Metrics {
 	m.CrossNodeMessages = n.crossNode
 	m.Stats = e.statsLocked(Stats{})
 	m.Connections = len(e.conns)
-	m.Matches, m.Messages, m.SlowConsumers = n.matches, n.messages, n.slowConsumers
+	m.Matches, m.Messages, m.SlowConsumers = n.matches, n.messages+e.fastMessages.Load(), n.slowConsumers
 	m.Resumed, m.Expired = n.resumed, n.expired
 	m.Errors, m.Closes, m.RateLimited = maps.Clone(n.errors), maps.Clone(n.closes), maps.Clone(n.rateLimited)
 	m.MatchWait, m.ChatDuration = n.matchWait.snapshot(), n.chatDuration.snapshot()

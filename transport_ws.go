@@ -45,7 +45,8 @@ type WebSocketOptions struct {
 }
 
 // NewWebSocketHandler returns an http.Handler that upgrades each request to a WebSocket
-// and serves it with e until it ends. Per-message compression is off, a frame over
+// and serves it with e, on a goroutine of its own: the handler returns once the
+// connection is upgraded (see [Engine.Serve]), and [Engine.Shutdown] waits for it. Per-message compression is off, a frame over
 // [Config.MaxFrameBytes] closes the connection with [CloseMessageTooBig], and a binary
 // frame closes it with [CloseUnsupportedData]. The engine pings each connection every
 // [Config.HeartbeatInterval].
@@ -94,18 +95,26 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	defer h.release(addrKey(addr))
 	hw := &hijackWatcher{ResponseWriter: w}
 	c, err := websocket.Accept(hw, r, h.accept)
 	if err != nil {
+		h.release(addrKey(addr))
 		return // Accept has written the HTTP error (403 for a foreign Origin)
 	}
 	c.SetReadLimit(int64(h.e.cfg.MaxFrameBytes))
-	// After the upgrade, net/http no longer watches the connection, so the
-	// request's context would only end when this handler returns: the engine
-	// (Shutdown, the peer, the deadlines) ends the connection instead, and Serve
-	// saves a context registration per connection.
-	_ = h.e.Serve(context.WithoutCancel(r.Context()), &wsTransport{c: c, addr: addr, netConn: hw.conn, out: hw.out})
+	// After the upgrade, net/http no longer watches the connection: the engine
+	// (Shutdown, the peer, the deadlines) ends it, so the request's context is
+	// not needed to, and Serve saves a context registration per connection. The
+	// connection is served on a goroutine of its own and this handler returns, so
+	// that net/http lets go of what it kept for the HTTP request: its connection
+	// state, its 4 KiB write buffer, the parsed request and a goroutine stack grown
+	// by the handshake, several KiB per connection. Shutdown waits for Serve.
+	ctx := context.WithoutCancel(r.Context())
+	t := &wsTransport{c: c, addr: addr, netConn: hw.conn, out: hw.out}
+	go func() {
+		defer h.release(addrKey(addr))
+		_ = h.e.Serve(ctx, t)
+	}()
 }
 
 // admit counts a new connection from addr, or returns the HTTP status that refuses it.
@@ -259,8 +268,8 @@ func (t *wsTransport) CloseNow() error {
 }
 
 // hijackWatcher keeps the connection that websocket.Accept hijacks, so that the
-// transport can close it at once, and hands coder/websocket a gatherConn over it with
-// a write buffer just large enough for a control frame (see gatherConn).
+// transport can close it at once, and hands coder/websocket a gatherConn over it
+// with a write buffer just large enough for a control frame (see gatherConn).
 type hijackWatcher struct {
 	http.ResponseWriter
 	conn net.Conn
@@ -268,9 +277,9 @@ type hijackWatcher struct {
 }
 
 // controlFrameMax is the largest control frame a server writes: a 2-byte header and
-// at most 125 bytes of payload. coder/websocket's write buffer is this size, so
-// that a ping, a pong or a close goes out in one write without a buffer of 4 KiB
-// kept for every idle connection; the engine's own frames are gathered.
+// at most 125 bytes of payload. coder/websocket's write buffer is this size, so that
+// a ping, a pong or a close goes out in one write without a buffer of 4 KiB kept for
+// every connection; the engine's own frames are gathered (see gatherConn).
 const controlFrameMax = 127
 
 func (h *hijackWatcher) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -279,7 +288,9 @@ func (h *hijackWatcher) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return c, rw, err
 	}
 	// net/http has flushed the handshake's response, so rw.Writer is empty: it is
-	// replaced (the reader, which may hold the client's first frame, is kept).
+	// replaced, and dropped with the rest of net/http's state for the request once
+	// the handler returns. The reader, which may hold the client's first frame, is
+	// kept.
 	h.conn = c
 	h.out = &gatherConn{Conn: c}
 	return h.out, bufio.NewReadWriter(rw.Reader, bufio.NewWriterSize(h.out, controlFrameMax)), nil

@@ -241,3 +241,33 @@ func TestJoinRacingTakeover(t *testing.T) {
 		o.Expect(flamingo.EventMatchFound)
 	})
 }
+
+// TestGatheredBatchLost: on a transport that gathers a batch into one write, frames
+// written to it are not on their way until the flush. When the flush fails, they are
+// held like a failed write, and the resume replays them: each message once.
+func TestGatheredBatchLost(t *testing.T) {
+	e := newEngine(t, flamingo.Config{})
+	server, client := flamingotest.Pipe()
+	gt := &flamingo.GatheringTransport{Transport: server}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = e.Serve(context.Background(), gt)
+	}()
+	t.Cleanup(func() {
+		_ = client.Close(flamingo.CloseNormal, "")
+		<-served
+	})
+	a := flamingotest.NewClient(t, client)
+	b := flamingotest.Connect(t, e)
+	flamingotest.Match(t, a, b)
+	b.Say("m1")
+	require.Equal(t, "m1", a.ExpectMessage().Content, "a flushed batch arrives")
+
+	gt.FailFlushes()
+	b.Say("m2")
+	assert.Empty(t, messages(a.ExpectClosed(flamingo.CloseGoingAway)), "the failed batch did not arrive")
+	a2 := flamingotest.Connect(t, e)
+	a2.Send(flamingo.EventInit, flamingo.InitPayload{UserID: a.UserID})
+	assert.Equal(t, []string{"m2"}, messages(untilPong(a2)), "the resume replays the lost batch")
+}

@@ -67,7 +67,8 @@ type Cluster struct {
 	stopping   bool // Stop has begun
 	stopped    bool // the writer may end once it has written everything
 	writerDone bool
-	ops        []op          // waiting for the writer, in order
+	ops        []pending     // waiting for the writer, in order
+	spare      []pending     // the writer's last batch, emptied, for ops to reuse
 	wake       chan struct{} // nudges the writer; capacity 1
 	waiters    map[string]chan handover
 	published  uint64        // ops publish has queued, ever
@@ -76,6 +77,15 @@ type Cluster struct {
 
 	// args are script arguments that never change, boxed once.
 	args struct{ base, maxHeld, ttl any }
+	// sendsKeys is the KEYS of the sends script: a key of the hash tag, so that a
+	// Redis Cluster runs it on the right shard (the script derives its keys).
+	sendsKeys []string
+	// The writer's buffers for the sends of a pipeline, reused from one pipeline to
+	// the next: the encoded events, the arguments that point into it, and the
+	// arguments of one script call.
+	sendBuf  []byte
+	sendArgs []bytesArg
+	argv     []any
 
 	others   atomic.Pointer[flamingo.Stats] // the other live nodes' counts
 	cancel   context.CancelFunc             // ends the writer
@@ -126,6 +136,7 @@ func NewCluster(client redis.UniversalClient, opts ClusterOptions) *Cluster {
 	}
 	c.others.Store(&flamingo.Stats{})
 	c.args.base, c.args.maxHeld, c.args.ttl = c.keys.base, opts.MaxHeld, tombstoneTTL.Milliseconds()
+	c.sendsKeys = []string{c.keys.nodes()}
 	m.inbound = c.inbound
 	m.beforeEnqueue = c.flushed
 	return c
@@ -207,7 +218,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, st := range c.host.Held() {
-		c.publish(&saveOp{st: st, handoff: true})
+		c.publish(pending{o: &saveOp{st: st, handoff: true}})
 	}
 
 	c.mu.Lock()
@@ -235,32 +246,34 @@ func (c *Cluster) Stop(ctx context.Context) error {
 
 // Kick implements [flamingo.Broker]. A user whose node is dead is not kicked: the
 // kick waits in their held list and is dropped when they resume.
-func (c *Cluster) Kick(user, reason string) { c.publish(&kickOp{user: user, reason: reason}) }
+func (c *Cluster) Kick(user, reason string) {
+	c.publish(pending{o: &kickOp{user: user, reason: reason}})
+}
 
 // Ping reports whether Redis answers, for [flamingo.Engine.Ready].
 func (c *Cluster) Ping(ctx context.Context) error { return c.client.Ping(ctx).Err() }
 
 // Save implements [flamingo.Broker].
-func (c *Cluster) Save(st flamingo.SessionState) { c.publish(&saveOp{st: st}) }
+func (c *Cluster) Save(st flamingo.SessionState) { c.publish(pending{o: &saveOp{st: st}}) }
 
 // Forget implements [flamingo.Broker].
-func (c *Cluster) Forget(user string) { c.publish(&forgetOp{user: user}) }
+func (c *Cluster) Forget(user string) { c.publish(pending{o: &forgetOp{user: user}}) }
 
 // Send implements [flamingo.Broker].
 func (c *Cluster) Send(user string, ev flamingo.ClusterEvent) {
-	c.publish(&sendOp{user: user, ev: ev})
+	c.publish(pending{user: user, ev: ev})
 }
 
 // EndChat implements [flamingo.Broker].
 func (c *Cluster) EndChat(chatID string, users [2]string, notify string, reason flamingo.EndReason) {
-	c.publish(&endChatOp{chatID: chatID, users: users, notify: notify, reason: reason})
+	c.publish(pending{o: &endChatOp{chatID: chatID, users: users, notify: notify, reason: reason}})
 }
 
 // publish queues o for the writer. Ops are written to Redis in order by one writer
 // goroutine, in pipelines. While Redis cannot be reached they wait (up to
 // [ClusterOptions.MaxPending]) and are retried; an op whose reply was lost may be
 // applied twice, so after a Redis failure a message can arrive twice.
-func (c *Cluster) publish(o op) {
+func (c *Cluster) publish(o pending) {
 	c.mu.Lock()
 	if c.writerDone {
 		c.mu.Unlock()
@@ -268,8 +281,11 @@ func (c *Cluster) publish(o op) {
 	}
 	if len(c.ops) >= c.opts.MaxPending {
 		c.mu.Unlock()
-		c.log.Error("flamingoredis: too many ops waiting for Redis; dropping one", "node", c.m.node, "op", opName(o))
+		c.log.Error("flamingoredis: too many ops waiting for Redis; dropping one", "node", c.m.node, "op", o.name())
 		return
+	}
+	if c.ops == nil {
+		c.ops, c.spare = c.spare, nil
 	}
 	c.ops = append(c.ops, o)
 	c.published++
@@ -380,6 +396,16 @@ func (c *Cluster) salvage(ctx context.Context, node string, st flamingo.SessionS
 		ids []string
 	)
 	for _, msg := range msgs {
+		if user, events, ok := batchEntry(msg.Values); ok {
+			n := len(evs)
+			if user == st.User {
+				evs = appendEvents(evs, events)
+			}
+			if len(evs) > n {
+				ids = append(ids, msg.ID)
+			}
+			continue
+		}
 		str := func(k string) string { return field(msg.Values, k) }
 		if str(entryUser) != st.User {
 			continue
@@ -410,6 +436,12 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 	if host == nil {
 		return
 	}
+	if user, events, ok := batchEntry(v); ok {
+		if !eachEvent(events, func(ev flamingo.ClusterEvent) { host.Deliver(user, ev) }) {
+			c.log.Error("flamingoredis: skipping the rest of a malformed entry of events", "node", c.m.node, "id", id)
+		}
+		return
+	}
 	switch kind := str(entryKind); kind {
 	case kindFrame, kindMessage, kindEnded:
 		ev, ok := makeEvent(kind, str(entryChat), str(entryPayload))
@@ -423,7 +455,7 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 	case kindHandover:
 		to, reqID := str(entryTo), str(entryID)
 		host.Release(str(entryUser), func(st flamingo.SessionState) {
-			c.publish(&replyOp{toNode: to, requestID: reqID, st: st})
+			c.publish(pending{o: &replyOp{toNode: to, requestID: reqID, st: st}})
 		})
 	case kindReply:
 		c.mu.Lock()
@@ -457,7 +489,7 @@ func (c *Cluster) inbound(id string, v map[string]any) {
 // forward sends events to user wherever the user's session is now.
 func (c *Cluster) forward(user string, evs []flamingo.ClusterEvent) {
 	for _, ev := range evs {
-		c.publish(&sendOp{user: user, ev: ev})
+		c.publish(pending{user: user, ev: ev})
 	}
 }
 
@@ -512,6 +544,67 @@ func decodeEvent(s string) (flamingo.ClusterEvent, bool) {
 		return flamingo.ClusterEvent{}, false
 	}
 	return makeEvent(s[:1], s[1:sep], s[sep+1:])
+}
+
+// batchEntry returns the user and the events of an entry of events; ok is false if v
+// is not one (or its user is malformed).
+func batchEntry(v map[string]any) (user, events string, ok bool) {
+	b, found := v[entryBatch].(string)
+	if !found {
+		return "", "", false
+	}
+	return readStateString(b)
+}
+
+// eachEvent calls f with each event of an entry of events (see batchEntry), in order, and
+// reports whether the whole entry was well formed (f has seen the events before the
+// first that is not). The frames share one copy of the entry, and the chat ids are
+// substrings of it: an entry costs one allocation, whatever its number of events.
+func eachEvent(events string, f func(flamingo.ClusterEvent)) bool {
+	var frames []byte // the copy, made at the first frame
+	for at := 0; at < len(events); {
+		// The length prefix: decimal digits, then a colon.
+		n, i := 0, at
+		for i < len(events) && i-at < 9 && events[i] >= '0' && events[i] <= '9' {
+			n = 10*n + int(events[i]-'0')
+			i++
+		}
+		if i == at || i == len(events) || events[i] != ':' || n > len(events)-i-1 {
+			return false
+		}
+		start, end := i+1, i+1+n // the encoded event: kind, chat id, NUL, payload
+		at = end
+		sep := strings.IndexByte(events[start:end], 0)
+		if sep < 1 {
+			return false
+		}
+		sep += start
+		chat, from := events[start+1:sep], sep+1
+		var ev flamingo.ClusterEvent
+		switch events[start : start+1] {
+		case kindFrame, kindMessage:
+			if frames == nil {
+				frames = []byte(events)
+			}
+			ev.Frame = frames[from:end:end]
+			if events[start:start+1] == kindMessage {
+				ev.ChatID = chat
+			}
+		case kindEnded:
+			ev = flamingo.ClusterEvent{ChatID: chat, Ended: flamingo.EndReason(events[from:end])}
+		default:
+			return false
+		}
+		f(ev)
+	}
+	return true
+}
+
+// appendEvents appends the events of an entry of events (see batchEntry) to evs, up to
+// the first malformed one.
+func appendEvents(evs []flamingo.ClusterEvent, events string) []flamingo.ClusterEvent {
+	eachEvent(events, func(ev flamingo.ClusterEvent) { evs = append(evs, ev) })
+	return evs
 }
 
 // makeEvent builds an event from its kind letter, chat id and payload.
@@ -613,6 +706,7 @@ func (c *Cluster) writer(ctx context.Context) {
 		c.ops = nil
 		stopped := c.stopped
 		c.mu.Unlock()
+		all := batch
 		if len(batch) == 0 {
 			if stopped {
 				return
@@ -645,7 +739,23 @@ func (c *Cluster) writer(ctx context.Context) {
 			}
 			backoff = min(2*backoff, maxBackoff)
 		}
+		c.recycle(all)
 	}
+}
+
+// maxSpare bounds the batch the writer keeps for publish to reuse: a burst of ops
+// while Redis was away does not pin its memory.
+const maxSpare = 4096
+
+// recycle gives batch, which the writer is done with, back to publish, emptied.
+func (c *Cluster) recycle(batch []pending) {
+	if cap(batch) > maxSpare {
+		return
+	}
+	clear(batch) // (the frames go to the garbage collector now)
+	c.mu.Lock()
+	c.spare = batch[:0]
+	c.mu.Unlock()
 }
 
 // wrote records that the writer is done with n more ops, and wakes those who wait
@@ -705,39 +815,87 @@ func (c *Cluster) flushed(ctx context.Context) error {
 	}
 }
 
-// write runs ops in one pipeline. It returns how many were done (the first of the
-// rest failed and is to be retried) and the error.
-func (c *Cluster) write(ctx context.Context, ops []op) (int, error) {
+// maxSendBytes bounds the encoded events of one call of the sends script; past it, the
+// next send starts another call.
+const maxSendBytes = 1 << 20
+
+// written is one command of a pipeline: ops[start:end] of the batch, a run of sends
+// or a single other op.
+type written struct {
+	start, end int
+	cmd        redis.Cmder
+}
+
+// write runs ops in one pipeline: each run of sends is one call of the sends script,
+// each other op one command. It returns how many ops were done (the first of the rest
+// failed and is to be retried, with the rest of its run) and the error.
+//
+// A send costs no allocation here: its user goes to Redis as a pointer to the string
+// in ops, and its event as a pointer to a bytesArg over the writer's buffer (both
+// stay put until Exec has written them).
+func (c *Cluster) write(ctx context.Context, ops []pending) (int, error) {
 	const maxBatch = 512
 	ops = ops[:min(len(ops), maxBatch)]
 	pipe := c.client.Pipeline()
-	cmds := make([]redis.Cmder, len(ops))
-	for i, op := range ops {
-		cmds[i] = op.queue(ctx, c, pipe)
+	cmds := make([]written, 0, len(ops))
+	// Every event's bytes first, so that buf no longer moves once args point into it.
+	buf, args := c.sendBuf[:0], c.sendArgs[:0]
+	for i := range ops {
+		if ops[i].o == nil {
+			from := len(buf)
+			buf = appendEvent(buf, ops[i].ev)
+			args = append(args, bytesArg{})
+			args[len(args)-1].b = buf[from:len(buf):len(buf)]
+		}
+	}
+	// (args is only appended to above, so its elements stay put from here on.)
+	for i, a := 0, 0; i < len(ops); {
+		if o := ops[i].o; o != nil {
+			cmds = append(cmds, written{i, i + 1, o.queue(ctx, c, pipe)})
+			i++
+			continue
+		}
+		argv := append(c.argv[:0], c.args.base, c.args.maxHeld, c.args.ttl)
+		j, size := i, 0
+		for j < len(ops) && ops[j].o == nil && (j == i || size < maxSendBytes) {
+			argv = append(argv, &ops[j].user, &args[a])
+			size += len(args[a].b)
+			a++
+			j++
+		}
+		cmds = append(cmds, written{i, j, pipe.EvalSha(ctx, sendsScript.Hash(), c.sendsKeys, argv...)})
+		clear(argv) // (EvalSha copied them)
+		c.argv = argv
+		i = j
 	}
 	start := time.Now()
 	_, _ = pipe.Exec(ctx)
 	c.stats.roundTrip(time.Since(start))
-	for i, cmd := range cmds {
-		err := cmd.Err()
+	clear(args)
+	if cap(buf) <= maxSendBytes {
+		c.sendBuf, c.sendArgs = buf, args
+	}
+	for _, w := range cmds {
+		err := w.cmd.Err()
 		if err == nil || errors.Is(err, redis.Nil) {
-			c.stats.op(ops[i])
-			if s, ok := ops[i].(*saveOp); ok {
-				c.saved(s, cmd)
+			c.stats.op(ops[w.start].name(), w.end-w.start)
+			if s, ok := ops[w.start].o.(*saveOp); ok {
+				c.saved(s, w.cmd)
 			}
 			continue
 		}
 		if strings.HasPrefix(err.Error(), "NOSCRIPT") {
 			// Redis restarted and forgot the scripts: load them and go on from here.
-			return i, c.loadScripts(ctx)
+			return w.start, c.loadScripts(ctx)
 		}
 		var rerr redis.Error
 		if errors.As(err, &rerr) && !transient(err) {
 			// Redis refused this op (a bug, not an outage): retrying cannot help.
-			c.log.Error("flamingoredis: Redis refused an op; dropping it", "node", c.m.node, "op", opName(ops[i]), "err", err)
+			c.log.Error("flamingoredis: Redis refused an op; dropping it", "node", c.m.node, "op", ops[w.start].name(),
+				"ops", w.end-w.start, "err", err)
 			continue
 		}
-		return i, err
+		return w.start, err
 	}
 	return len(ops), nil
 }

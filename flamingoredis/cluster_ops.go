@@ -29,10 +29,21 @@ type saveOp struct {
 // forgetOp deletes a session that expired on this node.
 type forgetOp struct{ user string }
 
-// sendOp delivers an event to a user wherever the user's session is.
-type sendOp struct {
+// pending is an op waiting for the writer: a send (o nil), which delivers ev to user
+// wherever the user's session is, or the op o. A send is kept by value: it is the hot
+// path of a message across nodes, and publishing one allocates nothing.
+type pending struct {
+	o    op
 	user string
 	ev   flamingo.ClusterEvent
+}
+
+// name names the op in logs and metrics.
+func (p pending) name() string {
+	if p.o == nil {
+		return "send"
+	}
+	return opName(p.o)
 }
 
 // endChatOp records that a chat ended on this node ([flamingo.Broker.EndChat]).
@@ -64,8 +75,6 @@ func opName(o op) string {
 		return "save"
 	case *forgetOp:
 		return "forget"
-	case *sendOp:
-		return "send"
 	case *endChatOp:
 		return "end_chat"
 	case *replyOp:
@@ -105,17 +114,28 @@ func (o *forgetOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) 
 	return pipe.EvalSha(ctx, forgetScript.Hash(), []string{c.keys.session(o.user)}, c.keys.base, c.m.node, o.user)
 }
 
-func (o *sendOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
-	// The hot path of a message across nodes: the constant arguments were boxed
-	// once, and the frame goes as it is.
-	ev := o.ev
-	var payload any = ev.Frame
+// appendEvent appends ev as an entry of events carries it: encoded (encodeEvent),
+// with its length in front.
+func appendEvent(dst []byte, ev flamingo.ClusterEvent) []byte {
+	payload := ev.Frame
 	if ev.Frame == nil {
-		payload = string(ev.Ended)
+		payload = []byte(ev.Ended) // (rare: an end of chat is not a message)
 	}
-	return pipe.EvalSha(ctx, sendScript.Hash(), []string{c.keys.session(o.user)},
-		c.args.base, o.user, kindLetter(ev), ev.ChatID, payload, c.args.maxHeld, c.args.ttl)
+	dst = strconv.AppendInt(dst, int64(1+len(ev.ChatID)+1+len(payload)), 10)
+	dst = append(dst, ':')
+	dst = append(dst, kindLetter(ev)...)
+	dst = append(dst, ev.ChatID...)
+	dst = append(dst, 0)
+	return append(dst, payload...)
 }
+
+// bytesArg is a script argument that is a slice of the writer's buffer. go-redis
+// writes an encoding.BinaryMarshaler as its bytes, and a pointer to one goes into an
+// interface without an allocation, which a []byte does not.
+type bytesArg struct{ b []byte }
+
+// MarshalBinary returns the bytes as they are.
+func (a *bytesArg) MarshalBinary() ([]byte, error) { return a.b, nil }
 
 func (o *endChatOp) queue(ctx context.Context, c *Cluster, pipe redis.Pipeliner) redis.Cmder {
 	return pipe.EvalSha(ctx, endChatScript.Hash(), []string{c.keys.ended(o.chatID)},

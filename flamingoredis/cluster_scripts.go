@@ -114,6 +114,63 @@ var sendScript = luaScript(luaRoute + `
 return route(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 `)
 
+// sendsScript routes a batch of events, each to its user, as route does: to the
+// inbox of the node that holds the user's session if that node is alive, else onto
+// the user's held list (while it has room); an event for a user without a session is
+// dropped. It looks up each user and each node once per batch, and writes one inbox
+// entry per user (an entry of events: entryBatch), with that user's events in order:
+// the script call is paid once per batch and the XADD once per user, not once per
+// event.
+//
+//	ARGV base, max held, ttl (ms), then for each event: the user, and the encoded
+//	     event (encodeEvent) with its length in front ("<length>:", as in
+//	     cluster_state.go), as an entry of events carries it
+//
+// It returns the number of users.
+var sendsScript = luaScript(`
+local base, maxHeld, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local users, events = {}, {}
+for i = 4, #ARGV, 2 do
+  local user = ARGV[i]
+  local list = events[user]
+  if not list then
+    list = {}
+    events[user] = list
+    users[#users + 1] = user
+  end
+  list[#list + 1] = ARGV[i + 1]
+end
+local alive = {}
+for _, user in ipairs(users) do
+  local list = events[user]
+  local node = redis.call('HGET', base .. '${keySess}' .. user, '${sessNode}')
+  if node then
+    local up = alive[node]
+    if up == nil then
+      up = redis.call('EXISTS', base .. '${keyNode}' .. node .. '${keyAlive}') == 1
+      alive[node] = up
+    end
+    if up then
+      redis.call('XADD', base .. '${keyNode}' .. node .. '${keyInbox}', '*',
+        '${entryBatch}', #user .. ':' .. user .. table.concat(list))
+    else
+      local hk = base .. '${keyHeld}' .. user
+      local room = maxHeld - redis.call('LLEN', hk)
+      if room > 0 then
+        local held = {}
+        for i = 1, math.min(room, #list) do
+          local ev = list[i]
+          held[i] = string.sub(ev, string.find(ev, ':', 1, true) + 1)
+        end
+        redis.call('RPUSH', hk, unpack(held))
+        redis.call('PEXPIRE', hk, ttl)
+      end
+    end
+  end
+end
+return #users
+`)
+
 // endChatScript records that a chat ended and, the first time only, notifies the
 // partner on another node.
 //
@@ -267,4 +324,4 @@ down(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 1
 `)
 
-var clusterScripts = []*redis.Script{saveScript, forgetScript, sendScript, endChatScript, claimScript, beatScript, reapScript, leaveScript}
+var clusterScripts = []*redis.Script{saveScript, forgetScript, sendScript, sendsScript, endChatScript, claimScript, beatScript, reapScript, leaveScript}

@@ -20,13 +20,14 @@ type clusterStats struct {
 	sum    time.Duration
 }
 
-func (s *clusterStats) op(o op) {
+// op counts n ops of the kind name that Redis applied.
+func (s *clusterStats) op(name string, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ops == nil {
 		s.ops = make(map[string]uint64)
 	}
-	s.ops[opName(o)]++
+	s.ops[name] += uint64(n)
 }
 
 func (s *clusterStats) roundTrip(d time.Duration) {

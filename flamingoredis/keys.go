@@ -157,9 +157,14 @@ const (
 )
 
 // Fields of the other inbox entries. An event, a handover request and a handover reply
-// have an entryKind field; the reader's stop entry has only entryStop.
+// have an entryKind field; the reader's stop entry has only entryStop, and an entry of
+// events only entryBatch (one field costs Redis less to write and to read, and this
+// entry is the one of every message across nodes).
 //
 //	event             k (kindFrame, kindMessage or kindEnded), u, c, p
+//	events            b only: the user, then the user's events of one batch of
+//	                  sends, in order; each (the user, and each event encoded)
+//	                  length-prefixed as in cluster_state.go
 //	kick              k (kindKick), u, c (empty), p (the reason)
 //	handover request  k (kindHandover), u, to, id
 //	handover reply    k (kindReply), id, u, g, n, [found], [away], [pf], [in], [av],
@@ -176,6 +181,7 @@ const (
 	entryEvents  = "n"     // how many events a reply carries
 	entryEvent   = "e"     // + index (decimal): one encoded event of a reply
 	entryStop    = "stop"  // the stop entry: the token of the Matcher that stops
+	entryBatch   = "b"     // an entry of events: the user and the events
 )
 
 // Kind letters, in an entry's entryKind field and in front of an encoded event.
@@ -218,7 +224,7 @@ var luaNames = map[string]string{
 	"entryKind": entryKind, "entryUser": entryUser, "entryChat": entryChat,
 	"entryPayload": entryPayload,
 
-	"kindEnded": kindEnded,
+	"kindEnded": kindEnded, "entryBatch": entryBatch,
 
 	// (not a name, but the reap script's end reason, which must be the root package's)
 	"reasonPartnerDisconnected": string(flamingo.ReasonPartnerDisconnected),

@@ -97,7 +97,7 @@ func TestWireNames(t *testing.T) {
 		{entryTo, "to"}, {entryID, "id"}, {entryFound, "found"}, {entryGender, "g"},
 		{entryEvents, "n"}, {entryEvent, "e"}, {entryStop, "stop"},
 		{kindFrame, "f"}, {kindMessage, "m"}, {kindEnded, "e"}, {kindHandover, "h"},
-		{kindReply, "r"},
+		{kindReply, "r"}, {kindKick, "k"}, {entryBatch, "b"},
 	}
 	for _, tt := range fieldTests {
 		assert.Equal(t, tt.want, tt.give)

@@ -563,13 +563,12 @@ func (m *Matcher) read(ctx context.Context, last string, report func(flamingo.Pa
 		}
 		backoff = minBackoff
 		var (
-			ids  []string
+			read bool
 			stop bool
 		)
 		for _, s := range streams {
 			for _, msg := range s.Messages {
-				last = msg.ID
-				ids = append(ids, msg.ID)
+				last, read = msg.ID, true
 				if tok, ok := msg.Values[entryStop]; ok {
 					stop = stop || tok == m.token
 					continue
@@ -587,8 +586,11 @@ func (m *Matcher) read(ctx context.Context, last string, report func(flamingo.Pa
 				report(p)
 			}
 		}
-		if len(ids) > 0 {
-			if err := m.client.XDel(ctx, m.keys.nodePairs, ids...).Err(); err != nil && ctx.Err() == nil {
+		if read {
+			// Delete what was read: every entry up to last, since entries are only
+			// ever added at the end (with ids that grow) and the reader reads them
+			// in order. One trim costs Redis less than a delete of each id.
+			if err := m.client.XTrimMinID(ctx, m.keys.nodePairs, nextStreamID(last)).Err(); err != nil && ctx.Err() == nil {
 				m.log.Warn("flamingoredis: deleting reported pair entries failed",
 					"node", m.node, "stream", m.keys.nodePairs, "err", err)
 			}
@@ -597,6 +599,23 @@ func (m *Matcher) read(ctx context.Context, last string, report func(flamingo.Pa
 			return
 		}
 	}
+}
+
+// nextStreamID returns the smallest stream entry id greater than id ("<ms>-<seq>"),
+// or id itself if it is malformed (a trim to it then keeps the entry id).
+func nextStreamID(id string) string {
+	ms, seq, ok := strings.Cut(id, "-")
+	m, err1 := strconv.ParseUint(ms, 10, 64)
+	s, err2 := strconv.ParseUint(seq, 10, 64)
+	switch {
+	case !ok || err1 != nil || err2 != nil:
+		return id
+	case s < math.MaxUint64:
+		return ms + "-" + strconv.FormatUint(s+1, 10)
+	case m < math.MaxUint64:
+		return strconv.FormatUint(m+1, 10) + "-0"
+	}
+	return id
 }
 
 // parsePair reads a pair entry written by the enqueue or relax script. A is the
