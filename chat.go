@@ -149,13 +149,16 @@ func (e *Engine) relayFast(c *conn, ev clientEvent, msgID []byte, sentAt time.Ti
 		e.mu.RUnlock()
 		return false
 	}
-	var ack []byte
+	var ack *frame
 	ackQueued, ackStart := true, false
 	if ev.clientMsgID != "" {
 		m := AckedMessage{ClientMsgID: ev.clientMsgID, MessageID: string(msgID), SentAt: sentAt}
 		side.acked.add(m)
-		ack = appendMessageSent(nil, ch.id, m.ClientMsgID, m.MessageID, m.SentAt)
-		ackQueued, ackStart = e.queueLocked(c, outFrame{b: ack, keep: true})
+		// (ids need no escaping: the longest frame is about 200 bytes)
+		ack = newFrame(len(`{"type":"message_sent","payload":{"chat_id":"","client_msg_id":"","message_id":"","sent_at":"2006-01-02T15:04:05.000Z"}}`) +
+			len(ch.id) + len(m.ClientMsgID) + len(m.MessageID))
+		ack.b = appendMessageSent(ack.b, ch.id, m.ClientMsgID, m.MessageID, m.SentAt)
+		ackQueued, ackStart = e.queueLocked(c, outFrame{b: ack.b, keep: true, buf: ack})
 	}
 	if e.cfg.ReportContext != 0 {
 		rec.addLocal(e.cfg.ReportContext, s.handle, msgID, ev.content, sentAt)
@@ -182,7 +185,7 @@ func (e *Engine) relayFast(c *conn, ev clientEvent, msgID []byte, sentAt time.Ti
 		// acknowledgement is held for it and it is dropped as too slow.
 		e.mu.Lock()
 		defer e.unlock()
-		e.deliverLocked(s, ack, true)
+		e.deliverLocked(s, ack.b, true)
 	}
 	return true
 }

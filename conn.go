@@ -27,6 +27,9 @@ type conn struct {
 	addr    netip.Addr // the peer's address, if t is an Addresser
 	limits  connLimits
 	started time.Time // when Serve began, for InitTimeout
+	// lastChatID is the chat id of the last send_message, kept by the reader
+	// goroutine (the only one to touch it) so that each message need not copy it.
+	lastChatID string
 	// writeSince is when the write under way began (Unix nanoseconds), 0 between
 	// writes: the sweeper drops a connection whose write takes over WriteTimeout.
 	writeSince atomic.Int64
@@ -75,7 +78,7 @@ const writtenHalt = 1 << 40
 
 // keepQueueCap is the largest queue slice kept for reuse; a larger one (after a
 // burst) is left to the garbage collector so that idle connections stay small.
-const keepQueueCap = 8
+const keepQueueCap = 16
 
 // closeConn marks c closed and closes its transport on a worker goroutine, so that a
 // caller is never blocked by a slow close handshake.

@@ -16,7 +16,7 @@ func (e *Engine) handle(c *conn, b []byte) {
 		e.rateLimited(c, "", max(d, time.Millisecond))
 		return
 	}
-	ev, perr := parseClientEvent(b)
+	ev, perr := parseEvent(b, &c.lastChatID)
 	if perr != nil {
 		e.sendError(c, perr.code, perr.msg, perr.ref)
 		return

@@ -20,6 +20,7 @@ type clientEvent struct {
 	pref        Preference
 	interests   []string // normalised: see normaliseInterests
 	chatID      string
+	chatIDRaw   []byte // send_message's chat_id until parseEvent makes it chatID
 	content     []byte // send_message's, a view of the frame: valid during handle only
 	clientMsgID string
 	reason      ReportReason
@@ -82,6 +83,31 @@ type field struct {
 // type, and payload fields of the right kinds. Unknown keys are skipped. The frame must
 // already be valid UTF-8. Content rules (empty, too long) are the engine's.
 func parseClientEvent(b []byte) (clientEvent, *parseError) {
+	return parseEvent(b, nil)
+}
+
+// parseEvent is parseClientEvent for the engine: send_message's chat_id is taken from
+// *chatID when it is the same, without allocating, and kept there when it is not. A
+// connection's messages name one chat for the chat's life.
+func parseEvent(b []byte, chatID *string) (clientEvent, *parseError) {
+	ev, perr := parseFrame(b)
+	if perr == nil && ev.typ == EventSendMessage {
+		raw := ev.chatIDRaw
+		ev.chatIDRaw = nil
+		switch {
+		case chatID == nil:
+			ev.chatID = string(raw)
+		case string(raw) == *chatID:
+			ev.chatID = *chatID
+		default:
+			ev.chatID = string(raw)
+			*chatID = ev.chatID
+		}
+	}
+	return ev, perr
+}
+
+func parseFrame(b []byte) (clientEvent, *parseError) {
 	var ev clientEvent
 	var pl payload
 	s := scanner{b: b}
@@ -367,12 +393,13 @@ func (ev *clientEvent) setPayload(p *payload) *parseError {
 
 // setMessage stores send_message's fields in ev. The content stays a view of the
 // frame: the engine copies it into the frame it relays and, for a report, into the
-// chat's record, so that a message allocates no string of its own.
+// chat's record, so that a message allocates no string of its own (parseEvent turns
+// the chat id into a string).
 func (ev *clientEvent) setMessage(p *payload) *parseError {
 	if !p.seen[0] || !p.seen[1] {
 		return &parseError{code: CodeInvalidPayload, msg: "send_message needs chat_id and content"}
 	}
-	ev.chatID, ev.content = string(p.raw[0]), p.raw[1]
+	ev.chatIDRaw, ev.content = p.raw[0], p.raw[1]
 	if p.seen[2] {
 		if !validClientMsgID(p.raw[2]) {
 			return &parseError{code: CodeInvalidPayload, msg: "client_msg_id must be 1 to 64 of A-Z, a-z, 0-9, _ and -"}
