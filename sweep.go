@@ -30,27 +30,72 @@ func (e *Engine) sweeper() {
 
 func (e *Engine) sweep(now time.Time) {
 	e.mu.Lock()
+	closed := e.closed
+	if !closed {
+		if e.sweeps++; e.sweeps%64 == 0 {
+			e.forgetIdleIPsLocked(now)
+		}
+		e.expireTypingLocked(now)
+		e.forgetEndedChatsLocked(now) // what a report could carry (moderation.go)
+	}
+	e.unlock()
+	if closed {
+		return
+	}
+	// The connections are looked at with the lock shared, so that a sweep of many
+	// thousands does not hold up their messages (relayFast); the few with something
+	// due are dealt with under the exclusive lock, looked at again.
+	var due []*conn
+	e.mu.RLock()
+	for c := range e.conns {
+		if e.sweepActionLocked(c, now) != sweepNone {
+			due = append(due, c)
+		}
+	}
+	e.mu.RUnlock()
+	if len(due) == 0 {
+		return
+	}
+	e.mu.Lock()
 	defer e.unlock()
 	if e.closed {
 		return
 	}
-	if e.sweeps++; e.sweeps%64 == 0 {
-		e.forgetIdleIPsLocked(now)
-	}
-	e.expireTypingLocked(now)
-	e.forgetEndedChatsLocked(now) // what a report could carry (moderation.go)
-	for c := range e.conns {
-		switch {
-		case c.closed:
-		case c.sess == nil && !c.replaced && now.Sub(c.started) >= e.cfg.InitTimeout:
+	for _, c := range due {
+		switch e.sweepActionLocked(c, now) {
+		case sweepInitTimeout:
 			e.closeConnLocked(c, ClosePolicyViolation, "init timeout")
-		case c.writeSince.Load() != 0 && now.Sub(time.Unix(0, c.writeSince.Load())) >= e.cfg.WriteTimeout:
+		case sweepWriteTimeout:
 			e.dropSlowLocked(c, "write timeout")
-		case c.pinger != nil && !c.pinging && !now.Before(c.nextPing):
+		case sweepPing:
 			c.pinging = true
 			e.goLocked(func() { e.ping(c) })
 		}
 	}
+}
+
+// sweepAction is what a sweep does to a connection.
+type sweepAction uint8
+
+const (
+	sweepNone         sweepAction = iota
+	sweepInitTimeout              // no init within InitTimeout
+	sweepWriteTimeout             // a write under way for WriteTimeout
+	sweepPing                     // a heartbeat is due
+)
+
+// sweepActionLocked returns what is due for c at now (e.mu held, shared will do).
+func (e *Engine) sweepActionLocked(c *conn, now time.Time) sweepAction {
+	switch {
+	case c.closed:
+	case c.sess == nil && !c.replaced && now.Sub(c.started) >= e.cfg.InitTimeout:
+		return sweepInitTimeout
+	case c.writeSince.Load() != 0 && now.Sub(time.Unix(0, c.writeSince.Load())) >= e.cfg.WriteTimeout:
+		return sweepWriteTimeout
+	case c.pinger != nil && !c.pinging && !now.Before(c.nextPing):
+		return sweepPing
+	}
+	return sweepNone
 }
 
 // ping runs one heartbeat on c, closing c if it goes unanswered.
