@@ -71,15 +71,15 @@ func (e *Engine) register(c *conn) bool {
 
 // isDraining reports whether Drain has begun.
 func (e *Engine) isDraining() bool {
-	e.mu.Lock()
-	defer e.unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	return e.draining
 }
 
 // isClosed reports whether Shutdown has begun.
 func (e *Engine) isClosed() bool {
-	e.mu.Lock()
-	defer e.unlock()
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	return e.closed
 }
 

@@ -29,6 +29,10 @@
 //     message carries its scheduled send time; the receiver takes the difference);
 //   - flamingo only: churn: a -churn fraction of pairs leave their chat and queue
 //     again, to measure re-matching.
+//   - handshakes: min(-conns, 1000) new connections, dialled 64 at a time as in the
+//     connect phase, each until it is ready to chat (flamingo: init answered by
+//     ready; the baseline: its WebSocket handshake), for connect + init per second
+//     against the bare handshake rate (connect_init_ratio).
 //
 // With -redis, a third server takes its turn beside the other two: a cluster of
 // -nodes flamingo nodes sharing one Redis (flamingoredis.Cluster as each engine's
@@ -140,6 +144,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -152,6 +157,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/flamingochat/flamingo/internal/loadserve"
 )
@@ -506,23 +513,27 @@ type memFigures struct {
 
 // result is what a run measured on one server.
 type result struct {
-	Kind           string        `json:"kind"`
-	Conns          int           `json:"conns"`
-	ConnsPerSec    float64       `json:"conns_per_sec"`
-	InitsPerSec    float64       `json:"inits_per_sec,omitempty"`
-	Pairs          int           `json:"pairs"`
-	MatchesPerSec  float64       `json:"matches_per_sec,omitempty"`
-	MatchLatency   latency       `json:"match_latency"`
-	Relaxed        int           `json:"relaxed,omitempty"` // clients matched only after relaxing
-	Rematches      int           `json:"rematches,omitempty"`
-	RematchPerSec  float64       `json:"rematches_per_sec,omitempty"`
-	RematchLatency latency       `json:"rematch_latency"`
-	Idle           memFigures    `json:"idle"`
-	Busy           memFigures    `json:"busy"`
-	Flat           phaseResult   `json:"flat"`
-	Paced          []phaseResult `json:"paced"`
-	Errors         uint64        `json:"error_events"`
-	Dropped        uint64        `json:"dropped_events"`
+	Kind        string  `json:"kind"`
+	Conns       int     `json:"conns"`
+	ConnsPerSec float64 `json:"conns_per_sec"`
+	InitsPerSec float64 `json:"inits_per_sec,omitempty"`
+	// ConnectInitPerSec is the handshakes phase: new connections dialled 64 at a
+	// time, each ready to chat (flamingo: after init and ready; the baseline: once
+	// its WebSocket handshake is done).
+	ConnectInitPerSec float64       `json:"connect_init_per_sec"`
+	Pairs             int           `json:"pairs"`
+	MatchesPerSec     float64       `json:"matches_per_sec,omitempty"`
+	MatchLatency      latency       `json:"match_latency"`
+	Relaxed           int           `json:"relaxed,omitempty"` // clients matched only after relaxing
+	Rematches         int           `json:"rematches,omitempty"`
+	RematchPerSec     float64       `json:"rematches_per_sec,omitempty"`
+	RematchLatency    latency       `json:"rematch_latency"`
+	Idle              memFigures    `json:"idle"`
+	Busy              memFigures    `json:"busy"`
+	Flat              phaseResult   `json:"flat"`
+	Paced             []phaseResult `json:"paced"`
+	Errors            uint64        `json:"error_events"`
+	Dropped           uint64        `json:"dropped_events"`
 
 	// The cluster only.
 	Nodes      int          `json:"nodes,omitempty"`
@@ -746,7 +757,56 @@ func (r *runner) finish(res *result) {
 	if r.engine() && r.cfg.churn > 0 {
 		r.rematch(res, r.senders)
 	}
+	r.handshakes(res)
 	res.Errors, res.Dropped = r.errors.Load(), r.dropped.Load()
+}
+
+// handshakes measures how fast new users become ready to chat: min(conns, 1000) new
+// connections, dialled 64 at a time as in the connect phase, each sending init and
+// waiting for ready (the baseline has no init: its WebSocket handshake is all), then
+// all closed. It runs last, beside the clients in their chats.
+func (r *runner) handshakes(res *result) {
+	r.setPhase("handshakes")
+	k := min(r.cfg.conns, 1000)
+	hcs := dialers(r.cfg.srcAddrs)
+	url := "ws://" + r.srv.addrs[0] + "/"
+	conns := make([]*websocket.Conn, k)
+	var ready atomic.Int64
+	t0 := time.Now()
+	parallel(k, 64, func(i int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+			HTTPClient:      hcs[i%len(hcs)],
+			CompressionMode: websocket.CompressionDisabled,
+		})
+		if err != nil {
+			return
+		}
+		conns[i] = c
+		if r.engine() {
+			if c.Write(ctx, websocket.MessageText, []byte(`{"type":"init"}`)) != nil {
+				return
+			}
+			for {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					return
+				}
+				if bytes.HasPrefix(b, []byte(`{"type":"ready"`)) {
+					break
+				}
+			}
+		}
+		ready.Add(1)
+		r.progress.Add(1)
+	})
+	res.ConnectInitPerSec = float64(ready.Load()) / time.Since(t0).Seconds()
+	for _, c := range conns {
+		if c != nil {
+			_ = c.CloseNow()
+		}
+	}
 }
 
 // shutdown closes the clients and stops the server.

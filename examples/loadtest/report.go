@@ -53,11 +53,16 @@ type report struct {
 
 	ConnsPerSec         float64 `json:"conns_per_sec"`
 	BaselineConnsPerSec float64 `json:"baseline_conns_per_sec"`
-	MatchesPerSec       float64 `json:"matches_per_sec"`
-	MatchP50            float64 `json:"match_p50_ms"`
-	MatchP99            float64 `json:"match_p99_ms"`
-	RematchesPerSec     float64 `json:"rematches_per_sec"`
-	RematchP50          float64 `json:"rematch_p50_ms"`
+	// Connect + init per second against the baseline's bare handshakes (the
+	// handshakes phase), and their ratio.
+	ConnectInitPerSec        float64 `json:"connect_init_per_sec"`
+	BaselineHandshakesPerSec float64 `json:"baseline_handshakes_per_sec"`
+	ConnectInitRatio         float64 `json:"connect_init_ratio"`
+	MatchesPerSec            float64 `json:"matches_per_sec"`
+	MatchP50                 float64 `json:"match_p50_ms"`
+	MatchP99                 float64 `json:"match_p99_ms"`
+	RematchesPerSec          float64 `json:"rematches_per_sec"`
+	RematchP50               float64 `json:"rematch_p50_ms"`
 
 	AllocsPerMsg         float64 `json:"allocs_per_msg"`
 	BaselineAllocsPerMsg float64 `json:"baseline_allocs_per_msg"`
@@ -205,7 +210,9 @@ func makeReport(cfg config, f, b, c *result) report {
 		BusyGoroutinesPerConn: f.Busy.Goroutines, BaselineBusyGoroutinesP: b.Busy.Goroutines,
 
 		ConnsPerSec: f.ConnsPerSec, BaselineConnsPerSec: b.ConnsPerSec,
-		MatchesPerSec: f.MatchesPerSec, MatchP50: f.MatchLatency.P50, MatchP99: f.MatchLatency.P99,
+		ConnectInitPerSec: f.ConnectInitPerSec, BaselineHandshakesPerSec: b.ConnectInitPerSec,
+		ConnectInitRatio: ratio(f.ConnectInitPerSec, b.ConnectInitPerSec),
+		MatchesPerSec:    f.MatchesPerSec, MatchP50: f.MatchLatency.P50, MatchP99: f.MatchLatency.P99,
 		RematchesPerSec: f.RematchPerSec, RematchP50: f.RematchLatency.P50,
 
 		AllocsPerMsg: f.Flat.AllocsPerMsg, BaselineAllocsPerMsg: b.Flat.AllocsPerMsg,
@@ -348,6 +355,7 @@ func printTable(cfg config, rep report) {
 	}
 	na := math.NaN()
 	row("connections/s", rep.ConnsPerSec, rep.BaselineConnsPerSec, "%.0f", "")
+	row("connect + init/s (handshakes)", rep.ConnectInitPerSec, rep.BaselineHandshakesPerSec, "%.0f", "≥0.9×")
 	row("relayed msgs/s (flat)", rep.MsgsPerSec, rep.BaselineMsgsPerSec, "%.0f", "")
 	row("msgs per server CPU-s", rep.MsgsPerCPU, rep.BaselineMsgsPerCPU, "%.0f", "≥0.85× (must 0.70×)")
 	row("server CPU cores used", f.Flat.ServerCPUShare, b.Flat.ServerCPUShare, "%.2f", "")
