@@ -485,6 +485,7 @@ type phaseResult struct {
 	MsgsPerCPUSec   float64 `json:"msgs_per_server_cpu_sec"`
 	ClientCPUSec    float64 `json:"client_cpu_sec"`
 	AllocsPerMsg    float64 `json:"allocs_per_msg"`
+	BytesPerMsg     float64 `json:"alloc_bytes_per_msg"`
 	Latency         latency `json:"latency"`
 	ServerCPUShare  float64 `json:"server_cpu_cores"` // server CPU-seconds per second
 	ClientCPUShare  float64 `json:"client_cpu_cores"`
@@ -967,6 +968,7 @@ type phaseAcc struct {
 	srvCPU   float64
 	cliCPU   float64
 	mallocs  uint64
+	alloced  uint64 // heap bytes
 	senders  int
 	finished int
 
@@ -991,6 +993,7 @@ func (a *phaseAcc) result() phaseResult {
 		ClientCPUSec:    a.cliCPU,
 		MsgsPerCPUSec:   ratio(float64(a.msgs), a.srvCPU),
 		AllocsPerMsg:    ratio(float64(a.mallocs), float64(a.msgs)),
+		BytesPerMsg:     ratio(float64(a.alloced), float64(a.msgs)),
 		Latency:         a.h.summary(),
 		ServerCPUShare:  ratio(a.srvCPU, a.secs),
 		ClientCPUShare:  ratio(a.cliCPU, a.secs),
@@ -1091,6 +1094,7 @@ func (r *runner) chat(senders []*client, load float64, dur time.Duration, mid fu
 	acc.srvCPU += float64(st1.CPUNanos-st0.CPUNanos) / 1e9
 	acc.cliCPU += float64(cl1-cl0) / 1e9
 	acc.mallocs += st1.Mallocs - st0.Mallocs
+	acc.alloced += st1.AllocBytes - st0.AllocBytes
 	acc.senders += len(senders)
 	acc.finished += int(finished.Load())
 }

@@ -66,6 +66,9 @@ type report struct {
 
 	AllocsPerMsg         float64 `json:"allocs_per_msg"`
 	BaselineAllocsPerMsg float64 `json:"baseline_allocs_per_msg"`
+	// Heap bytes the server allocated per relayed message (flat phase).
+	BytesPerMsg          float64 `json:"alloc_bytes_per_msg"`
+	BaselineBytesPerMsg  float64 `json:"baseline_alloc_bytes_per_msg"`
 	ClientCPUPerKMsg     float64 `json:"client_cpu_ms_per_1k_msgs"`
 	BaselineClientCPUPer float64 `json:"baseline_client_cpu_ms_per_1k_msgs"`
 
@@ -216,6 +219,7 @@ func makeReport(cfg config, f, b, c *result) report {
 		RematchesPerSec: f.RematchPerSec, RematchP50: f.RematchLatency.P50,
 
 		AllocsPerMsg: f.Flat.AllocsPerMsg, BaselineAllocsPerMsg: b.Flat.AllocsPerMsg,
+		BytesPerMsg: f.Flat.BytesPerMsg, BaselineBytesPerMsg: b.Flat.BytesPerMsg,
 		ClientCPUPerKMsg:     1e6 * ratio(f.Flat.ClientCPUSec, float64(f.Flat.Msgs)),
 		BaselineClientCPUPer: 1e6 * ratio(b.Flat.ClientCPUSec, float64(b.Flat.Msgs)),
 
@@ -361,7 +365,8 @@ func printTable(cfg config, rep report) {
 	row("server CPU cores used", f.Flat.ServerCPUShare, b.Flat.ServerCPUShare, "%.2f", "")
 	row("client CPU cores used", f.Flat.ClientCPUShare, b.Flat.ClientCPUShare, "%.2f", "")
 	row("client CPU ms per 1k msgs", rep.ClientCPUPerKMsg, rep.BaselineClientCPUPer, "%.1f", "")
-	row("server allocs per msg", rep.AllocsPerMsg, rep.BaselineAllocsPerMsg, "%.2f", "engine ≤2 (bench)")
+	row("server allocs per msg", rep.AllocsPerMsg, rep.BaselineAllocsPerMsg, "%.2f", "≤2")
+	row("server bytes allocated per msg", rep.BytesPerMsg, rep.BaselineBytesPerMsg, "%.0f", "≤256")
 	row("flat p50 latency ms", rep.FlatP50, rep.BaselineFlatP5, "%.3f", "")
 	row("flat p99 latency ms", rep.FlatP99, rep.BaselineFlatP9, "%.3f", "")
 	for i := range f.Paced {

@@ -39,6 +39,7 @@ import (
 type Stats struct {
 	CPUNanos   int64  `json:"cpu_ns"`      // user + system CPU time of the process
 	Mallocs    uint64 `json:"mallocs"`     // heap objects allocated so far
+	AllocBytes uint64 `json:"alloc_bytes"` // heap bytes allocated so far
 	HeapInuse  uint64 `json:"heap_inuse"`  // bytes in in-use heap spans
 	StackInuse uint64 `json:"stack_inuse"` // bytes of goroutine stacks
 	RSS        uint64 `json:"rss"`         // resident set size; 0 where /proc is missing
@@ -51,6 +52,7 @@ func (s Stats) Add(o Stats) Stats {
 	return Stats{
 		CPUNanos:   s.CPUNanos + o.CPUNanos,
 		Mallocs:    s.Mallocs + o.Mallocs,
+		AllocBytes: s.AllocBytes + o.AllocBytes,
 		HeapInuse:  s.HeapInuse + o.HeapInuse,
 		StackInuse: s.StackInuse + o.StackInuse,
 		RSS:        s.RSS + o.RSS,
@@ -69,6 +71,7 @@ func ReadStats(gc bool) Stats {
 	return Stats{
 		CPUNanos:   ProcessCPU(),
 		Mallocs:    ms.Mallocs,
+		AllocBytes: ms.TotalAlloc,
 		HeapInuse:  ms.HeapInuse,
 		StackInuse: ms.StackInuse,
 		RSS:        rss(),

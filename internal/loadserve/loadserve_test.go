@@ -65,8 +65,9 @@ func TestServeUnknownCommand(t *testing.T) {
 }
 
 func TestStatsAdd(t *testing.T) {
-	a := Stats{CPUNanos: 1, Mallocs: 2, HeapInuse: 3, StackInuse: 4, RSS: 5, Goroutines: 6}
-	if got, want := a.Add(a), (Stats{2, 4, 6, 8, 10, 12}); got != want {
+	a := Stats{CPUNanos: 1, Mallocs: 2, AllocBytes: 7, HeapInuse: 3, StackInuse: 4, RSS: 5, Goroutines: 6}
+	want := Stats{CPUNanos: 2, Mallocs: 4, AllocBytes: 14, HeapInuse: 6, StackInuse: 8, RSS: 10, Goroutines: 12}
+	if got := a.Add(a); got != want {
 		t.Fatalf("Add = %+v, want %+v", got, want)
 	}
 }
