@@ -19,11 +19,12 @@ import (
 //   - A function that locks e.mu unlocks it before it returns, with a deferred unlock
 //     right after the Lock (unlock also starts the writers decided meanwhile). No
 //     function unlocks a lock that its caller took.
-//   - Two paths take e.mu shared. relayFast (chat.go), a chat message in the common
+//   - A few paths take e.mu shared. relayFast (chat.go), a chat message in the common
 //     case, changes nothing guarded by e.mu alone: it queues under the partner
 //     connection's qmu, records under the chat's mu, and counts atomically; anything
 //     else falls back to the exclusive path. The sweep (sweep.go) only reads while
-//     it looks for connections with something due, and acts under the exclusive lock.
+//     it looks for connections with something due, and acts under the exclusive
+//     lock; isClosed and isDraining only read.
 //   - A function whose name ends in Locked is called with e.mu held and returns with it
 //     held.
 //   - With e.mu held the engine does no I/O (but for logging, whose handler must not
