@@ -122,72 +122,91 @@ func (e *Engine) sendMessage(c *conn, ev clientEvent) {
 // an acknowledged message. It reports false, having changed nothing, when any of that
 // does not hold; sendMessage then takes the exclusive path, which handles every case.
 func (e *Engine) relayFast(c *conn, ev clientEvent, msgID []byte, sentAt time.Time, f *frame) bool {
+	r, ok := e.relayFastRLocked(c, ev, msgID, sentAt, f)
+	if !ok {
+		return false
+	}
+	if r.partner != nil {
+		go r.partner.writeLoop()
+	}
+	if r.sender {
+		go c.writeLoop()
+	}
+	if r.ack != nil {
+		// The sender's own queue is full: as on the exclusive path, the
+		// acknowledgement is held for it and it is dropped as too slow.
+		e.holdAck(r.s, r.ack)
+	}
+	return true
+}
+
+// fastRelayed is what relayFastRLocked leaves to do once the lock is released.
+type fastRelayed struct {
+	partner *conn    // whose writer is to be started, if set
+	sender  bool     // the sender's writer is to be started
+	s       *session // the sender, and the acknowledgement its queue had no room for
+	ack     []byte
+}
+
+// relayFastRLocked is relayFast's work with e.mu held shared. Writers it decides to
+// start are counted in e.workers before the lock is released, so that a Shutdown
+// that begins meanwhile waits for them.
+func (e *Engine) relayFastRLocked(c *conn, ev clientEvent, msgID []byte, sentAt time.Time, f *frame) (r fastRelayed, ok bool) {
 	e.mu.RLock()
+	defer e.mu.RUnlock()
 	s := c.sess
 	if s == nil || s.chat == nil || s.chat.id != ev.chatID {
-		e.mu.RUnlock()
-		return false
+		return r, false
 	}
 	ch := s.chat
 	p, side, rec := ch.partner(s), ch.sideOf(s), s.talk
 	pc := p.conn
 	if p.remote || pc == nil || side.typing || (e.cfg.ReportContext != 0 && (rec == nil || rec.id != ch.id)) {
-		e.mu.RUnlock()
-		return false
+		return r, false
 	}
 	ch.mu.Lock()
+	defer ch.mu.Unlock()
 	if ev.clientMsgID != "" {
 		if _, acked := side.acked.find(ev.clientMsgID); acked {
-			ch.mu.Unlock()
-			e.mu.RUnlock()
-			return false
+			return r, false // the exclusive path answers the retry
 		}
 	}
-	ok, start := e.queueLocked(pc, outFrame{b: f.b, keep: true, buf: f})
-	if !ok {
-		ch.mu.Unlock()
-		e.mu.RUnlock()
-		return false
+	queued, start := e.queueLocked(pc, outFrame{b: f.b, keep: true, buf: f})
+	if !queued {
+		return r, false
 	}
-	var ack *frame
-	ackQueued, ackStart := true, false
+	if start {
+		e.workers.Add(1)
+		r.partner = pc
+	}
 	if ev.clientMsgID != "" {
 		m := AckedMessage{ClientMsgID: ev.clientMsgID, MessageID: string(msgID), SentAt: sentAt}
 		side.acked.add(m)
 		// (ids need no escaping: the longest frame is about 200 bytes)
-		ack = newFrame(len(`{"type":"message_sent","payload":{"chat_id":"","client_msg_id":"","message_id":"","sent_at":"2006-01-02T15:04:05.000Z"}}`) +
+		ack := newFrame(len(`{"type":"message_sent","payload":{"chat_id":"","client_msg_id":"","message_id":"","sent_at":"2006-01-02T15:04:05.000Z"}}`) +
 			len(ch.id) + len(m.ClientMsgID) + len(m.MessageID))
 		ack.b = appendMessageSent(ack.b, ch.id, m.ClientMsgID, m.MessageID, m.SentAt)
-		ackQueued, ackStart = e.queueLocked(c, outFrame{b: ack.b, keep: true, buf: ack})
+		queued, start := e.queueLocked(c, outFrame{b: ack.b, keep: true, buf: ack})
+		switch {
+		case !queued:
+			r.s, r.ack = s, ack.b
+		case start:
+			e.workers.Add(1)
+			r.sender = true
+		}
 	}
 	if e.cfg.ReportContext != 0 {
 		rec.addLocal(e.cfg.ReportContext, s.handle, msgID, ev.content, sentAt)
 	}
-	ch.mu.Unlock()
 	e.fastMessages.Add(1)
-	// Counted before the shared lock is released, so that a Shutdown that begins
-	// meanwhile waits for the writers (see queueLocked).
-	if start {
-		e.workers.Add(1)
-	}
-	if ackStart {
-		e.workers.Add(1)
-	}
-	e.mu.RUnlock()
-	if start {
-		go pc.writeLoop()
-	}
-	if ackStart {
-		go c.writeLoop()
-	}
-	if !ackQueued {
-		// The sender's own queue is full: as on the exclusive path, the
-		// acknowledgement is held for it and it is dropped as too slow.
-		e.mu.Lock()
-		defer e.unlock()
-		e.deliverLocked(s, ack.b, true)
-	}
-	return true
+	return r, true
+}
+
+// holdAck delivers ack, an acknowledgement that s's queue had no room for.
+func (e *Engine) holdAck(s *session, ack []byte) {
+	e.mu.Lock()
+	defer e.unlock()
+	e.deliverLocked(s, ack, true)
 }
 
 // messageFor describes the message ev for the OnMessage hook, with its id and time.

@@ -217,8 +217,10 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 	if st.Away {
 		e.partnerBackLocked(s)
 	}
+	// The writer may take the queue meanwhile (it needs only qmu): what the replay
+	// adds is counted as it is pushed.
 	c.qmu.Lock()
-	n := len(c.queue)
+	n, nBytes := c.pushed, c.pushedBytes
 	c.qmu.Unlock()
 	e.pushLocked(c, outFrame{b: appendReady(nil, ev.userID, true, chatID)})
 	for _, ev := range st.Events {
@@ -229,10 +231,7 @@ func (e *Engine) claimed(c *conn, cl *claim, ev clientEvent, h string, digest [s
 	}
 	// What the resume replayed goes past the bounds, as on a local resume.
 	c.qmu.Lock()
-	c.slack, c.slackBytes = len(c.queue)-n, 0
-	for _, f := range c.queue[n:] {
-		c.slackBytes += len(f.b)
-	}
+	c.slack, c.slackBytes = c.pushed-n, c.pushedBytes-nBytes
 	c.qmu.Unlock()
 	e.saveLocked(s)
 	e.log.Debug("flamingo: session claimed from another node", slog.String("user", s.handle))

@@ -55,6 +55,9 @@ type conn struct {
 	written  atomic.Int64 // how many frames of inflight have been written
 	qbytes   int
 	closeAt  *closeReq // close the transport once the queue is written
+	// pushed and pushedBytes count every frame ever queued, for a replay to measure
+	// itself while the writer takes frames off the queue (claimed, cluster.go).
+	pushed, pushedBytes int
 }
 
 // outFrame is one event queued for a connection. keep marks chat events, which are
@@ -171,6 +174,8 @@ func (e *Engine) pushLocked(c *conn, f outFrame) {
 func (c *conn) pushQLocked(f outFrame) bool {
 	c.queue = append(c.queue, f)
 	c.qbytes += len(f.b)
+	c.pushed++
+	c.pushedBytes += len(f.b)
 	if c.writing || c.e.closed { // (see goLocked on why not after Shutdown began)
 		return false
 	}
@@ -262,6 +267,21 @@ func (c *conn) writeLoop() {
 			if g == nil {
 				f.buf.free()
 				sent = n
+				continue
+			}
+			if g.gathered() >= gatherFlushAt { // a long batch goes out in parts
+				c.writeSince.Store(time.Now().UnixNano())
+				err := g.flush()
+				c.writeSince.Store(0)
+				if err != nil {
+					e.writeFailed(c, batch[sent:n])
+					return
+				}
+				for _, f := range batch[sent:n] {
+					f.buf.free()
+				}
+				sent = n
+				g.gather()
 			}
 		}
 		if g != nil {
@@ -285,6 +305,7 @@ func (c *conn) writeLoop() {
 type gatherer interface {
 	gather()
 	flush() error
+	gathered() int // bytes gathered since gather
 }
 
 // nextBatch takes c's queue for the writer, or returns nil when the writer is to exit:

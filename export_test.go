@@ -71,6 +71,16 @@ func (g *GatheringTransport) Write(ctx context.Context, b []byte) error {
 	return g.Transport.Write(ctx, b)
 }
 
+func (g *GatheringTransport) gathered() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, b := range g.pending {
+		n += len(b)
+	}
+	return n
+}
+
 func (g *GatheringTransport) gather() {
 	g.mu.Lock()
 	g.gathering = true

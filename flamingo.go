@@ -181,9 +181,6 @@ func (e *Engine) statsLocked(others Stats) Stats {
 	return Stats{Online: e.online + others.Online, InQueue: e.inQueue + others.InQueue, InChat: e.inChat + others.InChat}
 }
 
-// goLocked runs f on a goroutine the engine waits for in Shutdown, and reports whether
-// it did. Once Shutdown has begun it does nothing: Shutdown itself closes every
-// transport and stops the matcher, and an Add after its Wait could be missed.
 // unlock releases e.mu, then starts the writers that were decided while it was held.
 func (e *Engine) unlock() {
 	n := e.nstart
@@ -199,6 +196,9 @@ func (e *Engine) unlock() {
 	}
 }
 
+// goLocked runs f on a goroutine the engine waits for in Shutdown, and reports whether
+// it did. Once Shutdown has begun it does nothing: Shutdown itself closes every
+// transport and stops the matcher, and an Add after its Wait could be missed.
 func (e *Engine) goLocked(f func()) bool {
 	if e.closed {
 		return false

@@ -1,11 +1,17 @@
 package flamingo
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -52,10 +58,10 @@ func TestGatherConn_OneWritePerBatch(t *testing.T) {
 	big := strings.Repeat("x", gatherFlushAt)
 	_, err = g.Write([]byte(big))
 	require.NoError(t, err)
-	_, err = g.Write([]byte("y"))
-	require.NoError(t, err)
+	assert.Equal(t, gatherFlushAt, g.gathered(), "the writer, not the connection, decides when a long batch goes out")
+	assert.Empty(t, rc.writes)
 	require.NoError(t, g.flush())
-	assert.Equal(t, []string{big, "y"}, rc.writes, "a full buffer goes out before the batch ends")
+	assert.Equal(t, []string{big}, rc.writes)
 }
 
 // Once a gathered write fails, every flush fails: what was gathered is lost, and the
@@ -109,4 +115,101 @@ func TestChatRecord_AddLocalRing(t *testing.T) {
 	content := []byte("seven")
 	allocs := testing.AllocsPerRun(100, func() { r.addLocal(3, "u", []byte("7"), content, at) })
 	assert.Zero(t, allocs, "a full record reuses its buffers")
+}
+
+// failAfterConn accepts ok writes, then fails every write.
+type failAfterConn struct {
+	net.Conn
+	ok     int
+	writes [][]byte
+}
+
+func (f *failAfterConn) Write(p []byte) (int, error) {
+	if f.ok == 0 {
+		return 0, errors.New("broken pipe")
+	}
+	f.ok--
+	f.writes = append(f.writes, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+// gatherTransport is a Transport over a real gatherConn, without WebSocket framing.
+type gatherTransport struct{ g *gatherConn }
+
+func (t *gatherTransport) Read(ctx context.Context) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (t *gatherTransport) Write(_ context.Context, p []byte) error {
+	_, err := t.g.Write(p)
+	return err
+}
+
+func (t *gatherTransport) Close(CloseCode, string) error { return nil }
+func (t *gatherTransport) gather()                       { t.g.gather() }
+func (t *gatherTransport) flush() error                  { return t.g.flush() }
+func (t *gatherTransport) gathered() int                 { return t.g.gathered() }
+
+// A batch longer than gatherFlushAt goes out in parts; when a later part fails, only
+// the frames not yet written are held for the resume: none is both written and held.
+func TestWriteLoop_LongBatchInParts(t *testing.T) {
+	e, err := New(Config{})
+	require.NoError(t, err)
+	defer func() { _ = e.Shutdown(context.Background()) }()
+	fc := &failAfterConn{ok: 1}
+	c := &conn{e: e, t: &gatherTransport{g: &gatherConn{Conn: fc}}}
+	s := &session{handle: "x"}
+	c.owner = s // away: writeFailed puts what failed in front of s.held
+	const n, size = 12, 4 << 10
+	for i := range n {
+		c.queue = append(c.queue, outFrame{b: bytes.Repeat([]byte{byte('a' + i)}, size), keep: true})
+	}
+	c.writing = true
+	e.workers.Add(1)
+	c.writeLoop()
+	e.mu.Lock()
+	held := s.held
+	e.unlock()
+	written := 0
+	for _, w := range fc.writes {
+		written += len(w) / size
+	}
+	assert.Equal(t, gatherFlushAt/size, written, "the first part went out")
+	require.Len(t, held, n-written, "the rest is held, once")
+	assert.Equal(t, byte('a'+written), held[0][0], "from the first frame not written")
+}
+
+// The peer closes while the writer is gathering a batch: the answer to its close
+// frame, which coder/websocket writes and then closes the connection, still goes out
+// (after the frames gathered before it), so the peer sees a clean close.
+func TestGatherConn_CloseEchoWhileGathering(t *testing.T) {
+	ts := make(chan *wsTransport, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hw := &hijackWatcher{ResponseWriter: w}
+		c, err := websocket.Accept(hw, r, nil)
+		if err != nil {
+			return
+		}
+		ts <- &wsTransport{c: c, netConn: hw.conn, out: hw.out}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	require.NoError(t, err)
+	st := <-ts
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := st.Read(context.Background()); err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	st.gather()
+	require.NoError(t, st.Write(ctx, []byte("hello")))
+	require.NoError(t, cl.Close(websocket.StatusNormalClosure, "bye"), "a clean close")
+	<-readErr
 }

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -45,8 +48,11 @@ type WebSocketOptions struct {
 }
 
 // NewWebSocketHandler returns an http.Handler that upgrades each request to a WebSocket
-// and serves it with e, on a goroutine of its own: the handler returns once the
-// connection is upgraded (see [Engine.Serve]), and [Engine.Shutdown] waits for it. Per-message compression is off, a frame over
+// and serves it with e ([Engine.Serve]) on a goroutine of its own: the handler returns
+// once the connection is upgraded, so middleware around it sees the request end then,
+// and [Engine.Shutdown] waits for the connection as for any Serve. The context Serve
+// gets, and [Config.OnJoin] with it, keeps the request's values but not its
+// cancellation. Per-message compression is off, a frame over
 // [Config.MaxFrameBytes] closes the connection with [CloseMessageTooBig], and a binary
 // frame closes it with [CloseUnsupportedData]. The engine pings each connection every
 // [Config.HeartbeatInterval].
@@ -111,10 +117,20 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// by the handshake, several KiB per connection. Shutdown waits for Serve.
 	ctx := context.WithoutCancel(r.Context())
 	t := &wsTransport{c: c, addr: addr, netConn: hw.conn, out: hw.out}
-	go func() {
-		defer h.release(addrKey(addr))
-		_ = h.e.Serve(ctx, t)
+	go h.serve(ctx, t, addr)
+}
+
+// serve runs Serve for an upgraded connection. A panic is logged and ends the
+// connection, as net/http does for a handler's.
+func (h *wsHandler) serve(ctx context.Context, t *wsTransport, addr netip.Addr) {
+	defer h.release(addrKey(addr))
+	defer func() {
+		if r := recover(); r != nil {
+			h.e.log.Error("flamingo: panic serving a connection", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			_ = t.CloseNow()
+		}
 	}()
+	_ = h.e.Serve(ctx, t)
 }
 
 // admit counts a new connection from addr, or returns the HTTP status that refuses it.
@@ -202,6 +218,13 @@ func (t *wsTransport) flush() error {
 		return t.out.flush()
 	}
 	return nil
+}
+
+func (t *wsTransport) gathered() int {
+	if t.out != nil {
+		return t.out.gathered()
+	}
+	return 0
 }
 
 var _ Addresser = (*wsTransport)(nil)
@@ -301,8 +324,9 @@ func (h *hijackWatcher) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // gatherConn is a hijacked connection as coder/websocket writes to it. Between
 // gather and flush (the engine's writer writing a batch), writes are gathered in a
-// pooled buffer and sent with one write at flush: a frame, or a burst of frames,
-// costs one system call, and an idle connection keeps no write buffer. Otherwise
+// pooled buffer and sent with one write at flush (the writer flushes a long batch
+// in parts): a frame, or a burst of frames, costs one system call, and an idle
+// connection keeps no write buffer. Otherwise
 // (pings, pongs and close frames from other goroutines) writes go straight through.
 // Writes never interleave: coder/websocket writes one frame at a time, and a write
 // made while gathering joins the buffer behind what is there.
@@ -315,11 +339,13 @@ type gatherConn struct {
 	err       error   // of a failed write of gathered bytes: they are lost
 }
 
-// gatherKeep is the largest gather buffer returned to the pool, and gatherFlushAt the
-// size at which a batch being gathered is written out before the batch ends.
+// gatherKeep is the largest gather buffer returned to the pool; gatherFlushAt is the
+// size at which the writer writes out a batch being gathered before the batch ends;
+// closeFlushWait bounds the write of what is gathered when the connection closes.
 const (
-	gatherKeep    = 64 << 10
-	gatherFlushAt = 32 << 10
+	gatherKeep     = 64 << 10
+	gatherFlushAt  = 32 << 10
+	closeFlushWait = 100 * time.Millisecond
 )
 
 var gatherPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
@@ -334,12 +360,33 @@ func (g *gatherConn) Write(p []byte) (int, error) {
 		g.buf = gatherPool.Get().(*[]byte)
 	}
 	*g.buf = append(*g.buf, p...)
-	if len(*g.buf) >= gatherFlushAt {
-		if err := g.writeLocked(); err != nil {
-			return 0, err
-		}
-	}
 	return len(p), nil
+}
+
+// gathered returns how many bytes are gathered: the writer flushes a long batch in
+// parts (gatherFlushAt), so that it knows which frames went out with each part.
+func (g *gatherConn) gathered() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.buf == nil {
+		return 0
+	}
+	return len(*g.buf)
+}
+
+// Close writes out what was gathered, if it can at once, and closes the connection.
+// coder/websocket answers a peer's close frame and then closes: if the writer was
+// gathering a batch, the answer is in the buffer, with frames before it.
+func (g *gatherConn) Close() error {
+	if g.mu.TryLock() {
+		if g.buf != nil {
+			_ = g.Conn.SetWriteDeadline(time.Now().Add(closeFlushWait))
+			_ = g.writeLocked() // a failure sticks: the writer holds its frames
+		}
+		g.gathering = false
+		g.mu.Unlock()
+	}
+	return g.Conn.Close()
 }
 
 func (g *gatherConn) gather() {
