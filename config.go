@@ -69,7 +69,8 @@ type Config struct {
 	// longer is closed with [CloseSlowConsumer]. Zero means 10 seconds.
 	WriteTimeout time.Duration
 	// HeartbeatInterval is the time between pings to a transport that is a [Pinger].
-	// Zero means 25 seconds.
+	// A connection's first ping comes after a random half to whole interval, so that
+	// connections made together do not all ping together. Zero means 25 seconds.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout is how long a ping may go unanswered before the connection is
 	// closed. Zero means 10 seconds.

@@ -601,12 +601,13 @@ func TestHeartbeat_DeadPeerClosed(t *testing.T) {
 		alive, dead := flamingotest.Pair(t, e)
 		dead.Conn().(*flamingotest.PipeEnd).MutePings()
 		start := time.Now()
-		time.Sleep(25*time.Second - time.Millisecond)
-		dead.Sync() // the first ping (due at 20 s) is not yet overdue
+		time.Sleep(15*time.Second - time.Millisecond)
+		dead.Sync() // the first ping (due at 10 to 20 s) is not yet overdue
+		time.Sleep(11 * time.Second)
 		dead.ExpectClosed(flamingo.CloseGoingAway)
 		alive.Expect(flamingo.EventPartnerAway)
-		// Due at 20 s, checked every second (a tenth of the 10 s default InitTimeout),
-		// unanswered for 5 s.
+		// Due at 10 to 20 s, checked every second (a tenth of the 10 s default
+		// InitTimeout), unanswered for 5 s.
 		assert.LessOrEqual(t, time.Since(start), 26*time.Second)
 
 		time.Sleep(2 * time.Minute)
@@ -777,5 +778,51 @@ func TestFailedWriteAfterDisconnect_HeldOnce(t *testing.T) {
 		require.True(t, ready.Resumed)
 		assert.Equal(t, "in flight when the line died", b2.ExpectMessage().Content)
 		b2.Sync() // exactly once
+	})
+}
+
+// pingClock is a pipe end that records when it was first pinged.
+type pingClock struct {
+	*flamingotest.PipeEnd
+	mu    sync.Mutex
+	first time.Time
+}
+
+func (p *pingClock) Ping(ctx context.Context) error {
+	p.mu.Lock()
+	if p.first.IsZero() {
+		p.first = time.Now()
+	}
+	p.mu.Unlock()
+	return p.PipeEnd.Ping(ctx)
+}
+
+// TestHeartbeat_FirstPingsSpread: connections made together are first pinged at
+// random between half and the whole interval, not all at once.
+func TestHeartbeat_FirstPingsSpread(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t, flamingo.Config{HeartbeatInterval: 20 * time.Second})
+		start := time.Now()
+		var ends []*pingClock
+		for range 10 {
+			server, client := flamingotest.Pipe()
+			pc := &pingClock{PipeEnd: server}
+			ends = append(ends, pc)
+			go func() { _ = e.Serve(context.Background(), pc) }()
+			c := flamingotest.NewClient(t, client)
+			c.Init("")
+			t.Cleanup(func() { _ = client.Close(flamingo.CloseNormal, "") })
+		}
+		time.Sleep(21 * time.Second) // the sweep looks every second
+		seconds := map[time.Duration]bool{}
+		for _, pc := range ends {
+			pc.mu.Lock()
+			d := pc.first.Sub(start)
+			pc.mu.Unlock()
+			assert.GreaterOrEqual(t, d, 10*time.Second, "not before half the interval")
+			assert.LessOrEqual(t, d, 21*time.Second, "within the interval and a sweep")
+			seconds[d.Truncate(time.Second)] = true
+		}
+		assert.Greater(t, len(seconds), 1, "the first pings are spread")
 	})
 }

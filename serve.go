@@ -3,6 +3,7 @@ package flamingo
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 	"unicode/utf8"
 )
@@ -21,7 +22,10 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 		c.addr = a.RemoteAddr()
 	}
 	c.limits.init(&e.cfg)
-	c.nextPing = c.started.Add(e.cfg.HeartbeatInterval)
+	// The first ping comes after a random half to whole interval: connections made
+	// together (a load balancer's reconnect wave, a restart) do not ping together.
+	half := e.cfg.HeartbeatInterval / 2
+	c.nextPing = c.started.Add(half + rand.N(half+1))
 	if !e.register(c) {
 		if e.isDraining() {
 			_ = t.Close(CloseServiceRestart, "server restarting")
