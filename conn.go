@@ -270,33 +270,34 @@ func (c *conn) writeLoop() {
 				continue
 			}
 			if g.gathered() >= gatherFlushAt { // a long batch goes out in parts
-				c.writeSince.Store(time.Now().UnixNano())
-				err := g.flush()
-				c.writeSince.Store(0)
-				if err != nil {
-					e.writeFailed(c, batch[sent:n])
+				if !c.flushGathered(g, batch[sent:n]) {
 					return
-				}
-				for _, f := range batch[sent:n] {
-					f.buf.free()
 				}
 				sent = n
 				g.gather()
 			}
 		}
-		if g != nil {
-			c.writeSince.Store(time.Now().UnixNano())
-			err := g.flush()
-			c.writeSince.Store(0)
-			if err != nil {
-				e.writeFailed(c, batch[sent:n])
-				return
-			}
-			for _, f := range batch[sent:n] {
-				f.buf.free()
-			}
+		if g != nil && !c.flushGathered(g, batch[sent:n]) {
+			return
 		}
 	}
+}
+
+// flushGathered writes out what g gathered, the frames fs, and frees their buffers.
+// If the write fails, fs are held (writeFailed) and it reports false: the writer is
+// done.
+func (c *conn) flushGathered(g gatherer, fs []outFrame) bool {
+	c.writeSince.Store(time.Now().UnixNano())
+	err := g.flush()
+	c.writeSince.Store(0)
+	if err != nil {
+		c.e.writeFailed(c, fs)
+		return false
+	}
+	for _, f := range fs {
+		f.buf.free()
+	}
+	return true
 }
 
 // gatherer is a Transport that can gather the frames written between gather and
