@@ -100,8 +100,7 @@ func (e *Engine) sendMessage(c *conn, ev clientEvent) {
 	now := time.Now()
 	var idBuf [16]byte
 	msgID := e.nextMessageID(idBuf[:0], now)
-	f := newFrame(messageReceivedLen(ev.chatID, msgID, ev.content))
-	f.b = appendMessageReceived(f.b, ev.chatID, msgID, ev.content, now)
+	f := messageReceivedFrame(ev.chatID, msgID, ev.content, now)
 	if e.relayFast(c, ev, msgID, now, f) {
 		return
 	}
@@ -145,7 +144,7 @@ type fastRelayed struct {
 	partner *conn    // whose writer is to be started, if set
 	sender  bool     // the sender's writer is to be started
 	s       *session // the sender, and the acknowledgement its queue had no room for
-	ack     []byte
+	ack     *frame
 }
 
 // relayFastRLocked is relayFast's work with e.mu held shared. Writers it decides to
@@ -171,7 +170,7 @@ func (e *Engine) relayFastRLocked(c *conn, ev clientEvent, msgID []byte, sentAt 
 			return r, false // the exclusive path answers the retry
 		}
 	}
-	queued, start := e.queueLocked(pc, outFrame{b: f.b, keep: true, buf: f})
+	queued, start := e.queueLocked(pc, f.outFrame())
 	if !queued {
 		return r, false
 	}
@@ -182,14 +181,11 @@ func (e *Engine) relayFastRLocked(c *conn, ev clientEvent, msgID []byte, sentAt 
 	if ev.clientMsgID != "" {
 		m := AckedMessage{ClientMsgID: ev.clientMsgID, MessageID: string(msgID), SentAt: sentAt}
 		side.acked.add(m)
-		// (ids need no escaping: the longest frame is about 200 bytes)
-		ack := newFrame(len(`{"type":"message_sent","payload":{"chat_id":"","client_msg_id":"","message_id":"","sent_at":"2006-01-02T15:04:05.000Z"}}`) +
-			len(ch.id) + len(m.ClientMsgID) + len(m.MessageID))
-		ack.b = appendMessageSent(ack.b, ch.id, m.ClientMsgID, m.MessageID, m.SentAt)
-		queued, start := e.queueLocked(c, outFrame{b: ack.b, keep: true, buf: ack})
+		ack := messageSentFrame(ch.id, m)
+		queued, start := e.queueLocked(c, ack.outFrame())
 		switch {
 		case !queued:
-			r.s, r.ack = s, ack.b
+			r.s, r.ack = s, ack
 		case start:
 			e.workers.Add(1)
 			r.sender = true
@@ -203,10 +199,10 @@ func (e *Engine) relayFastRLocked(c *conn, ev clientEvent, msgID []byte, sentAt 
 }
 
 // holdAck delivers ack, an acknowledgement that s's queue had no room for.
-func (e *Engine) holdAck(s *session, ack []byte) {
+func (e *Engine) holdAck(s *session, ack *frame) {
 	e.mu.Lock()
 	defer e.unlock()
-	e.deliverLocked(s, ack, true)
+	e.deliverFrameLocked(s, ack.outFrame(), true)
 }
 
 // messageFor describes the message ev for the OnMessage hook, with its id and time.
@@ -241,8 +237,7 @@ func (e *Engine) relayAfterHook(c *conn, ev clientEvent, m Message) {
 	if e.ackedLocked(s, s.chat, ev) { // a retry that raced the hook
 		return
 	}
-	f := newFrame(messageReceivedLen(m.ChatID, m.MessageID, ev.content))
-	f.b = appendMessageReceived(f.b, m.ChatID, m.MessageID, ev.content, m.SentAt)
+	f := messageReceivedFrame(m.ChatID, m.MessageID, ev.content, m.SentAt)
 	e.relayLocked(c, s, s.chat, ev, []byte(m.MessageID), m.SentAt, f)
 }
 
@@ -282,7 +277,7 @@ func (e *Engine) relayLocked(c *conn, s *session, ch *chat, ev clientEvent, msgI
 	if p := ch.partner(s); p.remote {
 		ok = e.toPartnerLocked(s, ch, f.b, false) // the broker keeps f.b: not recycled
 	} else {
-		ok = e.deliverFrameLocked(p, outFrame{b: f.b, keep: true, buf: f}, false)
+		ok = e.deliverFrameLocked(p, f.outFrame(), false)
 	}
 	if !ok {
 		f.free()

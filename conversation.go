@@ -100,7 +100,7 @@ func (e *Engine) ackedLocked(s *session, ch *chat, ev clientEvent) bool {
 	}
 	m, ok := ch.sideOf(s).acked.find(ev.clientMsgID)
 	if ok {
-		e.deliverLocked(s, appendMessageSent(nil, ch.id, m.ClientMsgID, m.MessageID, m.SentAt), true)
+		e.deliverFrameLocked(s, messageSentFrame(ch.id, m).outFrame(), true)
 	}
 	return ok
 }
@@ -117,7 +117,7 @@ func (e *Engine) sentLocked(s *session, ch *chat, ev clientEvent, msgID []byte, 
 	}
 	m := AckedMessage{ClientMsgID: ev.clientMsgID, MessageID: string(msgID), SentAt: sentAt}
 	side.acked.add(m)
-	e.deliverLocked(s, appendMessageSent(nil, ch.id, m.ClientMsgID, m.MessageID, m.SentAt), true)
+	e.deliverFrameLocked(s, messageSentFrame(ch.id, m).outFrame(), true)
 }
 
 func (e *Engine) handleTyping(c *conn, ev clientEvent) {

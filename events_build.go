@@ -183,6 +183,13 @@ func messageReceivedLen[M, C string | []byte](chatID string, messageID M, conten
 	return fixed + escapedLen(chatID) + escapedLen(messageID) + escapedLen(content)
 }
 
+// messageSentLen is the length of appendMessageSent's frame for these values (with a
+// four-digit year).
+func messageSentLen(chatID, clientMsgID, messageID string) int {
+	const fixed = len(`{"type":"message_sent","payload":{"chat_id":"","client_msg_id":"","message_id":"","sent_at":"2006-01-02T15:04:05.000Z"}}`)
+	return fixed + escapedLen(chatID) + escapedLen(clientMsgID) + escapedLen(messageID)
+}
+
 // escapedLen is the length of appendString's output for s, less the two quotes.
 func escapedLen[S string | []byte](s S) int {
 	n := len(s)

@@ -1,6 +1,9 @@
 package flamingo
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // This file recycles the buffers of relayed messages. A chat message is the one event
 // whose frame would be allocated per message: its buffer goes back to a pool once the
@@ -41,3 +44,21 @@ func (f *frame) free() {
 	f.b = f.b[:0]
 	framePools[f.class].Put(f)
 }
+
+// messageReceivedFrame builds message_received into a pooled frame.
+func messageReceivedFrame[M, C string | []byte](chatID string, messageID M, content C, sentAt time.Time) *frame {
+	f := newFrame(messageReceivedLen(chatID, messageID, content))
+	f.b = appendMessageReceived(f.b, chatID, messageID, content, sentAt)
+	return f
+}
+
+// messageSentFrame builds message_sent for m, a message of chat chatID, into a pooled
+// frame.
+func messageSentFrame(chatID string, m AckedMessage) *frame {
+	f := newFrame(messageSentLen(chatID, m.ClientMsgID, m.MessageID))
+	f.b = appendMessageSent(f.b, chatID, m.ClientMsgID, m.MessageID, m.SentAt)
+	return f
+}
+
+// outFrame returns f as a chat event to queue: its buffer is freed once written.
+func (f *frame) outFrame() outFrame { return outFrame{b: f.b, keep: true, buf: f} }

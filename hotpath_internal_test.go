@@ -191,7 +191,7 @@ func TestGatherConn_CloseEchoWhileGathering(t *testing.T) {
 		if err != nil {
 			return
 		}
-		ts <- &wsTransport{c: c, netConn: hw.conn, out: hw.out}
+		ts <- &wsTransport{c: c, out: hw.out}
 	}))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -212,4 +212,17 @@ func TestGatherConn_CloseEchoWhileGathering(t *testing.T) {
 	require.NoError(t, st.Write(ctx, []byte("hello")))
 	require.NoError(t, cl.Close(websocket.StatusNormalClosure, "bye"), "a clean close")
 	<-readErr
+}
+
+// The frame lengths are exact, so that a pooled frame is built without growing out
+// of its buffer: escapes in any field, and the time formatted to the millisecond.
+func TestFrameLengths(t *testing.T) {
+	at := time.Date(2026, 12, 7, 23, 0, 0, 123456789, time.UTC)
+	for _, content := range []string{"", "hi", `a "quoted" \\ line` + "\n\t\x01 é 😀"} {
+		f := messageReceivedFrame("c\"1", "m\n2", content, at)
+		assert.Len(t, f.b, messageReceivedLen("c\"1", "m\n2", content), content)
+		m := AckedMessage{ClientMsgID: "id-" + content, MessageID: "9f", SentAt: at}
+		ack := messageSentFrame("c\"1", m)
+		assert.Len(t, ack.b, messageSentLen("c\"1", m.ClientMsgID, m.MessageID), content)
+	}
 }

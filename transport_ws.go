@@ -116,7 +116,7 @@ func (h *wsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// state, its 4 KiB write buffer, the parsed request and a goroutine stack grown
 	// by the handshake, several KiB per connection. Shutdown waits for Serve.
 	ctx := context.WithoutCancel(r.Context())
-	t := &wsTransport{c: c, addr: addr, netConn: hw.conn, out: hw.out}
+	t := &wsTransport{c: c, addr: addr, out: hw.out}
 	go h.serve(ctx, t, addr)
 }
 
@@ -198,11 +198,10 @@ var (
 var errBinaryFrame = errors.New("flamingo: binary frame")
 
 type wsTransport struct {
-	c       *websocket.Conn
-	addr    netip.Addr  // the client's address, when the handler knows it
-	netConn net.Conn    // the hijacked connection, when the handler knows it
-	out     *gatherConn // what c writes to, when the handler made it
-	buf     []byte      // reused between reads
+	c    *websocket.Conn
+	addr netip.Addr  // the client's address, when the handler knows it
+	out  *gatherConn // over the hijacked connection, when the handler made it
+	buf  []byte      // reused between reads
 }
 
 var _ gatherer = (*wsTransport)(nil)
@@ -284,19 +283,19 @@ func (t *wsTransport) Ping(ctx context.Context) error {
 // close handshake already under way, which waits up to 5 s for a peer that does not
 // read: closing the hijacked connection does.
 func (t *wsTransport) CloseNow() error {
-	if t.netConn != nil {
-		return t.netConn.Close()
+	if t.out != nil {
+		return t.out.Conn.Close() // the hijacked connection itself, not gatherConn.Close
 	}
 	return t.c.CloseNow()
 }
 
-// hijackWatcher keeps the connection that websocket.Accept hijacks, so that the
-// transport can close it at once, and hands coder/websocket a gatherConn over it
-// with a write buffer just large enough for a control frame (see gatherConn).
+// hijackWatcher hands coder/websocket a gatherConn over the connection that
+// websocket.Accept hijacks, with a write buffer just large enough for a control frame
+// (see gatherConn), and keeps it for the transport, which can close the connection
+// underneath at once.
 type hijackWatcher struct {
 	http.ResponseWriter
-	conn net.Conn
-	out  *gatherConn
+	out *gatherConn
 }
 
 // controlFrameMax is the largest control frame a server writes: a 2-byte header and
@@ -314,7 +313,6 @@ func (h *hijackWatcher) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// replaced, and dropped with the rest of net/http's state for the request once
 	// the handler returns. The reader, which may hold the client's first frame, is
 	// kept.
-	h.conn = c
 	h.out = &gatherConn{Conn: c}
 	return h.out, bufio.NewReadWriter(rw.Reader, bufio.NewWriterSize(h.out, controlFrameMax)), nil
 }

@@ -55,12 +55,19 @@ func dialers(n int) []*http.Client {
 	return cs
 }
 
-// dial opens the client's WebSocket and starts its read loop.
-func (c *client) dial(ctx context.Context, hc *http.Client, url string) error {
+// dialWS opens a WebSocket to url through hc, without compression, as every load
+// client does.
+func dialWS(ctx context.Context, hc *http.Client, url string) (*websocket.Conn, error) {
 	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPClient:      hc,
 		CompressionMode: websocket.CompressionDisabled,
 	})
+	return conn, err
+}
+
+// dial opens the client's WebSocket and starts its read loop.
+func (c *client) dial(ctx context.Context, hc *http.Client, url string) error {
+	conn, err := dialWS(ctx, hc, url)
 	if err != nil {
 		return err
 	}

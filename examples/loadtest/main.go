@@ -777,10 +777,7 @@ func (r *runner) handshakes(res *result) {
 	parallel(k, 64, func(i int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-			HTTPClient:      hcs[i%len(hcs)],
-			CompressionMode: websocket.CompressionDisabled,
-		})
+		c, err := dialWS(ctx, hcs[i%len(hcs)], url)
 		if err != nil {
 			return
 		}
