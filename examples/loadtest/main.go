@@ -32,7 +32,8 @@
 //   - handshakes: min(-conns, 1000) new connections, dialled 64 at a time as in the
 //     connect phase, each until it is ready to chat (flamingo: init answered by
 //     ready; the baseline: its WebSocket handshake), for connect + init per second
-//     against the bare handshake rate (connect_init_ratio).
+//     against the bare handshake rate (connect_init_ratio). Like the chat phases it
+//     is cut into -slices slices that alternate between the servers.
 //
 // With -redis, a third server takes its turn beside the other two: a cluster of
 // -nodes flamingo nodes sharing one Redis (flamingoredis.Cluster as each engine's
@@ -111,7 +112,8 @@
 //	-interleave    keep both servers up and alternate their chat slices (default
 //	               true; false runs the baseline to the end, then flamingo, which
 //	               allows twice the connections)
-//	-slices K      slices per chat phase and server (default 4)
+//	-slices K      slices per chat phase and server, and of the handshakes phase
+//	               (default 4)
 //	-json          print one JSON object instead of the table
 //	-sweep LIST    comma-separated total offered loads (messages/s) for the paced
 //	               phase, one paced phase each, instead of -rate
@@ -219,7 +221,7 @@ func parseArgs(fs *flag.FlagSet, argv []string) (*args, error) {
 	fs.IntVar(&a.cfg.srcAddrs, "srcaddrs", 0, "loopback source addresses (0: one per 4000 connections)")
 	fs.BoolVar(&a.cfg.inProcess, "inprocess", false, "run the servers in this process, not in child processes")
 	fs.BoolVar(&a.cfg.interleave, "interleave", true, "keep both servers up and alternate their chat slices")
-	fs.IntVar(&a.cfg.slices, "slices", 4, "slices per chat phase and server")
+	fs.IntVar(&a.cfg.slices, "slices", 4, "slices per chat phase and server, and of the handshakes phase")
 	fs.BoolVar(&a.cfg.json, "json", false, "print one JSON object")
 	fs.StringVar(&a.sweep, "sweep", "", "comma-separated total offered loads (msgs/s) for paced phases")
 	fs.StringVar(&a.cfg.svg, "svg", "", "with -sweep: write a latency plot (SVG) to this file; with -scale: a plot of memory per connection and relay ratio")
@@ -351,6 +353,10 @@ func measure(cfg config, kinds []string) ([]*result, error) {
 		}
 		runChats(cfg, rs, results)
 		for i, r := range rs {
+			r.churn(results[i])
+		}
+		runHandshakes(cfg, rs, results)
+		for i, r := range rs {
 			r.finish(results[i])
 			r.shutdown()
 		}
@@ -362,6 +368,8 @@ func measure(cfg config, kinds []string) ([]*result, error) {
 			return nil, fmt.Errorf("%s: %w", kind, err)
 		}
 		runChats(cfg, []*runner{r}, []*result{res})
+		r.churn(res)
+		runHandshakes(cfg, []*runner{r}, []*result{res})
 		r.finish(res)
 		r.shutdown()
 		results = append(results, res)
@@ -753,22 +761,62 @@ func runChats(cfg config, rs []*runner, results []*result) {
 	}
 }
 
-// finish runs the churn phase (flamingo and the cluster) and collects the error counts.
-func (r *runner) finish(res *result) {
+// churn runs the churn phase (flamingo and the cluster).
+func (r *runner) churn(res *result) {
 	if r.engine() && r.cfg.churn > 0 {
 		r.rematch(res, r.senders)
 	}
-	r.handshakes(res)
+}
+
+// finish collects the error counts.
+func (r *runner) finish(res *result) {
 	res.Errors, res.Dropped = r.errors.Load(), r.dropped.Load()
 }
 
-// handshakes measures how fast new users become ready to chat: min(conns, 1000) new
-// connections, dialled 64 at a time as in the connect phase, each sending init and
-// waiting for ready (the baseline has no init: its WebSocket handshake is all), then
-// all closed. It runs last, beside the clients in their chats.
-func (r *runner) handshakes(res *result) {
+// runHandshakes measures how fast new users become ready to chat on each runner:
+// min(conns, 1000) new connections per server, dialled 64 at a time as in the connect
+// phase, each sending init and waiting for ready (the baseline has no init: its
+// WebSocket handshake is all). It runs last, beside the clients in their chats, in
+// cfg.slices slices per server that take turns (the order reversed every other
+// slice), so that the servers dial with the same sockets open and the same number
+// in TIME_WAIT, as the chat phases share the machine's noise.
+func runHandshakes(cfg config, rs []*runner, results []*result) {
+	k := min(cfg.conns, 1000)
+	n := cfg.slices
+	ready := make([]int64, len(rs))
+	took := make([]time.Duration, len(rs))
+	for s := range n {
+		size := k/n + btoi(s < k%n)
+		for j := range rs {
+			i := j
+			if s%2 == 1 {
+				i = len(rs) - 1 - j
+			}
+			got, d := rs[i].handshakes(size)
+			ready[i] += got
+			took[i] += d
+		}
+	}
+	for i := range rs {
+		if took[i] > 0 {
+			results[i].ConnectInitPerSec = float64(ready[i]) / took[i].Seconds()
+		}
+	}
+}
+
+// btoi is 1 for true and 0 for false.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// handshakes dials k new connections 64 at a time, each sending init and waiting
+// for ready on an engine, then closes them all. It returns how many became ready and
+// how long that took (the closing not included).
+func (r *runner) handshakes(k int) (int64, time.Duration) {
 	r.setPhase("handshakes")
-	k := min(r.cfg.conns, 1000)
 	hcs := dialers(r.cfg.srcAddrs)
 	url := "ws://" + r.srv.addrs[0] + "/"
 	conns := make([]*websocket.Conn, k)
@@ -799,12 +847,13 @@ func (r *runner) handshakes(res *result) {
 		ready.Add(1)
 		r.progress.Add(1)
 	})
-	res.ConnectInitPerSec = float64(ready.Load()) / time.Since(t0).Seconds()
+	took := time.Since(t0)
 	for _, c := range conns {
 		if c != nil {
 			_ = c.CloseNow()
 		}
 	}
+	return ready.Load(), took
 }
 
 // shutdown closes the clients and stops the server.
