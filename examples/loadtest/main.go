@@ -109,9 +109,9 @@
 //	-srcaddrs K    loopback source addresses to spread clients over (0: one per
 //	               4000 connections; with -scale, per count)
 //	-inprocess     run the servers in this process instead of child processes
-//	-interleave    keep both servers up and alternate their chat slices (default
-//	               true; false runs the baseline to the end, then flamingo, which
-//	               allows twice the connections)
+//	-interleave    keep both servers up and alternate their chat and handshake
+//	               slices (default true; false runs the baseline to the end, then
+//	               flamingo, which allows twice the connections)
 //	-slices K      slices per chat phase and server, and of the handshakes phase
 //	               (default 4)
 //	-json          print one JSON object instead of the table
@@ -220,7 +220,7 @@ func parseArgs(fs *flag.FlagSet, argv []string) (*args, error) {
 	fs.Float64Var(&a.cfg.churn, "churn", 0.25, "fraction of pairs that leave their chat and re-queue")
 	fs.IntVar(&a.cfg.srcAddrs, "srcaddrs", 0, "loopback source addresses (0: one per 4000 connections)")
 	fs.BoolVar(&a.cfg.inProcess, "inprocess", false, "run the servers in this process, not in child processes")
-	fs.BoolVar(&a.cfg.interleave, "interleave", true, "keep both servers up and alternate their chat slices")
+	fs.BoolVar(&a.cfg.interleave, "interleave", true, "keep both servers up and alternate their chat and handshake slices")
 	fs.IntVar(&a.cfg.slices, "slices", 4, "slices per chat phase and server, and of the handshakes phase")
 	fs.BoolVar(&a.cfg.json, "json", false, "print one JSON object")
 	fs.StringVar(&a.sweep, "sweep", "", "comma-separated total offered loads (msgs/s) for paced phases")
@@ -778,8 +778,8 @@ func (r *runner) finish(res *result) {
 // phase, each sending init and waiting for ready (the baseline has no init: its
 // WebSocket handshake is all). It runs last, beside the clients in their chats, in
 // cfg.slices slices per server that take turns (the order reversed every other
-// slice), so that the servers dial with the same sockets open and the same number
-// in TIME_WAIT, as the chat phases share the machine's noise.
+// slice), so that the servers dial with the same sockets open and about as many in
+// TIME_WAIT, and share the machine's noise as the chat phases do.
 func runHandshakes(cfg config, rs []*runner, results []*result) {
 	k := min(cfg.conns, 1000)
 	n := cfg.slices
