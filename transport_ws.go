@@ -12,6 +12,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -55,7 +57,9 @@ type WebSocketOptions struct {
 // cancellation. Per-message compression is off, a frame over
 // [Config.MaxFrameBytes] closes the connection with [CloseMessageTooBig], and a binary
 // frame closes it with [CloseUnsupportedData]. The engine pings each connection every
-// [Config.HeartbeatInterval].
+// [Config.HeartbeatInterval]. A client that drops its TCP connection without a close
+// frame (network loss, a killed process) gets none back: the connection is let go at
+// once, with no write into a dead socket.
 //
 // It uses github.com/coder/websocket, the maintained home of the deprecated
 // nhooyr.io/websocket.
@@ -202,6 +206,9 @@ type wsTransport struct {
 	addr netip.Addr  // the client's address, when the handler knows it
 	out  *gatherConn // over the hijacked connection, when the handler made it
 	buf  []byte      // reused between reads
+	// peerGone is set once a read found the TCP connection ended by the peer
+	// without a close frame (see Close).
+	peerGone atomic.Bool
 }
 
 var _ gatherer = (*wsTransport)(nil)
@@ -239,6 +246,7 @@ const bufKeep = 4 << 10
 func (t *wsTransport) Read(ctx context.Context) ([]byte, error) {
 	typ, r, err := t.c.Reader(ctx)
 	if err != nil {
+		t.noteReadErr(err)
 		return nil, err
 	}
 	if typ != websocket.MessageText {
@@ -259,6 +267,7 @@ func (t *wsTransport) Read(ctx context.Context) ([]byte, error) {
 			break
 		}
 		if err != nil {
+			t.noteReadErr(err)
 			return nil, err
 		}
 	}
@@ -266,11 +275,27 @@ func (t *wsTransport) Read(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
+// noteReadErr sets peerGone if err says that the peer ended the TCP connection (or
+// reset it) without a close frame.
+func (t *wsTransport) noteReadErr(err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+		t.peerGone.Store(true)
+	}
+}
+
 func (t *wsTransport) Write(ctx context.Context, p []byte) error {
 	return t.c.Write(ctx, websocket.MessageText, p)
 }
 
+// Close closes the connection with a close handshake, unless the peer has already
+// ended the TCP connection without a close frame: then nobody is left to read a close
+// frame or to answer it, and Close only lets go of the connection (what was gathered
+// for it is still written out if it can be at once, see gatherConn.Close). A user
+// whose network drops costs no write into the dead socket.
 func (t *wsTransport) Close(code CloseCode, reason string) error {
+	if t.peerGone.Load() {
+		return t.c.CloseNow()
+	}
 	return t.c.Close(websocket.StatusCode(code), reason)
 }
 

@@ -1,7 +1,11 @@
 package flamingo_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -200,4 +204,27 @@ func httpGetUpgrade(url string) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// A peer that ends the TCP connection without a close frame gets no close frame
+// back: nobody is left to read it, and the server lets go of the connection at once.
+func TestWebSocket_PeerGoneGetsNoCloseFrame(t *testing.T) {
+	e := newEngine(t, flamingo.Config{})
+	url := wsServer(t, e, nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "ws://"))
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", c.RemoteAddr())
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+
+	require.NoError(t, c.(*net.TCPConn).CloseWrite()) // gone, without a close frame
+	rest, err := io.ReadAll(br)
+	require.NoError(t, err, "the server closes the connection")
+	assert.Empty(t, rest, "nothing after the handshake, no close frame either")
 }
