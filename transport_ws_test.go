@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,4 +228,51 @@ func TestWebSocket_PeerGoneGetsNoCloseFrame(t *testing.T) {
 	rest, err := io.ReadAll(br)
 	require.NoError(t, err, "the server closes the connection")
 	assert.Empty(t, rest, "nothing after the handshake, no close frame either")
+}
+
+// BenchmarkWebSocketConnectDrop measures users who connect, init and drop their
+// connection without a close frame (a network that goes, a killed tab), with 32
+// dialers per CPU so that the loop is bound by CPU: client and server share it. The
+// dialers spread over 64 loopback source addresses, so that the sockets the runs
+// leave in TIME_WAIT do not slow the search for a free port.
+func BenchmarkWebSocketConnectDrop(b *testing.B) {
+	e, err := flamingo.New(flamingo.Config{InitRate: unlimited, EventRate: unlimited})
+	require.NoError(b, err)
+	srv := httptest.NewServer(flamingo.NewWebSocketHandler(e, &flamingo.WebSocketOptions{MaxConns: -1, MaxConnsPerIP: -1}))
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	var src atomic.Uint32
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ip := net.IPv4(127, 0, 0, byte(1+src.Add(1)%64))
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+	init := []byte(`{"type":"init"}`)
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := c.Write(ctx, websocket.MessageText, init); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, _, err := c.Read(ctx); err != nil { // ready
+				b.Error(err)
+				return
+			}
+			_ = c.CloseNow()
+		}
+	})
+	b.StopTimer()
+	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(b, e.Shutdown(ctx))
 }
