@@ -57,9 +57,10 @@ type WebSocketOptions struct {
 // cancellation. Per-message compression is off, a frame over
 // [Config.MaxFrameBytes] closes the connection with [CloseMessageTooBig], and a binary
 // frame closes it with [CloseUnsupportedData]. The engine pings each connection every
-// [Config.HeartbeatInterval]. A client that drops its TCP connection without a close
-// frame (network loss, a killed process) gets none back: the connection is let go at
-// once, with no write into a dead socket.
+// [Config.HeartbeatInterval]. A client that ends its TCP connection without a close
+// frame (a killed process, a reset) is let go at once, without a close handshake: a
+// close frame would go into a socket nobody reads. (A client whose network is lost
+// sends nothing at all; the heartbeat finds it.)
 //
 // It uses github.com/coder/websocket, the maintained home of the deprecated
 // nhooyr.io/websocket.
@@ -288,10 +289,10 @@ func (t *wsTransport) Write(ctx context.Context, p []byte) error {
 }
 
 // Close closes the connection with a close handshake, unless the peer has already
-// ended the TCP connection without a close frame: then nobody is left to read a close
-// frame or to answer it, and Close only lets go of the connection (what was gathered
-// for it is still written out if it can be at once, see gatherConn.Close). A user
-// whose network drops costs no write into the dead socket.
+// ended the TCP connection without a close frame (RFC 6455 calls that a lost
+// connection, 1006): then no close frame is owed, nobody would answer one, and Close
+// only lets go of the connection (what was gathered for it is still written out if it
+// can be at once, see gatherConn.Close).
 func (t *wsTransport) Close(code CloseCode, reason string) error {
 	if t.peerGone.Load() {
 		return t.c.CloseNow()
