@@ -785,8 +785,14 @@ func runHandshakes(cfg config, rs []*runner, results []*result) {
 	n := cfg.slices
 	ready := make([]int64, len(rs))
 	took := make([]time.Duration, len(rs))
+	for _, r := range rs {
+		r.setPhase("handshakes")
+	}
 	for s := range n {
-		size := k/n + btoi(s < k%n)
+		size := k / n
+		if s < k%n {
+			size++
+		}
 		for j := range rs {
 			i := j
 			if s%2 == 1 {
@@ -804,19 +810,10 @@ func runHandshakes(cfg config, rs []*runner, results []*result) {
 	}
 }
 
-// btoi is 1 for true and 0 for false.
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // handshakes dials k new connections 64 at a time, each sending init and waiting
 // for ready on an engine, then closes them all. It returns how many became ready and
 // how long that took (the closing not included).
 func (r *runner) handshakes(k int) (int64, time.Duration) {
-	r.setPhase("handshakes")
 	hcs := dialers(r.cfg.srcAddrs)
 	url := "ws://" + r.srv.addrs[0] + "/"
 	conns := make([]*websocket.Conn, k)
