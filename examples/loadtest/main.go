@@ -32,8 +32,11 @@
 //   - handshakes: min(-conns, 1000) new connections, dialled 64 at a time as in the
 //     connect phase, each until it is ready to chat (flamingo: init answered by
 //     ready; the baseline: its WebSocket handshake), for connect + init per second
-//     against the bare handshake rate (connect_init_ratio). Like the chat phases it
-//     is cut into -slices slices that alternate between the servers.
+//     against the bare handshake rate (connect_init_ratio), and the server's CPU
+//     time per connection, whose ratio (connect_init_cpu_ratio: connections per
+//     server CPU-second against the baseline's) leaves out the clients' share of
+//     the machine. Like the chat phases it is cut into -slices slices that
+//     alternate between the servers.
 //
 // With -redis, a third server takes its turn beside the other two: a cluster of
 // -nodes flamingo nodes sharing one Redis (flamingoredis.Cluster as each engine's
@@ -529,20 +532,24 @@ type result struct {
 	// ConnectInitPerSec is the handshakes phase: new connections dialled 64 at a
 	// time, each ready to chat (flamingo: after init and ready; the baseline: once
 	// its WebSocket handshake is done).
-	ConnectInitPerSec float64       `json:"connect_init_per_sec"`
-	Pairs             int           `json:"pairs"`
-	MatchesPerSec     float64       `json:"matches_per_sec,omitempty"`
-	MatchLatency      latency       `json:"match_latency"`
-	Relaxed           int           `json:"relaxed,omitempty"` // clients matched only after relaxing
-	Rematches         int           `json:"rematches,omitempty"`
-	RematchPerSec     float64       `json:"rematches_per_sec,omitempty"`
-	RematchLatency    latency       `json:"rematch_latency"`
-	Idle              memFigures    `json:"idle"`
-	Busy              memFigures    `json:"busy"`
-	Flat              phaseResult   `json:"flat"`
-	Paced             []phaseResult `json:"paced"`
-	Errors            uint64        `json:"error_events"`
-	Dropped           uint64        `json:"dropped_events"`
+	ConnectInitPerSec float64 `json:"connect_init_per_sec"`
+	// ConnectInitServerCPUUs is the server's CPU time per connection in that
+	// phase, in µs: what connecting costs the server, without the clients' share
+	// of the machine.
+	ConnectInitServerCPUUs float64       `json:"connect_init_server_cpu_us"`
+	Pairs                  int           `json:"pairs"`
+	MatchesPerSec          float64       `json:"matches_per_sec,omitempty"`
+	MatchLatency           latency       `json:"match_latency"`
+	Relaxed                int           `json:"relaxed,omitempty"` // clients matched only after relaxing
+	Rematches              int           `json:"rematches,omitempty"`
+	RematchPerSec          float64       `json:"rematches_per_sec,omitempty"`
+	RematchLatency         latency       `json:"rematch_latency"`
+	Idle                   memFigures    `json:"idle"`
+	Busy                   memFigures    `json:"busy"`
+	Flat                   phaseResult   `json:"flat"`
+	Paced                  []phaseResult `json:"paced"`
+	Errors                 uint64        `json:"error_events"`
+	Dropped                uint64        `json:"dropped_events"`
 
 	// The cluster only.
 	Nodes      int          `json:"nodes,omitempty"`
@@ -784,7 +791,7 @@ func runHandshakes(cfg config, rs []*runner, results []*result) {
 	k := min(cfg.conns, 1000)
 	n := cfg.slices
 	ready := make([]int64, len(rs))
-	took := make([]time.Duration, len(rs))
+	took, cpu := make([]time.Duration, len(rs)), make([]time.Duration, len(rs))
 	for _, r := range rs {
 		r.setPhase("handshakes")
 	}
@@ -798,26 +805,31 @@ func runHandshakes(cfg config, rs []*runner, results []*result) {
 			if s%2 == 1 {
 				i = len(rs) - 1 - j
 			}
-			got, d := rs[i].handshakes(size)
+			got, d, c := rs[i].handshakes(size)
 			ready[i] += got
 			took[i] += d
+			cpu[i] += c
 		}
 	}
 	for i := range rs {
 		if took[i] > 0 {
 			results[i].ConnectInitPerSec = float64(ready[i]) / took[i].Seconds()
 		}
+		if ready[i] > 0 {
+			results[i].ConnectInitServerCPUUs = float64(cpu[i].Microseconds()) / float64(ready[i])
+		}
 	}
 }
 
 // handshakes dials k new connections 64 at a time, each sending init and waiting
-// for ready on an engine, then closes them all. It returns how many became ready and
-// how long that took (the closing not included).
-func (r *runner) handshakes(k int) (int64, time.Duration) {
+// for ready on an engine, then closes them all. It returns how many became ready, how
+// long that took and the server's CPU time meanwhile (the closing not included).
+func (r *runner) handshakes(k int) (int64, time.Duration, time.Duration) {
 	hcs := dialers(r.cfg.srcAddrs)
 	url := "ws://" + r.srv.addrs[0] + "/"
 	conns := make([]*websocket.Conn, k)
 	var ready atomic.Int64
+	cpu0 := r.srv.stats(false).CPUNanos
 	t0 := time.Now()
 	parallel(k, 64, func(i int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -845,12 +857,13 @@ func (r *runner) handshakes(k int) (int64, time.Duration) {
 		r.progress.Add(1)
 	})
 	took := time.Since(t0)
+	cpu := time.Duration(r.srv.stats(false).CPUNanos - cpu0)
 	for _, c := range conns {
 		if c != nil {
 			_ = c.CloseNow()
 		}
 	}
-	return ready.Load(), took
+	return ready.Load(), took, cpu
 }
 
 // shutdown closes the clients and stops the server.

@@ -353,3 +353,19 @@ func TestScaleSVG(t *testing.T) {
 		t.Error("scaleSVG drew a run without sizes")
 	}
 }
+
+func TestReportConnectInit(t *testing.T) {
+	cfg, err := parse(t, "-conns", "2000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, b := sized(2000, 24, 27, 24, 24, 30000, 25000)
+	f.ConnectInitPerSec, f.ConnectInitServerCPUUs = 3000, 250
+	b.ConnectInitPerSec, b.ConnectInitServerCPUUs = 4000, 200
+	rep := makeReport(cfg, f, b, nil)
+	if !near(rep.ConnectInitRatio, 0.75) || !near(rep.ConnectInitCPURatio, 0.8) ||
+		rep.ConnectInitServerCPUUs != 250 || rep.BaselineHandshakeServerCPUUs != 200 {
+		t.Fatalf("connect + init: ratio %v, per CPU %v, µs %v against %v", rep.ConnectInitRatio,
+			rep.ConnectInitCPURatio, rep.ConnectInitServerCPUUs, rep.BaselineHandshakeServerCPUUs)
+	}
+}

@@ -58,11 +58,16 @@ type report struct {
 	ConnectInitPerSec        float64 `json:"connect_init_per_sec"`
 	BaselineHandshakesPerSec float64 `json:"baseline_handshakes_per_sec"`
 	ConnectInitRatio         float64 `json:"connect_init_ratio"`
-	MatchesPerSec            float64 `json:"matches_per_sec"`
-	MatchP50                 float64 `json:"match_p50_ms"`
-	MatchP99                 float64 `json:"match_p99_ms"`
-	RematchesPerSec          float64 `json:"rematches_per_sec"`
-	RematchP50               float64 `json:"rematch_p50_ms"`
+	// The server's CPU µs per connection in that phase, and connections per server
+	// CPU-second against the baseline's (the relay ratio's measure, for connecting).
+	ConnectInitServerCPUUs       float64 `json:"connect_init_server_cpu_us"`
+	BaselineHandshakeServerCPUUs float64 `json:"baseline_handshake_server_cpu_us"`
+	ConnectInitCPURatio          float64 `json:"connect_init_cpu_ratio"`
+	MatchesPerSec                float64 `json:"matches_per_sec"`
+	MatchP50                     float64 `json:"match_p50_ms"`
+	MatchP99                     float64 `json:"match_p99_ms"`
+	RematchesPerSec              float64 `json:"rematches_per_sec"`
+	RematchP50                   float64 `json:"rematch_p50_ms"`
 
 	AllocsPerMsg         float64 `json:"allocs_per_msg"`
 	BaselineAllocsPerMsg float64 `json:"baseline_allocs_per_msg"`
@@ -214,8 +219,10 @@ func makeReport(cfg config, f, b, c *result) report {
 
 		ConnsPerSec: f.ConnsPerSec, BaselineConnsPerSec: b.ConnsPerSec,
 		ConnectInitPerSec: f.ConnectInitPerSec, BaselineHandshakesPerSec: b.ConnectInitPerSec,
-		ConnectInitRatio: ratio(f.ConnectInitPerSec, b.ConnectInitPerSec),
-		MatchesPerSec:    f.MatchesPerSec, MatchP50: f.MatchLatency.P50, MatchP99: f.MatchLatency.P99,
+		ConnectInitRatio:       ratio(f.ConnectInitPerSec, b.ConnectInitPerSec),
+		ConnectInitServerCPUUs: f.ConnectInitServerCPUUs, BaselineHandshakeServerCPUUs: b.ConnectInitServerCPUUs,
+		ConnectInitCPURatio: ratio(b.ConnectInitServerCPUUs, f.ConnectInitServerCPUUs),
+		MatchesPerSec:       f.MatchesPerSec, MatchP50: f.MatchLatency.P50, MatchP99: f.MatchLatency.P99,
 		RematchesPerSec: f.RematchPerSec, RematchP50: f.RematchLatency.P50,
 
 		AllocsPerMsg: f.Flat.AllocsPerMsg, BaselineAllocsPerMsg: b.Flat.AllocsPerMsg,
@@ -360,6 +367,7 @@ func printTable(cfg config, rep report) {
 	na := math.NaN()
 	row("connections/s", rep.ConnsPerSec, rep.BaselineConnsPerSec, "%.0f", "")
 	row("connect + init/s (handshakes)", rep.ConnectInitPerSec, rep.BaselineHandshakesPerSec, "%.0f", "≥0.9×")
+	row("  server CPU µs per connection", rep.ConnectInitServerCPUUs, rep.BaselineHandshakeServerCPUUs, "%.0f", "")
 	row("relayed msgs/s (flat)", rep.MsgsPerSec, rep.BaselineMsgsPerSec, "%.0f", "")
 	row("msgs per server CPU-s", rep.MsgsPerCPU, rep.BaselineMsgsPerCPU, "%.0f", "≥0.85× (must 0.70×)")
 	row("server CPU cores used", f.Flat.ServerCPUShare, b.Flat.ServerCPUShare, "%.2f", "")
