@@ -68,9 +68,12 @@ type Config struct {
 	// WriteTimeout bounds one write to a connection; a connection whose write takes
 	// longer is closed with [CloseSlowConsumer]. Zero means 10 seconds.
 	WriteTimeout time.Duration
-	// HeartbeatInterval is the time between pings to a transport that is a [Pinger].
-	// A connection's first ping comes after a random half to whole interval, so that
-	// connections made together do not all ping together. Zero means 25 seconds.
+	// HeartbeatInterval is how long a connection whose transport is a [Pinger] may be
+	// silent before it is pinged. Silence is counted from the last sign of life: the
+	// connection's start, the last pong, or any frame read from it, so a connection
+	// that talks is not pinged. After a start or a frame the ping comes at random
+	// between half and the whole interval, so that connections made (or heard from)
+	// together are not all pinged together. Zero means 25 seconds.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout is how long a ping may go unanswered before the connection is
 	// closed. Zero means 10 seconds.

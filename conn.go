@@ -42,6 +42,13 @@ type conn struct {
 	unresponsive bool
 	pinging      bool      // a heartbeat ping is under way
 	nextPing     time.Time // when the next heartbeat ping is due
+	// pingFrom is the sign of life nextPing was counted from: Serve's start, the
+	// last pong, or a frame read (heard).
+	pingFrom time.Time
+	// heard is when the reader last read a frame, by the sweeper's clock (Engine.clock,
+	// so up to a sweep early): a frame is a sign of life, and a connection that talks
+	// needs no ping.
+	heard atomic.Int64
 	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
 	// that a replay at the bound does not make a reading client look slow.
 	slack, slackBytes int

@@ -797,6 +797,43 @@ func (p *pingClock) Ping(ctx context.Context) error {
 	return p.PipeEnd.Ping(ctx)
 }
 
+// pingCount is a pipe end that counts the pings it is sent.
+type pingCount struct {
+	*flamingotest.PipeEnd
+	n atomic.Int32
+}
+
+func (p *pingCount) Ping(ctx context.Context) error {
+	p.n.Add(1)
+	return p.PipeEnd.Ping(ctx)
+}
+
+// TestHeartbeat_TalkingConnectionNotPinged: a frame read is a sign of life. A
+// connection that keeps talking is not pinged; once it falls silent, it is pinged
+// within an interval of its last frame, as one that never talked is.
+func TestHeartbeat_TalkingConnectionNotPinged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t, flamingo.Config{HeartbeatInterval: 20 * time.Second})
+		server, client := flamingotest.Pipe()
+		pc := &pingCount{PipeEnd: server}
+		go func() { _ = e.Serve(context.Background(), pc) }()
+		c := flamingotest.NewClient(t, client)
+		t.Cleanup(func() { _ = client.Close(flamingo.CloseNormal, "") })
+		c.Init("")
+		for range 24 { // two minutes, six intervals, a frame every 5 s
+			time.Sleep(5 * time.Second)
+			c.Send(flamingo.EventPing, nil)
+			c.Expect(flamingo.EventPong)
+		}
+		assert.Zero(t, pc.n.Load(), "pinged while it talked")
+
+		time.Sleep(20*time.Second + time.Second) // an interval, and a sweep
+		synctest.Wait()
+		assert.Equal(t, int32(1), pc.n.Load(), "pinged once within an interval of its last frame")
+		c.Sync() // and still connected
+	})
+}
+
 // TestHeartbeat_FirstPingsSpread: connections made together are first pinged at
 // random between half and the whole interval, not all at once.
 func TestHeartbeat_FirstPingsSpread(t *testing.T) {

@@ -82,6 +82,9 @@ type Engine struct {
 	fastMessages atomic.Uint64
 	// lastMsgID is the last message_id given out (see nextMessageID).
 	lastMsgID atomic.Uint64
+	// clock is the time of the latest sweep (Unix nanoseconds): a clock readers can
+	// stamp frames with at the cost of a load (conn.heard).
+	clock atomic.Int64
 	// endedChats are the records of chats that ended within reportWindow, oldest
 	// first; the sweep forgets their messages (moderation.go).
 	endedChats []*chatRecord
@@ -148,6 +151,7 @@ func New(cfg Config) (*Engine, error) {
 		e.cancel()
 		return nil, err
 	}
+	e.clock.Store(time.Now().UnixNano())
 	e.workers.Add(2)
 	go e.reaper()
 	go e.sweeper()

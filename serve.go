@@ -3,7 +3,6 @@ package flamingo
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 	"unicode/utf8"
 )
@@ -24,8 +23,8 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 	c.limits.init(&e.cfg)
 	// The first ping comes after a random half to whole interval: connections made
 	// together (a load balancer's reconnect wave, a restart) do not ping together.
-	half := e.cfg.HeartbeatInterval / 2
-	c.nextPing = c.started.Add(half + rand.N(half+1))
+	c.pingFrom = c.started
+	c.nextPing = c.started.Add(e.pingDelay())
 	if !e.register(c) {
 		if e.isDraining() {
 			_ = t.Close(CloseServiceRestart, "server restarting")
@@ -54,6 +53,9 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 		if !utf8.Valid(b) {
 			e.closeConn(c, CloseInvalidPayload, "frame is not valid UTF-8")
 			break
+		}
+		if now := e.clock.Load(); c.heard.Load() != now { // one store a sweep at most
+			c.heard.Store(now)
 		}
 		e.handle(c, b)
 	}

@@ -2,6 +2,7 @@ package flamingo
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 )
 
@@ -23,6 +24,7 @@ func (e *Engine) sweeper() {
 		case <-e.done:
 			return
 		case now := <-tick.C:
+			e.clock.Store(now.UnixNano())
 			e.sweep(now)
 		}
 	}
@@ -68,6 +70,9 @@ func (e *Engine) sweep(now time.Time) {
 		case sweepWriteTimeout:
 			e.dropSlowLocked(c, "write timeout")
 		case sweepPing:
+			if e.postponePingLocked(c, now) {
+				continue
+			}
 			c.pinging = true
 			e.goLocked(func() { e.ping(c) })
 		}
@@ -98,6 +103,33 @@ func (e *Engine) sweepActionLocked(c *conn, now time.Time) sweepAction {
 	return sweepNone
 }
 
+// pingDelay is how long after a sign of life a connection is pinged: between half
+// and the whole HeartbeatInterval, at random, so that connections that were heard
+// from together (made together, or a restart's reconnect wave) are not pinged
+// together.
+func (e *Engine) pingDelay() time.Duration {
+	half := e.cfg.HeartbeatInterval / 2
+	return half + rand.N(half+1)
+}
+
+// postponePingLocked reports whether c's due ping is put off because a frame was read
+// from c since the sign of life the ping was counted from: the ping is then due a
+// pingDelay after that frame, so that a peer is still pinged within an interval of
+// the last thing it sent. A connection that talks is not pinged.
+func (e *Engine) postponePingLocked(c *conn, now time.Time) bool {
+	heard := time.Unix(0, c.heard.Load())
+	if !heard.After(c.pingFrom) {
+		return false
+	}
+	c.pingFrom = heard
+	next := heard.Add(e.pingDelay())
+	if !next.After(now) {
+		return false
+	}
+	c.nextPing = next
+	return true
+}
+
 // ping runs one heartbeat on c, closing c if it goes unanswered.
 func (e *Engine) ping(c *conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.HeartbeatTimeout)
@@ -110,7 +142,8 @@ func (e *Engine) pinged(c *conn, err error) {
 	e.mu.Lock()
 	defer e.unlock()
 	c.pinging = false
-	c.nextPing = time.Now().Add(e.cfg.HeartbeatInterval)
+	c.pingFrom = time.Now()
+	c.nextPing = c.pingFrom.Add(e.cfg.HeartbeatInterval)
 	if err != nil && !c.closed {
 		c.unresponsive = true
 		e.closeConnLocked(c, CloseGoingAway, "heartbeat timeout")

@@ -33,7 +33,8 @@ type Transport interface {
 }
 
 // Pinger is a [Transport] that can check that its peer is alive. When a Transport
-// implements it, the Engine calls Ping every [Config.HeartbeatInterval] and closes the
+// implements it, the Engine calls Ping once the connection has been silent for up to
+// [Config.HeartbeatInterval] (a frame read is a sign of life too) and closes the
 // connection if no answer comes within [Config.HeartbeatTimeout]. Ping is called
 // concurrently with Read, never with another Ping.
 type Pinger interface {
