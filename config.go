@@ -70,10 +70,12 @@ type Config struct {
 	WriteTimeout time.Duration
 	// HeartbeatInterval is how long a connection whose transport is a [Pinger] may be
 	// silent before it is pinged. Silence is counted from the last sign of life: the
-	// connection's start, the last pong, or any frame read from it, so a connection
-	// that talks is not pinged. After a start or a frame the ping comes at random
-	// between half and the whole interval, so that connections made (or heard from)
-	// together are not all pinged together. Zero means 25 seconds.
+	// connection's start, the last pong, or any frame read from it. The wait after the
+	// start or the first frame is cut at random to between half and the whole
+	// interval, and after a later frame by up to a tenth, so that connections made or
+	// heard from together are not pinged together. A connection that talks is still
+	// pinged every fourth interval: only a pong shows that what the server sends
+	// reaches it. Zero means 25 seconds.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout is how long a ping may go unanswered before the connection is
 	// closed. Zero means 10 seconds.

@@ -30,6 +30,10 @@ type conn struct {
 	// lastChatID is the chat id of the last send_message, kept by the reader
 	// goroutine (the only one to touch it) so that each message need not copy it.
 	lastChatID string
+	// heard is when the reader last read a frame, by the sweeper's clock
+	// (Engine.clock, so up to a sweep early): a frame is a sign of life, which puts
+	// off the heartbeat (postponePingLocked).
+	heard atomic.Int64
 	// writeSince is when the write under way began (Unix nanoseconds), 0 between
 	// writes: the sweeper drops a connection whose write takes over WriteTimeout.
 	writeSince atomic.Int64
@@ -43,12 +47,11 @@ type conn struct {
 	pinging      bool      // a heartbeat ping is under way
 	nextPing     time.Time // when the next heartbeat ping is due
 	// pingFrom is the sign of life nextPing was counted from: Serve's start, the
-	// last pong, or a frame read (heard).
-	pingFrom time.Time
-	// heard is when the reader last read a frame, by the sweeper's clock (Engine.clock,
-	// so up to a sweep early): a frame is a sign of life, and a connection that talks
-	// needs no ping.
-	heard atomic.Int64
+	// last pong, or a frame read (heard); pongAt is Serve's start or the last pong.
+	pingFrom, pongAt time.Time
+	// heardOnce is set once a frame has put the heartbeat off: later frames put it
+	// off by nearly a whole interval (see postponePingLocked).
+	heardOnce bool
 	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
 	// that a replay at the bound does not make a reading client look slow.
 	slack, slackBytes int

@@ -602,7 +602,9 @@ func TestHeartbeat_DeadPeerClosed(t *testing.T) {
 		dead.Conn().(*flamingotest.PipeEnd).MutePings()
 		start := time.Now()
 		time.Sleep(15*time.Second - time.Millisecond)
-		dead.Sync() // the first ping (due at 10 to 20 s) is not yet overdue
+		// The first ping (due at 10 to 20 s) is not yet overdue. (Asked without a
+		// frame from dead: a frame is a sign of life, which puts the ping off.)
+		require.Equal(t, 2, e.Stats().Online)
 		time.Sleep(11 * time.Second)
 		dead.ExpectClosed(flamingo.CloseGoingAway)
 		alive.Expect(flamingo.EventPartnerAway)
@@ -809,8 +811,9 @@ func (p *pingCount) Ping(ctx context.Context) error {
 }
 
 // TestHeartbeat_TalkingConnectionNotPinged: a frame read is a sign of life. A
-// connection that keeps talking is not pinged; once it falls silent, it is pinged
-// within an interval of its last frame, as one that never talked is.
+// connection that keeps talking is pinged only every fourth interval; once it falls
+// silent, it is pinged within an interval of its last frame, as one that never
+// talked is.
 func TestHeartbeat_TalkingConnectionNotPinged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEngine(t, flamingo.Config{HeartbeatInterval: 20 * time.Second})
@@ -820,16 +823,22 @@ func TestHeartbeat_TalkingConnectionNotPinged(t *testing.T) {
 		c := flamingotest.NewClient(t, client)
 		t.Cleanup(func() { _ = client.Close(flamingo.CloseNormal, "") })
 		c.Init("")
-		for range 24 { // two minutes, six intervals, a frame every 5 s
-			time.Sleep(5 * time.Second)
-			c.Send(flamingo.EventPing, nil)
-			c.Expect(flamingo.EventPong)
+		talk := func(d time.Duration) { // a frame every 5 s
+			for end := time.Now().Add(d); time.Now().Before(end); {
+				time.Sleep(5 * time.Second)
+				c.Send(flamingo.EventPing, nil)
+				c.Expect(flamingo.EventPong)
+			}
 		}
+		talk(60 * time.Second) // three intervals
 		assert.Zero(t, pc.n.Load(), "pinged while it talked")
+		// Past four intervals, and the interval in which the due ping comes.
+		talk(45 * time.Second)
+		assert.Equal(t, int32(1), pc.n.Load(), "a connection that talks is pinged every fourth interval")
 
 		time.Sleep(20*time.Second + time.Second) // an interval, and a sweep
 		synctest.Wait()
-		assert.Equal(t, int32(1), pc.n.Load(), "pinged once within an interval of its last frame")
+		assert.Equal(t, int32(2), pc.n.Load(), "pinged once within an interval of its last frame")
 		c.Sync() // and still connected
 	})
 }

@@ -52,6 +52,11 @@ type Engine struct {
 	broker  Broker // nil on a single node
 	node    string // broker.NodeID()
 	log     *slog.Logger
+	// clock is the time of the latest sweep, as time since epoch (monotonic): a
+	// clock the readers stamp frames with (conn.heard) at the cost of a load.
+	// Written once a sweep, it sits apart from the counters written per message.
+	epoch time.Time
+	clock atomic.Int64
 
 	// ctx bounds every Matcher call; it is cancelled when Shutdown's context ends, or
 	// when Shutdown returns.
@@ -82,9 +87,6 @@ type Engine struct {
 	fastMessages atomic.Uint64
 	// lastMsgID is the last message_id given out (see nextMessageID).
 	lastMsgID atomic.Uint64
-	// clock is the time of the latest sweep (Unix nanoseconds): a clock readers can
-	// stamp frames with at the cost of a load (conn.heard).
-	clock atomic.Int64
 	// endedChats are the records of chats that ended within reportWindow, oldest
 	// first; the sweep forgets their messages (moderation.go).
 	endedChats []*chatRecord
@@ -151,7 +153,7 @@ func New(cfg Config) (*Engine, error) {
 		e.cancel()
 		return nil, err
 	}
-	e.clock.Store(time.Now().UnixNano())
+	e.epoch = time.Now()
 	e.workers.Add(2)
 	go e.reaper()
 	go e.sweeper()

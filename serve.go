@@ -21,10 +21,10 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 		c.addr = a.RemoteAddr()
 	}
 	c.limits.init(&e.cfg)
-	// The first ping comes after a random half to whole interval: connections made
-	// together (a load balancer's reconnect wave, a restart) do not ping together.
-	c.pingFrom = c.started
-	c.nextPing = c.started.Add(e.pingDelay())
+	// The first ping is due after a random half to whole interval (firstPingDelay),
+	// unless a frame puts it off.
+	c.pingFrom, c.pongAt = c.started, c.started
+	c.nextPing = c.started.Add(e.firstPingDelay())
 	if !e.register(c) {
 		if e.isDraining() {
 			_ = t.Close(CloseServiceRestart, "server restarting")
@@ -54,8 +54,8 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 			e.closeConn(c, CloseInvalidPayload, "frame is not valid UTF-8")
 			break
 		}
-		if now := e.clock.Load(); c.heard.Load() != now { // one store a sweep at most
-			c.heard.Store(now)
+		if now := e.clock.Load(); c.pinger != nil && c.heard.Load() != now {
+			c.heard.Store(now) // once a sweep at most
 		}
 		e.handle(c, b)
 	}

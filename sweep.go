@@ -12,7 +12,7 @@ import (
 // sweeper enforces the deadlines of every connection. One goroutine that looks at each
 // connection every tenth of the shortest of those durations costs less than three
 // timers per connection, and the per-frame timer it replaces was on the relay's hot
-// path.
+// path. Each sweep also sets the clock readers stamp frames with (Engine.clock).
 func (e *Engine) sweeper() {
 	defer e.workers.Done()
 	// At least every second, for the typing timeout (conversation.go).
@@ -24,7 +24,7 @@ func (e *Engine) sweeper() {
 		case <-e.done:
 			return
 		case now := <-tick.C:
-			e.clock.Store(now.UnixNano())
+			e.clock.Store(int64(now.Sub(e.epoch)))
 			e.sweep(now)
 		}
 	}
@@ -103,26 +103,38 @@ func (e *Engine) sweepActionLocked(c *conn, now time.Time) sweepAction {
 	return sweepNone
 }
 
-// pingDelay is how long after a sign of life a connection is pinged: between half
-// and the whole HeartbeatInterval, at random, so that connections that were heard
-// from together (made together, or a restart's reconnect wave) are not pinged
-// together.
-func (e *Engine) pingDelay() time.Duration {
+// pingCheckEvery is how many heartbeat intervals a connection that talks goes without
+// a ping at most: its frames show that it is alive, but only a pong shows that what
+// the server sends reaches it.
+const pingCheckEvery = 4
+
+// firstPingDelay is how long after a connection's start, or its first frame, it is
+// pinged if it stays silent: at random between half and the whole HeartbeatInterval,
+// so that connections made together (a load balancer's reconnect wave, a restart) are
+// not pinged together.
+func (e *Engine) firstPingDelay() time.Duration {
 	half := e.cfg.HeartbeatInterval / 2
 	return half + rand.N(half+1)
 }
 
 // postponePingLocked reports whether c's due ping is put off because a frame was read
-// from c since the sign of life the ping was counted from: the ping is then due a
-// pingDelay after that frame, so that a peer is still pinged within an interval of
-// the last thing it sent. A connection that talks is not pinged.
+// from c after the sign of life the ping was counted from. The ping is then due once
+// c has been silent for the interval less a random tenth (the first time, the random
+// half of firstPingDelay), so that a peer is still pinged within an interval of the
+// last thing it sent. It is not put off once c has gone pingCheckEvery intervals
+// without a pong.
 func (e *Engine) postponePingLocked(c *conn, now time.Time) bool {
-	heard := time.Unix(0, c.heard.Load())
-	if !heard.After(c.pingFrom) {
+	heard := e.epoch.Add(time.Duration(c.heard.Load()))
+	if !heard.After(c.pingFrom) || now.Sub(c.pongAt) >= pingCheckEvery*e.cfg.HeartbeatInterval {
 		return false
 	}
+	delay := e.cfg.HeartbeatInterval - rand.N(e.cfg.HeartbeatInterval/10+1)
+	if !c.heardOnce {
+		c.heardOnce = true
+		delay = e.firstPingDelay()
+	}
 	c.pingFrom = heard
-	next := heard.Add(e.pingDelay())
+	next := heard.Add(delay)
 	if !next.After(now) {
 		return false
 	}
@@ -142,8 +154,9 @@ func (e *Engine) pinged(c *conn, err error) {
 	e.mu.Lock()
 	defer e.unlock()
 	c.pinging = false
-	c.pingFrom = time.Now()
-	c.nextPing = c.pingFrom.Add(e.cfg.HeartbeatInterval)
+	c.pongAt = time.Now()
+	c.pingFrom = c.pongAt
+	c.nextPing = c.pongAt.Add(e.cfg.HeartbeatInterval)
 	if err != nil && !c.closed {
 		c.unresponsive = true
 		e.closeConnLocked(c, CloseGoingAway, "heartbeat timeout")

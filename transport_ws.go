@@ -56,11 +56,11 @@ type WebSocketOptions struct {
 // gets, and [Config.OnJoin] with it, keeps the request's values but not its
 // cancellation. Per-message compression is off, a frame over
 // [Config.MaxFrameBytes] closes the connection with [CloseMessageTooBig], and a binary
-// frame closes it with [CloseUnsupportedData]. The engine pings a connection that has
-// been silent for [Config.HeartbeatInterval]. A client that ends its TCP connection without a close
-// frame (a killed process, a reset) is let go at once, without a close handshake: a
-// close frame would go into a socket nobody reads. (A client whose network is lost
-// sends nothing at all; the heartbeat finds it.)
+// frame closes it with [CloseUnsupportedData]. The engine pings a connection that
+// has been silent (see [Config.HeartbeatInterval]). A client that ends its TCP
+// connection without a close frame (a killed process, a reset) is let go at once,
+// without a close handshake: a close frame would go into a socket nobody reads. (A
+// client whose network is lost sends nothing at all; the heartbeat finds it.)
 //
 // It uses github.com/coder/websocket, the maintained home of the deprecated
 // nhooyr.io/websocket.
