@@ -74,8 +74,8 @@ type Config struct {
 	// start or the first frame is cut at random to between half and the whole
 	// interval, and after a later frame by up to a tenth, so that connections made or
 	// heard from together are not pinged together. A connection that talks is still
-	// pinged every fourth interval: only a pong shows that what the server sends
-	// reaches it. Zero means 25 seconds.
+	// pinged once four intervals have passed since its last pong: only a pong shows
+	// that what the server sends reaches it. Zero means 25 seconds.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout is how long a ping may go unanswered before the connection is
 	// closed. Zero means 10 seconds.

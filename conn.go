@@ -31,10 +31,10 @@ type conn struct {
 	// goroutine (the only one to touch it) so that each message need not copy it.
 	lastChatID string
 	// heard is when the reader last read a frame, by the sweeper's clock
-	// (Engine.clock, so up to a sweep early): a frame is a sign of life, which puts
-	// off the heartbeat (postponePingLocked).
+	// (Engine.clock, so up to a sweep early), on a connection with a Pinger: a frame
+	// is a sign of life, which puts off the heartbeat (postponePingLocked).
 	heard atomic.Int64
-	// writeSince is when the write under way began (Unix nanoseconds), 0 between
+	// writeSince is when the write under way began (Engine.sinceEpoch), 0 between
 	// writes: the sweeper drops a connection whose write takes over WriteTimeout.
 	writeSince atomic.Int64
 
@@ -49,8 +49,8 @@ type conn struct {
 	// pingFrom is the sign of life nextPing was counted from: Serve's start, the
 	// last pong, or a frame read (heard); pongAt is Serve's start or the last pong.
 	pingFrom, pongAt time.Time
-	// heardOnce is set once a frame has put the heartbeat off: later frames put it
-	// off by nearly a whole interval (see postponePingLocked).
+	// heardOnce is set once a due ping has found a frame heard: later frames put
+	// it off by nearly a whole interval (see postponePingLocked).
 	heardOnce bool
 	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
 	// that a replay at the bound does not make a reading client look slow.
@@ -257,7 +257,7 @@ func (c *conn) writeLoop() {
 			if c.written.Add(1) > int64(len(batch)) {
 				break
 			}
-			c.writeSince.Store(time.Now().UnixNano())
+			c.writeSince.Store(c.e.sinceEpoch())
 			err := c.t.Write(ctx, f.b)
 			c.writeSince.Store(0)
 			n++
@@ -297,7 +297,7 @@ func (c *conn) writeLoop() {
 // If the write fails, fs are held (writeFailed) and it reports false: the writer is
 // done.
 func (c *conn) flushGathered(g gatherer, fs []outFrame) bool {
-	c.writeSince.Store(time.Now().UnixNano())
+	c.writeSince.Store(c.e.sinceEpoch())
 	err := g.flush()
 	c.writeSince.Store(0)
 	if err != nil {

@@ -811,9 +811,9 @@ func (p *pingCount) Ping(ctx context.Context) error {
 }
 
 // TestHeartbeat_TalkingConnectionNotPinged: a frame read is a sign of life. A
-// connection that keeps talking is pinged only every fourth interval; once it falls
-// silent, it is pinged within an interval of its last frame, as one that never
-// talked is.
+// connection that keeps talking is pinged only once four intervals have passed since
+// its start or last pong; once it falls silent, it is pinged within an interval of
+// its last frame, as one that never talked is.
 func TestHeartbeat_TalkingConnectionNotPinged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEngine(t, flamingo.Config{HeartbeatInterval: 20 * time.Second})

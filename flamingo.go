@@ -121,6 +121,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
+		epoch:     time.Now(),
 		cfg:       cfg,
 		matcher:   cfg.Matcher,
 		log:       cfg.Logger,
@@ -153,7 +154,6 @@ func New(cfg Config) (*Engine, error) {
 		e.cancel()
 		return nil, err
 	}
-	e.epoch = time.Now()
 	e.workers.Add(2)
 	go e.reaper()
 	go e.sweeper()
@@ -185,6 +185,12 @@ func (e *Engine) otherStats() Stats {
 // statsLocked adds this node's counts to others, what otherStats returned.
 func (e *Engine) statsLocked(others Stats) Stats {
 	return Stats{Online: e.online + others.Online, InQueue: e.inQueue + others.InQueue, InChat: e.inChat + others.InChat}
+}
+
+// sinceEpoch is the time since the engine's start, never 0: a monotonic time for
+// atomics, which a step of the wall clock does not move.
+func (e *Engine) sinceEpoch() int64 {
+	return max(int64(time.Since(e.epoch)), 1)
 }
 
 // unlock releases e.mu, then starts the writers that were decided while it was held.

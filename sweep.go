@@ -95,7 +95,7 @@ func (e *Engine) sweepActionLocked(c *conn, now time.Time) sweepAction {
 	case c.closed:
 	case c.sess == nil && !c.replaced && now.Sub(c.started) >= e.cfg.InitTimeout:
 		return sweepInitTimeout
-	case c.writeSince.Load() != 0 && now.Sub(time.Unix(0, c.writeSince.Load())) >= e.cfg.WriteTimeout:
+	case c.writeSince.Load() != 0 && now.Sub(e.epoch.Add(time.Duration(c.writeSince.Load()))) >= e.cfg.WriteTimeout:
 		return sweepWriteTimeout
 	case c.pinger != nil && !c.pinging && !now.Before(c.nextPing):
 		return sweepPing
@@ -104,8 +104,8 @@ func (e *Engine) sweepActionLocked(c *conn, now time.Time) sweepAction {
 }
 
 // pingCheckEvery is how many heartbeat intervals a connection that talks goes without
-// a ping at most: its frames show that it is alive, but only a pong shows that what
-// the server sends reaches it.
+// a ping at most (and a sweep): its frames show that it is alive, but only a pong
+// shows that what the server sends reaches it.
 const pingCheckEvery = 4
 
 // firstPingDelay is how long after a connection's start, or its first frame, it is
@@ -119,13 +119,13 @@ func (e *Engine) firstPingDelay() time.Duration {
 
 // postponePingLocked reports whether c's due ping is put off because a frame was read
 // from c after the sign of life the ping was counted from. The ping is then due once
-// c has been silent for the interval less a random tenth (the first time, the random
-// half of firstPingDelay), so that a peer is still pinged within an interval of the
-// last thing it sent. It is not put off once c has gone pingCheckEvery intervals
-// without a pong.
+// c has been silent for the interval less a random tenth (the first time, for a
+// firstPingDelay), so that a peer is still pinged within an interval of the last
+// thing it sent, and at the latest pingCheckEvery intervals after the last pong.
 func (e *Engine) postponePingLocked(c *conn, now time.Time) bool {
 	heard := e.epoch.Add(time.Duration(c.heard.Load()))
-	if !heard.After(c.pingFrom) || now.Sub(c.pongAt) >= pingCheckEvery*e.cfg.HeartbeatInterval {
+	check := c.pongAt.Add(pingCheckEvery * e.cfg.HeartbeatInterval)
+	if !heard.After(c.pingFrom) || !check.After(now) {
 		return false
 	}
 	delay := e.cfg.HeartbeatInterval - rand.N(e.cfg.HeartbeatInterval/10+1)
@@ -135,6 +135,9 @@ func (e *Engine) postponePingLocked(c *conn, now time.Time) bool {
 	}
 	c.pingFrom = heard
 	next := heard.Add(delay)
+	if next.After(check) {
+		next = check
+	}
 	if !next.After(now) {
 		return false
 	}

@@ -34,8 +34,9 @@ type Transport interface {
 
 // Pinger is a [Transport] that can check that its peer is alive. When a Transport
 // implements it, the Engine calls Ping once the connection has been silent for up to
-// [Config.HeartbeatInterval] (a frame read is a sign of life too) and closes the
-// connection if no answer comes within [Config.HeartbeatTimeout]. Ping is called
+// [Config.HeartbeatInterval] (a frame read is a sign of life too, for up to four
+// intervals) and closes the connection if no answer comes within
+// [Config.HeartbeatTimeout]. Ping is called
 // concurrently with Read, never with another Ping.
 type Pinger interface {
 	Ping(ctx context.Context) error
