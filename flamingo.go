@@ -52,9 +52,9 @@ type Engine struct {
 	broker  Broker // nil on a single node
 	node    string // broker.NodeID()
 	log     *slog.Logger
-	// clock is the time of the latest sweep, as time since epoch (monotonic): a
-	// clock the readers stamp frames with (conn.heard) at the cost of a load.
-	// Written once a sweep, it sits apart from the counters written per message.
+	// epoch is when the engine was made. clock is the time of the latest sweep since
+	// then (monotonic), which readers stamp frames with (conn.heard) at the cost of a
+	// load; written once a sweep, it sits apart from the counters written per message.
 	epoch time.Time
 	clock atomic.Int64
 

@@ -108,10 +108,10 @@ func (e *Engine) sweepActionLocked(c *conn, now time.Time) sweepAction {
 // shows that what the server sends reaches it.
 const pingCheckEvery = 4
 
-// firstPingDelay is how long after a connection's start, or its first frame, it is
-// pinged if it stays silent: at random between half and the whole HeartbeatInterval,
-// so that connections made together (a load balancer's reconnect wave, a restart) are
-// not pinged together.
+// firstPingDelay is how long after a connection's start (or the first frame a due
+// ping finds) it is pinged if it stays silent: at random between half and the whole
+// HeartbeatInterval, so that connections made together (a load balancer's reconnect
+// wave, a restart) are not pinged together.
 func (e *Engine) firstPingDelay() time.Duration {
 	half := e.cfg.HeartbeatInterval / 2
 	return half + rand.N(half+1)
