@@ -843,6 +843,39 @@ func TestHeartbeat_TalkingConnectionNotPinged(t *testing.T) {
 	})
 }
 
+// TestHeartbeat_LaterWaitsNearlyWhole: once the first wait (half to a whole interval)
+// is over, by a ping or by a frame that put it off, a frame puts the ping off by the
+// interval less a random tenth. A client that talks more often than that (here every
+// 15 s against 20) is pinged at most once, from the first wait, until the
+// four-interval check.
+func TestHeartbeat_LaterWaitsNearlyWhole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEngine(t, flamingo.Config{HeartbeatInterval: 20 * time.Second})
+		var ends []*pingCount
+		var clients []*flamingotest.Client
+		for range 3 {
+			server, client := flamingotest.Pipe()
+			pc := &pingCount{PipeEnd: server}
+			ends = append(ends, pc)
+			go func() { _ = e.Serve(context.Background(), pc) }()
+			c := flamingotest.NewClient(t, client)
+			t.Cleanup(func() { _ = client.Close(flamingo.CloseNormal, "") })
+			c.Init("")
+			clients = append(clients, c)
+		}
+		for range 5 { // 75 s: under four intervals
+			time.Sleep(15 * time.Second)
+			for _, c := range clients {
+				c.Send(flamingo.EventPing, nil)
+				c.Expect(flamingo.EventPong)
+			}
+		}
+		for i, pc := range ends {
+			assert.LessOrEqual(t, pc.n.Load(), int32(1), "connection %d", i)
+		}
+	})
+}
+
 // TestHeartbeat_FirstPingsSpread: connections made together are first pinged at
 // random between half and the whole interval, not all at once.
 func TestHeartbeat_FirstPingsSpread(t *testing.T) {

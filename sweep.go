@@ -119,9 +119,10 @@ func (e *Engine) firstPingDelay() time.Duration {
 
 // postponePingLocked reports whether c's due ping is put off because a frame was read
 // from c after the sign of life the ping was counted from. The ping is then due once
-// c has been silent for the interval less a random tenth (the first time, for a
-// firstPingDelay), so that a peer is still pinged within an interval of the last
-// thing it sent, and at the latest pingCheckEvery intervals after the last pong.
+// c has been silent for the interval less a random tenth (while the first wait is not
+// over, for a firstPingDelay), so that a peer is still pinged within an interval of
+// the last thing it sent, and at the latest pingCheckEvery intervals after the last
+// pong.
 func (e *Engine) postponePingLocked(c *conn, now time.Time) bool {
 	heard := e.epoch.Add(time.Duration(c.heard.Load()))
 	check := c.pongAt.Add(pingCheckEvery * e.cfg.HeartbeatInterval)
@@ -129,8 +130,8 @@ func (e *Engine) postponePingLocked(c *conn, now time.Time) bool {
 		return false
 	}
 	delay := e.cfg.HeartbeatInterval - rand.N(e.cfg.HeartbeatInterval/10+1)
-	if !c.heardOnce {
-		c.heardOnce = true
+	if !c.waited {
+		c.waited = true
 		delay = e.firstPingDelay()
 	}
 	c.pingFrom = heard
@@ -157,6 +158,7 @@ func (e *Engine) pinged(c *conn, err error) {
 	e.mu.Lock()
 	defer e.unlock()
 	c.pinging = false
+	c.waited = true
 	c.pongAt = time.Now()
 	c.pingFrom = c.pongAt
 	c.nextPing = c.pongAt.Add(e.cfg.HeartbeatInterval)
