@@ -70,8 +70,9 @@
 // msgs/s by default), one a box of two cores can take at 18k connections. The report
 // gives, per count, idle and busy memory per connection (RSS and heap) of both
 // servers, messages per server CPU-second and their ratio (the relay ratio, flat
-// phase), CPU time and allocations per message, and p50/p99 latency of the paced
-// phase; then how much each of flamingo's costs grew from the first count to the
+// phase), CPU time, allocations and write system calls per message (how many frames
+// a write carries; where /proc/self/io counts them), and p50/p99 latency of the
+// paced phase; then how much each of flamingo's costs grew from the first count to the
 // last (the target: at most 10%), beside the baseline's growth.
 //
 // Connections need sockets: the tool raises its own open files limit (RLIMIT_NOFILE)
@@ -488,15 +489,19 @@ func (cfg *config) checkCommon() error {
 
 // phaseResult is what one chat phase measured.
 type phaseResult struct {
-	Offered         float64 `json:"offered_msgs_per_sec"` // 0: closed loop
-	Msgs            uint64  `json:"msgs"`
-	Seconds         float64 `json:"seconds"`
-	MsgsPerSec      float64 `json:"msgs_per_sec"`
-	ServerCPUSec    float64 `json:"server_cpu_sec"`
-	MsgsPerCPUSec   float64 `json:"msgs_per_server_cpu_sec"`
-	ClientCPUSec    float64 `json:"client_cpu_sec"`
-	AllocsPerMsg    float64 `json:"allocs_per_msg"`
-	BytesPerMsg     float64 `json:"alloc_bytes_per_msg"`
+	Offered       float64 `json:"offered_msgs_per_sec"` // 0: closed loop
+	Msgs          uint64  `json:"msgs"`
+	Seconds       float64 `json:"seconds"`
+	MsgsPerSec    float64 `json:"msgs_per_sec"`
+	ServerCPUSec  float64 `json:"server_cpu_sec"`
+	MsgsPerCPUSec float64 `json:"msgs_per_server_cpu_sec"`
+	ClientCPUSec  float64 `json:"client_cpu_sec"`
+	AllocsPerMsg  float64 `json:"allocs_per_msg"`
+	BytesPerMsg   float64 `json:"alloc_bytes_per_msg"`
+	// WritesPerMsg is the server's write system calls per relayed message: 1 for
+	// a server that writes each frame by itself, less when one write carries
+	// several (0 where the system does not count them).
+	WritesPerMsg    float64 `json:"writes_per_msg,omitempty"`
 	Latency         latency `json:"latency"`
 	ServerCPUShare  float64 `json:"server_cpu_cores"` // server CPU-seconds per second
 	ClientCPUShare  float64 `json:"client_cpu_cores"`
@@ -1025,6 +1030,7 @@ type phaseAcc struct {
 	cliCPU   float64
 	mallocs  uint64
 	alloced  uint64 // heap bytes
+	writes   uint64 // the server's write system calls
 	senders  int
 	finished int
 
@@ -1050,6 +1056,7 @@ func (a *phaseAcc) result() phaseResult {
 		MsgsPerCPUSec:   ratio(float64(a.msgs), a.srvCPU),
 		AllocsPerMsg:    ratio(float64(a.mallocs), float64(a.msgs)),
 		BytesPerMsg:     ratio(float64(a.alloced), float64(a.msgs)),
+		WritesPerMsg:    ratio(float64(a.writes), float64(a.msgs)),
 		Latency:         a.h.summary(),
 		ServerCPUShare:  ratio(a.srvCPU, a.secs),
 		ClientCPUShare:  ratio(a.cliCPU, a.secs),
@@ -1151,6 +1158,7 @@ func (r *runner) chat(senders []*client, load float64, dur time.Duration, mid fu
 	acc.cliCPU += float64(cl1-cl0) / 1e9
 	acc.mallocs += st1.Mallocs - st0.Mallocs
 	acc.alloced += st1.AllocBytes - st0.AllocBytes
+	acc.writes += st1.WriteCalls - st0.WriteCalls
 	acc.senders += len(senders)
 	acc.finished += int(finished.Load())
 }

@@ -191,11 +191,11 @@ func TestPprofAddrFor(t *testing.T) {
 func sized(conns int, fIdle, fBusy, bIdle, bBusy, fPerCPU, bPerCPU float64) (f, b *result) {
 	f = &result{Kind: kindFlamingo, Conns: conns, Pairs: conns / 2,
 		Idle: memFigures{RSSKiB: fIdle, HeapKiB: fIdle - 4}, Busy: memFigures{RSSKiB: fBusy, HeapKiB: fBusy - 4},
-		Flat:  phaseResult{MsgsPerSec: 30000, MsgsPerCPUSec: fPerCPU, AllocsPerMsg: 2.2},
+		Flat:  phaseResult{MsgsPerSec: 30000, MsgsPerCPUSec: fPerCPU, AllocsPerMsg: 2.2, WritesPerMsg: 0.25},
 		Paced: []phaseResult{{Offered: 10000, MsgsPerSec: 9000, MsgsPerCPUSec: 15000, Latency: latency{P50: 0.5, P99: 4, Max: 9}}}}
 	b = &result{Kind: kindBaseline, Conns: conns, Pairs: conns / 2,
 		Idle: memFigures{RSSKiB: bIdle, HeapKiB: bIdle - 4}, Busy: memFigures{RSSKiB: bBusy, HeapKiB: bBusy - 4},
-		Flat:  phaseResult{MsgsPerSec: 32000, MsgsPerCPUSec: bPerCPU, AllocsPerMsg: 0.01},
+		Flat:  phaseResult{MsgsPerSec: 32000, MsgsPerCPUSec: bPerCPU, AllocsPerMsg: 0.01, WritesPerMsg: 1},
 		Paced: []phaseResult{{Offered: 10000, MsgsPerSec: 9900, MsgsPerCPUSec: 20000, Latency: latency{P50: 0.4, P99: 2, Max: 5}}}}
 	return f, b
 }
@@ -222,7 +222,8 @@ func TestScaleReport(t *testing.T) {
 	p := points[0]
 	if !near(p.RelayRatio, 0.8) || !near(p.CPUPerMsg, 50) || !near(p.BaselineCPUPerMsg, 40) || !p.Interleaved ||
 		p.P99 != 4 || p.BaselineP99 != 2 || p.PacedOffered != 10000 || p.KiBPerConn != 28 || p.BaselineBusyHeapKiBPerConn != 20 ||
-		p.PacedMsgsPerSec != 9000 || p.BaselinePacedMsgsPerSec != 9900 || !near(p.PacedRelayRatio, 0.75) {
+		p.PacedMsgsPerSec != 9000 || p.BaselinePacedMsgsPerSec != 9900 || !near(p.PacedRelayRatio, 0.75) ||
+		p.WritesPerMsg != 0.25 || p.BaselineWritesPerMsg != 1 {
 		t.Fatalf("first point: %+v", p)
 	}
 	if points[2].Interleaved {

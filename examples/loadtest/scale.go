@@ -178,6 +178,9 @@ type scalePoint struct {
 	BaselineCPUPerMsg    float64 `json:"baseline_server_cpu_us_per_msg"`
 	AllocsPerMsg         float64 `json:"allocs_per_msg"`
 	BaselineAllocsPerMsg float64 `json:"baseline_allocs_per_msg"`
+	// Write system calls per message, flat phase: how many frames one write carries.
+	WritesPerMsg         float64 `json:"writes_per_msg,omitempty"`
+	BaselineWritesPerMsg float64 `json:"baseline_writes_per_msg,omitempty"`
 
 	// The paced phase, when one ran. Its relay ratio (messages per server CPU-second
 	// against the baseline's) tells apart what the flat phase's ratio mixes in: how
@@ -245,6 +248,7 @@ func makeScalePoint(c config, f, b *result, took time.Duration) scalePoint {
 		RelayRatio:   ratio(f.Flat.MsgsPerCPUSec, b.Flat.MsgsPerCPUSec),
 		CPUPerMsg:    1e6 * ratio(1, f.Flat.MsgsPerCPUSec),
 		AllocsPerMsg: f.Flat.AllocsPerMsg, BaselineAllocsPerMsg: b.Flat.AllocsPerMsg,
+		WritesPerMsg: f.Flat.WritesPerMsg, BaselineWritesPerMsg: b.Flat.WritesPerMsg,
 		BaselineCPUPerMsg: 1e6 * ratio(1, b.Flat.MsgsPerCPUSec),
 
 		Flamingo: f, Baseline: b,
@@ -360,6 +364,7 @@ func printScaleTable(cfg config, rep scaleReport) {
 	row("flat msgs per server CPU-s", "%.0f", func(p scalePoint) (float64, float64) { return p.MsgsPerCPU, p.BaselineMsgsPerCPU }, nil)
 	row("server CPU µs per msg", "%.1f", func(p scalePoint) (float64, float64) { return p.CPUPerMsg, p.BaselineCPUPerMsg }, &g.CPUPerMsg)
 	row("server allocs per msg", "%.2f", func(p scalePoint) (float64, float64) { return p.AllocsPerMsg, p.BaselineAllocsPerMsg }, nil)
+	row("server write calls per msg", "%.2f", func(p scalePoint) (float64, float64) { return p.WritesPerMsg, p.BaselineWritesPerMsg }, nil)
 	if rep.PacedLoad > 0 {
 		row("paced delivered msgs/s", "%.0f", func(p scalePoint) (float64, float64) { return p.PacedMsgsPerSec, p.BaselinePacedMsgsPerSec }, nil)
 		row("paced msgs per server CPU-s", "%.0f", func(p scalePoint) (float64, float64) { return p.PacedMsgsPerCPU, p.BaselinePacedMsgsPerCPU }, nil)

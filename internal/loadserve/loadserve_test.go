@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -65,10 +67,32 @@ func TestServeUnknownCommand(t *testing.T) {
 }
 
 func TestStatsAdd(t *testing.T) {
-	a := Stats{CPUNanos: 1, Mallocs: 2, AllocBytes: 7, HeapInuse: 3, StackInuse: 4, RSS: 5, Goroutines: 6}
-	want := Stats{CPUNanos: 2, Mallocs: 4, AllocBytes: 14, HeapInuse: 6, StackInuse: 8, RSS: 10, Goroutines: 12}
+	a := Stats{CPUNanos: 1, Mallocs: 2, AllocBytes: 7, HeapInuse: 3, StackInuse: 4, RSS: 5, Goroutines: 6, WriteCalls: 9}
+	want := Stats{CPUNanos: 2, Mallocs: 4, AllocBytes: 14, HeapInuse: 6, StackInuse: 8, RSS: 10, Goroutines: 12, WriteCalls: 18}
 	if got := a.Add(a); got != want {
 		t.Fatalf("Add = %+v, want %+v", got, want)
+	}
+}
+
+// TestWriteCalls: where /proc/self/io exists, each write system call counts one.
+func TestWriteCalls(t *testing.T) {
+	if _, err := os.Stat("/proc/self/io"); err != nil {
+		t.Skip("no /proc/self/io here")
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "w"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	before := ReadStats(false).WriteCalls
+	for range 10 {
+		if _, err := f.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Other goroutines of the test binary may write too, but not fewer than ten.
+	if got := ReadStats(false).WriteCalls - before; got < 10 {
+		t.Fatalf("%d write calls counted for 10 writes", got)
 	}
 }
 
