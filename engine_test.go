@@ -810,6 +810,18 @@ func (p *pingCount) Ping(ctx context.Context) error {
 	return p.PipeEnd.Ping(ctx)
 }
 
+// connectThrough serves a new pipe with e through the transport wrap makes of the
+// pipe's server end, and returns the client on the other end, initialised.
+func connectThrough(t *testing.T, e *flamingo.Engine, wrap func(*flamingotest.PipeEnd) flamingo.Transport) *flamingotest.Client {
+	server, client := flamingotest.Pipe()
+	tr := wrap(server)
+	go func() { _ = e.Serve(context.Background(), tr) }()
+	c := flamingotest.NewClient(t, client)
+	t.Cleanup(func() { _ = client.Close(flamingo.CloseNormal, "") })
+	c.Init("")
+	return c
+}
+
 // TestHeartbeat_TalkingConnectionNotPinged: a frame read is a sign of life. A
 // connection that keeps talking is pinged only once four intervals have passed since
 // its start or last pong; once it falls silent, it is pinged within an interval of
@@ -817,12 +829,8 @@ func (p *pingCount) Ping(ctx context.Context) error {
 func TestHeartbeat_TalkingConnectionNotPinged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEngine(t, flamingo.Config{HeartbeatInterval: 20 * time.Second})
-		server, client := flamingotest.Pipe()
-		pc := &pingCount{PipeEnd: server}
-		go func() { _ = e.Serve(context.Background(), pc) }()
-		c := flamingotest.NewClient(t, client)
-		t.Cleanup(func() { _ = client.Close(flamingo.CloseNormal, "") })
-		c.Init("")
+		pc := &pingCount{}
+		c := connectThrough(t, e, func(p *flamingotest.PipeEnd) flamingo.Transport { pc.PipeEnd = p; return pc })
 		talk := func(d time.Duration) { // a frame every 5 s
 			for end := time.Now().Add(d); time.Now().Before(end); {
 				time.Sleep(5 * time.Second)
@@ -854,14 +862,9 @@ func TestHeartbeat_LaterWaitsNearlyWhole(t *testing.T) {
 		var ends []*pingCount
 		var clients []*flamingotest.Client
 		for range 3 {
-			server, client := flamingotest.Pipe()
-			pc := &pingCount{PipeEnd: server}
+			pc := &pingCount{}
 			ends = append(ends, pc)
-			go func() { _ = e.Serve(context.Background(), pc) }()
-			c := flamingotest.NewClient(t, client)
-			t.Cleanup(func() { _ = client.Close(flamingo.CloseNormal, "") })
-			c.Init("")
-			clients = append(clients, c)
+			clients = append(clients, connectThrough(t, e, func(p *flamingotest.PipeEnd) flamingo.Transport { pc.PipeEnd = p; return pc }))
 		}
 		for range 5 { // 75 s: under four intervals
 			time.Sleep(15 * time.Second)
@@ -884,13 +887,9 @@ func TestHeartbeat_FirstPingsSpread(t *testing.T) {
 		start := time.Now()
 		var ends []*pingClock
 		for range 10 {
-			server, client := flamingotest.Pipe()
-			pc := &pingClock{PipeEnd: server}
+			pc := &pingClock{}
 			ends = append(ends, pc)
-			go func() { _ = e.Serve(context.Background(), pc) }()
-			c := flamingotest.NewClient(t, client)
-			c.Init("")
-			t.Cleanup(func() { _ = client.Close(flamingo.CloseNormal, "") })
+			connectThrough(t, e, func(p *flamingotest.PipeEnd) flamingo.Transport { pc.PipeEnd = p; return pc })
 		}
 		time.Sleep(21 * time.Second) // the sweep looks every second
 		seconds := map[time.Duration]bool{}
