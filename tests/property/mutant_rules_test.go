@@ -145,8 +145,14 @@ func (r *recordingTB) ruleVerdict() string {
 		for line := range strings.SplitSeq(s, "\n") {
 			// A failure that rapid could not reproduce while shrinking (the
 			// relaxation timings of a loaded machine) is reported as "flaky", with
-			// the original verdict after "Traceback (".
+			// the original verdict after "Traceback (". Otherwise the verdict may
+			// come only in rapid's own line, "[rapid] failed after N tests: ...".
 			line = strings.TrimPrefix(strings.TrimSpace(line), "Traceback (")
+			if rest, ok := strings.CutPrefix(line, "[rapid] failed"); ok {
+				if _, verdict, ok := strings.Cut(rest, ": "); ok {
+					line = verdict
+				}
+			}
 			for _, name := range rules {
 				if strings.HasPrefix(line, name+":") {
 					return line
