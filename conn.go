@@ -46,13 +46,10 @@ type conn struct {
 	unresponsive bool
 	pinging      bool      // a heartbeat ping is under way
 	nextPing     time.Time // when the next heartbeat ping is due
-	// pingFrom is the sign of life nextPing was counted from: Serve's start, the
-	// last pong, or a frame read (heard); pongAt is Serve's start or the last pong.
+	// pingFrom is the sign of life nextPing was counted from: Serve's start (the
+	// first wait, see firstPingDelay), the last pong, or a frame read (heard);
+	// pongAt is Serve's start or the last pong.
 	pingFrom, pongAt time.Time
-	// waited is set once the first wait (firstPingDelay) is over, by a ping or by
-	// a frame that put it off: later frames put pings off by nearly a whole
-	// interval (see postponePingLocked).
-	waited bool
 	// slack and slackBytes are what the resume replayed: room beyond the bounds, so
 	// that a replay at the bound does not make a reading client look slow.
 	slack, slackBytes int

@@ -54,8 +54,10 @@ func (e *Engine) Serve(ctx context.Context, t Transport) error {
 			e.closeConn(c, CloseInvalidPayload, "frame is not valid UTF-8")
 			break
 		}
-		if now := e.clock.Load(); c.pinger != nil && c.heard.Load() != now {
-			c.heard.Store(now) // once a sweep at most
+		if c.pinger != nil {
+			if now := e.clock.Load(); c.heard.Load() != now {
+				c.heard.Store(now) // once a sweep at most
+			}
 		}
 		e.handle(c, b)
 	}

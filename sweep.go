@@ -130,8 +130,7 @@ func (e *Engine) postponePingLocked(c *conn, now time.Time) bool {
 		return false
 	}
 	delay := e.cfg.HeartbeatInterval - rand.N(e.cfg.HeartbeatInterval/10+1)
-	if !c.waited {
-		c.waited = true
+	if c.pingFrom.Equal(c.started) { // the first wait: no pong, nor frame, counted yet
 		delay = e.firstPingDelay()
 	}
 	c.pingFrom = heard
@@ -158,7 +157,6 @@ func (e *Engine) pinged(c *conn, err error) {
 	e.mu.Lock()
 	defer e.unlock()
 	c.pinging = false
-	c.waited = true
 	c.pongAt = time.Now()
 	c.pingFrom = c.pongAt
 	c.nextPing = c.pongAt.Add(e.cfg.HeartbeatInterval)
